@@ -1,0 +1,49 @@
+/*
+ * fsutil: the durable file operations everything else relies on.
+ *
+ * fsutil_write_durable() is the one way a file is published: create a
+ * temporary name with O_EXCL and mode 0600 (or the mode given), write, fsync,
+ * close, rename over the final name, fsync the directory. A reader either
+ * sees the whole file or nothing, across a crash at any point.
+ *
+ * fsutil_open_untrusted() opens a file someone else dropped (the spool) the
+ * way Postfix's safe_open does: no symlinks, regular files only, exactly one
+ * link, fstat must match lstat, and a size limit.
+ */
+#ifndef GW_FSUTIL_H
+#define GW_FSUTIL_H
+
+#include "buf.h"
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Write data to dir/name durably. mode is the final file's mode (0600 usual). */
+int fsutil_write_durable(const char *dir, const char *name, const void *data, size_t len,
+			 mode_t mode);
+
+/* Rename dir_from/name_from to dir_to/name_to and fsync both directories. */
+int fsutil_rename_durable(const char *dir_from, const char *name_from, const char *dir_to,
+			  const char *name_to);
+
+/* fsync a directory so renames and creations inside it are durable. */
+int fsutil_sync_dir(const char *dir);
+
+/* Create dir (and parents) with mode if missing. */
+int fsutil_mkdirs(const char *dir, mode_t mode);
+
+/*
+ * Read an untrusted file into out. Fails with GW_EINVALID and a reason code
+ * in *reason ("not-regular", "symlink", "hard-linked", "too-large") when the
+ * file must be rejected without being parsed; GW_ERROR for I/O faults.
+ */
+int fsutil_read_untrusted(const char *dir, const char *name, size_t max_bytes, gw_buf *out,
+			  const char **reason);
+
+/* Read a whole trusted file (configuration, certificates) up to max_bytes. */
+int fsutil_read_file(const char *path, size_t max_bytes, gw_buf *out);
+
+/* Join dir and name into out (size outlen); fails when it would not fit. */
+int fsutil_path(char *out, size_t outlen, const char *dir, const char *name);
+
+#endif

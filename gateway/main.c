@@ -1,0 +1,76 @@
+/*
+ * main: the single executable `gateway`. A table of subcommands to the
+ * module that owns each (smtpctl.c style); nothing else lives here.
+ */
+#include "daemons.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct command {
+	const char *name;
+	const char *summary;
+	int (*run)(const char *name, int argc, char **argv);
+};
+
+static int run_send(const char *name, int argc, char **argv)
+{
+	(void)name;
+	return sender_main(argc, argv);
+}
+
+static int run_receive(const char *name, int argc, char **argv)
+{
+	(void)name;
+	return receiver_main(argc, argv);
+}
+
+static int run_inbox(const char *name, int argc, char **argv)
+{
+	(void)name;
+	return inbox_main(argc, argv);
+}
+
+static int run_version(const char *name, int argc, char **argv)
+{
+	(void)name;
+	(void)argc;
+	(void)argv;
+	printf("gateway %s\n", GW_VERSION);
+	return 0;
+}
+
+static const struct command commands[] = {
+	{ "send", "run the gateway: take notices from the spool and deliver them", run_send },
+	{ "receive", "run a partner's receiver: accept messages into an inbox", run_receive },
+	{ "status", "counts by state", operator_main },
+	{ "list", "list messages [--state S] [--notice ID] [--json]", operator_main },
+	{ "show", "show a notice or a message with its attempts and receipt", operator_main },
+	{ "inbox", "receiver evidence: inbox list | show MSGID | verify MSGID", run_inbox },
+	{ "version", "print the version", run_version },
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: gateway COMMAND [options]   (gateway COMMAND --help for more)\n\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(commands[i].name, argc - 1, argv + 1);
+	fprintf(stderr, "gateway: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,28 @@
+/*
+ * testutil: small helpers shared by the cmocka unit tests. Paths come from
+ * the environment CTest sets (GW_SOURCE_DIR, GW_BINARY_DIR, GW_PKI_DIR).
+ */
+#ifndef GW_TESTUTIL_H
+#define GW_TESTUTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "buf.h"
+
+/* A path under the development PKI, e.g. tu_pki("nav-ec.pem"). Static buffer ring. */
+const char *tu_pki(const char *name);
+/* A path under the source tree, e.g. tu_src("schemas"). */
+const char *tu_src(const char *rel);
+/* Read a whole file; fails the test on error. */
+void tu_read(const char *path, gw_buf *out);
+/* A fresh empty directory under the build tree's tmp/ (removed by tu_rmrf). */
+const char *tu_tmpdir(const char *tag);
+void tu_rmrf(const char *path);
+/* Write a file (mode 0644); fails the test on error. */
+void tu_write(const char *path, const void *data, size_t len);
+
+#endif
