@@ -1,0 +1,69 @@
+/*
+ * test_fsutil: durable publish and the hostile-input rules of the spool.
+ */
+#include "testutil.h"
+#include "fsutil.h"
+#include "err.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void test_write_durable_publishes_whole_file_0600(void **state)
+{
+	const char *dir = tu_tmpdir("fsutil-write");
+	char path[512];
+	struct stat st;
+	gw_buf buf = GW_BUF_INIT;
+
+	assert_int_equal(fsutil_write_durable(dir, "a.xml", "hello", 5, 0600), 0);
+	snprintf(path, sizeof(path), "%s/a.xml", dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	tu_read(path, &buf);
+	assert_string_equal((char *)buf.data, "hello");
+	gw_buf_free(&buf);
+	tu_rmrf(dir);
+}
+
+static void test_untrusted_refuses_symlink_hardlink_and_large(void **state)
+{
+	const char *dir = tu_tmpdir("fsutil-untrusted");
+	char a[512], b[512], c[512];
+	gw_buf buf = GW_BUF_INIT;
+	const char *reason;
+
+	snprintf(a, sizeof(a), "%s/plain.xml", dir);
+	snprintf(b, sizeof(b), "%s/link.xml", dir);
+	snprintf(c, sizeof(c), "%s/hard.xml", dir);
+	tu_write(a, "<x/>", 4);
+	assert_int_equal(fsutil_read_untrusted(dir, "plain.xml", 100, &buf, &reason), 0);
+	assert_int_equal(buf.len, 4);
+
+	assert_int_equal(fsutil_read_untrusted(dir, "plain.xml", 3, &buf, &reason), GW_EINVALID);
+	assert_string_equal(reason, "too-large");
+
+	assert_int_equal(symlink(a, b), 0);
+	assert_int_equal(fsutil_read_untrusted(dir, "link.xml", 100, &buf, &reason), GW_EINVALID);
+	assert_string_equal(reason, "symlink");
+
+	assert_int_equal(link(a, c), 0);
+	assert_int_equal(fsutil_read_untrusted(dir, "hard.xml", 100, &buf, &reason), GW_EINVALID);
+	assert_string_equal(reason, "hard-linked");
+	assert_non_null(strstr(gw_error_last(), "hard links"));
+
+	assert_int_equal(fsutil_read_untrusted(dir, ".", 100, &buf, &reason), GW_EINVALID);
+	assert_string_equal(reason, "not-regular");
+	gw_buf_free(&buf);
+	tu_rmrf(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_write_durable_publishes_whole_file_0600),
+		cmocka_unit_test(test_untrusted_refuses_symlink_hardlink_and_large),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
