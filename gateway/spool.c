@@ -1,0 +1,333 @@
+/*
+ * spool: the prison-side input directory (see spool.h and spool/README.md).
+ *
+ * Every move out of incoming/new is fsutil_rename_durable() (rename, then
+ * fsync of both directories), and never onto an existing name. A rejection
+ * writes its reason file before it moves the input, so a rejected file is
+ * never found without its reason. Files are read with
+ * fsutil_read_untrusted() (no symlinks, regular files with one link only,
+ * a size limit).
+ *
+ * Diagnostics name the spool directory and the file name; the contents of
+ * a file never appear in them.
+ */
+#include "spool.h"
+#include "err.h"
+#include "fsutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SUFFIX_MAX 9999       /* name.1 .. name.9999 before giving up */
+#define FINAL_NAME_ROOM 200   /* leaves room for ".reason" and fsutil's temporary prefix */
+
+/* ---- names ---- */
+
+static int name_char(int c, int first)
+{
+	if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+		return 1;
+	return !first && (c == '.' || c == '_' || c == '-');
+}
+
+int spool_name_valid(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len < 5 || len > SPOOL_NAME_MAX || strcmp(name + len - 4, ".xml") != 0)
+		return 0;
+	for (size_t i = 0; i < len - 4; i++)
+		if (!name_char((unsigned char)name[i], i == 0))
+			return 0;
+	return 1;
+}
+
+/* ---- opening ---- */
+
+static int spool_dir(char *out, const char *root, const char *rel, mode_t mode)
+{
+	struct stat st;
+
+	if (fsutil_path(out, PATH_MAX, root, rel) < 0)
+		return GW_EINVALID;
+	if (fsutil_mkdirs(out, mode) < 0)
+		return gw_error_wrap(GW_ERROR, "spool %s", root);
+	if (lstat(out, &st) < 0)
+		return gw_error_set(GW_ERROR, "spool: cannot stat %s: %s", out, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return gw_error_set(GW_EINVALID, "spool: %s is not a directory (a symbolic link or "
+				    "file is not accepted)", out);
+	return 0;
+}
+
+static int same_device(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	if (stat(a, &sa) < 0 || stat(b, &sb) < 0)
+		return gw_error_set(GW_ERROR, "spool: cannot stat %s or %s: %s", a, b,
+				    strerror(errno));
+	if (sa.st_dev != sb.st_dev)
+		return gw_error_set(GW_EINVALID, "spool: %s and %s are on different file systems; "
+				    "files are moved between them by rename, so they must share one",
+				    a, b);
+	return 0;
+}
+
+int spool_open(struct spool *sp, const char *root)
+{
+	char incoming[PATH_MAX];
+	size_t len;
+
+	memset(sp, 0, sizeof(*sp));
+	if (!root || !(len = strlen(root)) || len >= sizeof(sp->root))
+		return gw_error_set(GW_EINVALID, "spool: no usable root directory given");
+	memcpy(sp->root, root, len + 1);
+	if (fsutil_mkdirs(root, 0750) < 0)
+		return gw_error_wrap(GW_ERROR, "spool %s", root);
+	if (spool_dir(incoming, root, "incoming", 0770) < 0 ||
+	    spool_dir(sp->tmp, root, "incoming/tmp", 0770) < 0 ||
+	    spool_dir(sp->new_dir, root, "incoming/new", 0770) < 0 ||
+	    spool_dir(sp->processed, root, "processed", 0750) < 0 ||
+	    spool_dir(sp->rejected, root, "rejected", 0750) < 0)
+		return GW_ERROR;
+	if (same_device(sp->tmp, sp->new_dir) < 0 || same_device(sp->new_dir, sp->processed) < 0 ||
+	    same_device(sp->new_dir, sp->rejected) < 0)
+		return GW_EINVALID;
+	return 0;
+}
+
+/* ---- listing ---- */
+
+static int push_name(char ***names, size_t *n, const char *name)
+{
+	char **grown = realloc(*names, (*n + 1) * sizeof(**names));
+	char *copy;
+
+	if (!grown)
+		return gw_error_set(GW_ENOMEM, "out of memory listing the spool");
+	*names = grown;
+	if (!(copy = strdup(name)))
+		return gw_error_set(GW_ENOMEM, "out of memory listing the spool");
+	grown[(*n)++] = copy;
+	return 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int spool_list_new(const struct spool *sp, struct spool_list *out)
+{
+	struct dirent *e;
+	DIR *d;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!(d = opendir(sp->new_dir)))
+		return gw_error_set(GW_ERROR, "spool: cannot read %s: %s", sp->new_dir, strerror(errno));
+	while (rc == 0 && (errno = 0, e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue; /* dot files, "." and ".." are not ours to judge */
+		if (spool_name_valid(e->d_name))
+			rc = push_name(&out->names, &out->n_names, e->d_name);
+		else
+			rc = push_name(&out->bad_names, &out->n_bad, e->d_name);
+	}
+	if (rc == 0 && errno != 0)
+		rc = gw_error_set(GW_ERROR, "spool: cannot read %s: %s", sp->new_dir, strerror(errno));
+	closedir(d);
+	if (rc < 0) {
+		spool_list_free(out);
+		return rc;
+	}
+	if (out->n_names)
+		qsort(out->names, out->n_names, sizeof(*out->names), cmp_names);
+	if (out->n_bad)
+		qsort(out->bad_names, out->n_bad, sizeof(*out->bad_names), cmp_names);
+	return 0;
+}
+
+static void free_names(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+void spool_list_free(struct spool_list *list)
+{
+	if (!list)
+		return;
+	free_names(list->names, list->n_names);
+	free_names(list->bad_names, list->n_bad);
+	memset(list, 0, sizeof(*list));
+}
+
+/* ---- reading ---- */
+
+int spool_read(const struct spool *sp, const char *name, size_t max_bytes, gw_buf *out,
+	       const char **reason)
+{
+	return fsutil_read_untrusted(sp->new_dir, name, max_bytes, out, reason);
+}
+
+/* ---- moving out of incoming/new ---- */
+
+static int exists(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (fsutil_path(path, sizeof(path), dir, name) < 0)
+		return -1;
+	return lstat(path, &st) == 0 || errno != ENOENT;
+}
+
+/*
+ * A name in dir that nothing has: base, base.1, base.2 ... A base too long
+ * to carry a suffix and ".reason" is cut to FINAL_NAME_ROOM bytes first
+ * (only badly named input can be that long).
+ */
+static int free_name(const char *dir, const char *name, char *out, size_t outlen)
+{
+	char base[FINAL_NAME_ROOM + 1];
+
+	snprintf(base, sizeof(base), "%.*s", FINAL_NAME_ROOM - 8, name);
+	for (int i = 0; i <= SUFFIX_MAX; i++) {
+		int n = i ? snprintf(out, outlen, "%s.%d", base, i) : snprintf(out, outlen, "%s", base);
+		int taken;
+
+		if (n < 0 || (size_t)n >= outlen)
+			return gw_error_set(GW_EINVALID, "spool: no room for a final name for %s", base);
+		if ((taken = exists(dir, out)) < 0)
+			return GW_EINVALID;
+		if (!taken)
+			return 0;
+	}
+	return gw_error_set(GW_EEXISTS, "spool: %s already holds %s and %d numbered copies", dir,
+			    base, SUFFIX_MAX);
+}
+
+static void copy_out(char *dst, size_t dstlen, const char *src)
+{
+	if (dst && dstlen)
+		snprintf(dst, dstlen, "%s", src);
+}
+
+/* Stamp the acceptance time, so expiry counts days from when it was taken. */
+static void touch(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+
+	if (fsutil_path(path, sizeof(path), dir, name) == 0)
+		(void)utimensat(AT_FDCWD, path, NULL, AT_SYMLINK_NOFOLLOW);
+}
+
+int spool_accept(const struct spool *sp, const char *name, char *final_name, size_t final_len)
+{
+	char final[FINAL_NAME_ROOM + 16];
+	int rc;
+
+	if ((rc = free_name(sp->processed, name, final, sizeof(final))) < 0)
+		return rc;
+	touch(sp->new_dir, name);
+	if ((rc = fsutil_rename_durable(sp->new_dir, name, sp->processed, final)) < 0)
+		return gw_error_wrap(rc, "spool: cannot move %s to processed", name);
+	copy_out(final_name, final_len, final);
+	return 0;
+}
+
+/* One line of printable text: control characters become spaces. */
+static int put_line(gw_buf *b, const char *text)
+{
+	for (const char *p = text; *p; p++) {
+		char c = (unsigned char)*p < 0x20 || *p == 0x7f ? ' ' : *p;
+		if (gw_buf_put(b, &c, 1) < 0)
+			return GW_ENOMEM;
+	}
+	return gw_buf_puts(b, "\n");
+}
+
+int spool_reject(const struct spool *sp, const char *name, const char *code,
+		 const char *sentence, char *final_name, size_t final_len)
+{
+	char final[FINAL_NAME_ROOM + 16], reason_name[FINAL_NAME_ROOM + 32];
+	gw_buf text = GW_BUF_INIT;
+	int rc;
+
+	if ((rc = free_name(sp->rejected, name, final, sizeof(final))) < 0)
+		return rc;
+	snprintf(reason_name, sizeof(reason_name), "%s.reason", final);
+	if (put_line(&text, code && *code ? code : "rejected") < 0 ||
+	    put_line(&text, sentence && *sentence ? sentence : "no reason was given") < 0) {
+		gw_buf_free(&text);
+		return GW_ENOMEM;
+	}
+	rc = fsutil_write_durable(sp->rejected, reason_name, text.data, text.len, 0640);
+	gw_buf_free(&text);
+	if (rc < 0)
+		return gw_error_wrap(rc, "spool: cannot write the reason for %s", name);
+	if ((rc = fsutil_rename_durable(sp->new_dir, name, sp->rejected, final)) < 0)
+		return gw_error_wrap(rc, "spool: cannot move %s to rejected", name);
+	copy_out(final_name, final_len, final);
+	return 0;
+}
+
+/* ---- expiry ---- */
+
+static int expire_one(const struct spool *sp, const char *name, int64_t cutoff_ms)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	int64_t mtime_ms;
+
+	if (fsutil_path(path, sizeof(path), sp->processed, name) < 0)
+		return GW_EINVALID;
+	if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+		return 0;
+	mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+	if (mtime_ms >= cutoff_ms)
+		return 0;
+	if (unlink(path) < 0)
+		return gw_error_set(GW_ERROR, "spool: cannot remove %s: %s", path, strerror(errno));
+	return 1;
+}
+
+int spool_expire_processed(const struct spool *sp, int days, int64_t now_ms, int *removed)
+{
+	int64_t cutoff = now_ms - (int64_t)days * 86400000;
+	struct dirent *e;
+	int count = 0, rc = 0;
+	DIR *d;
+
+	if (removed)
+		*removed = 0;
+	if (days < 0)
+		return gw_error_set(GW_EINVALID, "spool: processed files cannot be kept %d days", days);
+	if (!(d = opendir(sp->processed)))
+		return gw_error_set(GW_ERROR, "spool: cannot read %s: %s", sp->processed,
+				    strerror(errno));
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		if ((rc = expire_one(sp, e->d_name, cutoff)) < 0)
+			break;
+		count += rc;
+		rc = 0;
+	}
+	closedir(d);
+	if (count && fsutil_sync_dir(sp->processed) < 0 && rc == 0)
+		rc = GW_ERROR;
+	if (removed)
+		*removed = count;
+	return rc;
+}

@@ -1,0 +1,79 @@
+/*
+ * spool: the directory a prison's case system drops notices into (SPEC
+ * section 3; the layout contract for producers is spool/README.md).
+ *
+ *   incoming/tmp   producers write here ...
+ *   incoming/new   ... and rename complete files here (Maildir)
+ *   processed/     accepted input, kept spool_expire_processed() days
+ *   rejected/      rejected input NAME with NAME.reason (code, sentence)
+ *
+ * Nothing is ever deleted from incoming/new: a file leaves it only by a
+ * durable rename into processed/ or rejected/, and never over another file
+ * (a taken name gets a suffix .1, .2, ...). Only the gateway writes into
+ * processed/ and rejected/, and only one intake runs at a time.
+ */
+#ifndef GW_SPOOL_H
+#define GW_SPOOL_H
+
+#include "buf.h"
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SPOOL_NAME_MAX 132 /* [A-Za-z0-9][A-Za-z0-9._-]{0,127}.xml */
+
+struct spool {
+	char root[PATH_MAX];
+	char tmp[PATH_MAX];       /* incoming/tmp */
+	char new_dir[PATH_MAX];   /* incoming/new */
+	char processed[PATH_MAX];
+	char rejected[PATH_MAX];
+};
+
+/* The entries of incoming/new, each list sorted by name. */
+struct spool_list {
+	char **names;     /* well-named entries, to be read */
+	size_t n_names;
+	char **bad_names; /* other entries that are not dot files: reject as "bad-name" */
+	size_t n_bad;
+};
+
+/*
+ * Fill sp for the spool at root, creating missing directories (incoming/
+ * group-writable for producers, processed/ and rejected/ 0750). Fails
+ * when one is not a directory or they are not on one file system (renames
+ * between them must be atomic).
+ */
+int spool_open(struct spool *sp, const char *root);
+
+/* True when name is one the gateway takes from incoming/new. */
+int spool_name_valid(const char *name);
+
+int spool_list_new(const struct spool *sp, struct spool_list *out);
+void spool_list_free(struct spool_list *list);
+
+/*
+ * Read incoming/new/name under the hostile-input rules. GW_EINVALID with
+ * *reason ("symlink", "not-regular", "hard-linked", "too-large") when the
+ * file must be rejected unread.
+ */
+int spool_read(const struct spool *sp, const char *name, size_t max_bytes, gw_buf *out,
+	       const char **reason);
+
+/* Move incoming/new/name into processed/ durably; final name in final_name when given. */
+int spool_accept(const struct spool *sp, const char *name, char *final_name, size_t final_len);
+
+/*
+ * Reject incoming/new/name: first rejected/FINAL.reason is written durably
+ * ("code\nsentence\n"), then the file is renamed durably to rejected/FINAL,
+ * where FINAL is name or name.1, name.2 ... when taken. A crash between the
+ * two leaves the input in incoming/new, to be rejected again.
+ */
+int spool_reject(const struct spool *sp, const char *name, const char *code,
+		 const char *sentence, char *final_name, size_t final_len);
+
+/* Remove files in processed/ accepted more than `days` days before now_ms. */
+int spool_expire_processed(const struct spool *sp, int days, int64_t now_ms, int *removed);
+
+#endif

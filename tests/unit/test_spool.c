@@ -1,0 +1,260 @@
+/*
+ * test_spool: the spool contract of SPEC section 3. Which names are taken,
+ * ignored or rejected; that a rejection keeps the bytes next to a reason
+ * file with code and sentence; that nothing is ever overwritten; expiry of
+ * processed files.
+ */
+#include "testutil.h"
+#include "spool.h"
+#include "err.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define NOW INT64_C(1795392000000) /* 2026-11-22T00:00:00Z */
+
+static const char *drop(const struct spool *sp, const char *name, const char *text)
+{
+	static char path[PATH_MAX + 256];
+
+	snprintf(path, sizeof(path), "%s/%s", sp->new_dir, name);
+	tu_write(path, text, strlen(text));
+	return path;
+}
+
+static void read_text(const char *dir, const char *name, gw_buf *out)
+{
+	char path[PATH_MAX + 256];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	tu_read(path, out);
+}
+
+static bool present(const char *dir, const char *name)
+{
+	char path[PATH_MAX + 256];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return lstat(path, &st) == 0;
+}
+
+static void test_open_creates_layout(void **state)
+{
+	const char *root = tu_tmpdir("spool-open");
+	char sub[1024];
+	struct spool sp;
+	struct stat st;
+
+	snprintf(sub, sizeof(sub), "%s/spool", root);
+	assert_int_equal(spool_open(&sp, sub), 0);
+	assert_true(present(sub, "incoming/tmp"));
+	assert_true(present(sub, "incoming/new"));
+	assert_true(present(sub, "processed"));
+	assert_true(present(sub, "rejected"));
+	/* Opening again validates what is there. */
+	assert_int_equal(spool_open(&sp, sub), 0);
+
+	/* A subdirectory replaced by a file is refused. */
+	snprintf(sub, sizeof(sub), "%s/bad", root);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	snprintf(sub, sizeof(sub), "%s/bad/processed", root);
+	tu_write(sub, "x", 1);
+	snprintf(sub, sizeof(sub), "%s/bad", root);
+	assert_true(spool_open(&sp, sub) < 0);
+	assert_int_equal(stat(sub, &st), 0);
+	tu_rmrf(root);
+}
+
+static void test_names(void **state)
+{
+	char long_ok[140], too_long[140];
+
+	memset(long_ok, 'a', 128);
+	memcpy(long_ok + 128, ".xml", 5);
+	memset(too_long, 'a', 129);
+	memcpy(too_long + 129, ".xml", 5);
+
+	assert_true(spool_name_valid("KDI-2026-000123.xml"));
+	assert_true(spool_name_valid("a.xml"));
+	assert_true(spool_name_valid("0_x.y-z.xml"));
+	assert_true(spool_name_valid(long_ok));
+	assert_false(spool_name_valid(too_long));
+	assert_false(spool_name_valid(".xml"));
+	assert_false(spool_name_valid("-a.xml"));
+	assert_false(spool_name_valid("_a.xml"));
+	assert_false(spool_name_valid("a.XML"));
+	assert_false(spool_name_valid("a.xml.tmp"));
+	assert_false(spool_name_valid("a b.xml"));
+	assert_false(spool_name_valid("a\n.xml"));
+	assert_false(spool_name_valid("\xc3\xa6.xml"));
+}
+
+static void test_list_sorts_ignores_dot_files_and_separates_bad_names(void **state)
+{
+	const char *root = tu_tmpdir("spool-list");
+	struct spool_list list;
+	struct spool sp;
+
+	assert_int_equal(spool_open(&sp, root), 0);
+	drop(&sp, "b.xml", "<b/>");
+	drop(&sp, "a.xml", "<a/>");
+	drop(&sp, ".hidden.xml", "<h/>");
+	drop(&sp, "notes.txt", "x");
+	drop(&sp, "c.xml.part", "x");
+
+	assert_int_equal(spool_list_new(&sp, &list), 0);
+	assert_int_equal(list.n_names, 2);
+	assert_string_equal(list.names[0], "a.xml");
+	assert_string_equal(list.names[1], "b.xml");
+	assert_int_equal(list.n_bad, 2);
+	assert_string_equal(list.bad_names[0], "c.xml.part");
+	assert_string_equal(list.bad_names[1], "notes.txt");
+	spool_list_free(&list);
+	tu_rmrf(root);
+}
+
+static void test_reject_writes_reason_and_keeps_bytes(void **state)
+{
+	const char *root = tu_tmpdir("spool-reject");
+	gw_buf buf = GW_BUF_INIT;
+	char final[256];
+	struct spool sp;
+
+	assert_int_equal(spool_open(&sp, root), 0);
+	drop(&sp, "n.xml", "<Notice>broken");
+	assert_int_equal(spool_reject(&sp, "n.xml", "malformed", "n.xml: line 1:\nbroken",
+				      final, sizeof(final)),
+			 0);
+	assert_string_equal(final, "n.xml");
+	assert_false(present(sp.new_dir, "n.xml"));
+	read_text(sp.rejected, "n.xml", &buf);
+	assert_string_equal((char *)buf.data, "<Notice>broken");
+	read_text(sp.rejected, "n.xml.reason", &buf);
+	assert_string_equal((char *)buf.data, "malformed\nn.xml: line 1: broken\n");
+
+	/* The same name again: a numbered name, nothing overwritten. */
+	drop(&sp, "n.xml", "<second/>");
+	assert_int_equal(spool_reject(&sp, "n.xml", "schema-invalid", "second", final,
+				      sizeof(final)),
+			 0);
+	assert_string_equal(final, "n.xml.1");
+	read_text(sp.rejected, "n.xml", &buf);
+	assert_string_equal((char *)buf.data, "<Notice>broken");
+	read_text(sp.rejected, "n.xml.1", &buf);
+	assert_string_equal((char *)buf.data, "<second/>");
+	read_text(sp.rejected, "n.xml.1.reason", &buf);
+	assert_string_equal((char *)buf.data, "schema-invalid\nsecond\n");
+	gw_buf_free(&buf);
+	tu_rmrf(root);
+}
+
+static void test_accept_never_overwrites(void **state)
+{
+	const char *root = tu_tmpdir("spool-accept");
+	gw_buf buf = GW_BUF_INIT;
+	char final[256];
+	struct spool sp;
+
+	assert_int_equal(spool_open(&sp, root), 0);
+	for (int i = 0; i < 3; i++) {
+		char text[16];
+		snprintf(text, sizeof(text), "<v%d/>", i);
+		drop(&sp, "k.xml", text);
+		assert_int_equal(spool_accept(&sp, "k.xml", final, sizeof(final)), 0);
+	}
+	assert_string_equal(final, "k.xml.2");
+	read_text(sp.processed, "k.xml", &buf);
+	assert_string_equal((char *)buf.data, "<v0/>");
+	read_text(sp.processed, "k.xml.1", &buf);
+	assert_string_equal((char *)buf.data, "<v1/>");
+	read_text(sp.processed, "k.xml.2", &buf);
+	assert_string_equal((char *)buf.data, "<v2/>");
+	assert_false(present(sp.new_dir, "k.xml"));
+
+	/* Accepting a file that is not there fails and moves nothing. */
+	assert_true(spool_accept(&sp, "gone.xml", NULL, 0) < 0);
+	gw_buf_free(&buf);
+	tu_rmrf(root);
+}
+
+static void test_read_applies_hostile_rules(void **state)
+{
+	const char *root = tu_tmpdir("spool-read");
+	gw_buf buf = GW_BUF_INIT;
+	char target[PATH_MAX + 256], link_path[PATH_MAX + 256];
+	const char *reason = NULL;
+	struct spool sp;
+
+	assert_int_equal(spool_open(&sp, root), 0);
+	drop(&sp, "ok.xml", "<ok/>");
+	assert_int_equal(spool_read(&sp, "ok.xml", 1024, &buf, &reason), 0);
+	assert_string_equal((char *)buf.data, "<ok/>");
+	assert_int_equal(spool_read(&sp, "ok.xml", 3, &buf, &reason), GW_EINVALID);
+	assert_string_equal(reason, "too-large");
+
+	snprintf(target, sizeof(target), "%s/ok.xml", sp.new_dir);
+	snprintf(link_path, sizeof(link_path), "%s/link.xml", sp.new_dir);
+	assert_int_equal(symlink(target, link_path), 0);
+	assert_int_equal(spool_read(&sp, "link.xml", 1024, &buf, &reason), GW_EINVALID);
+	assert_string_equal(reason, "symlink");
+	/* Rejecting moves the link itself, never its target. */
+	assert_int_equal(spool_reject(&sp, "link.xml", reason, gw_error_last(), NULL, 0), 0);
+	assert_true(present(sp.new_dir, "ok.xml"));
+	assert_true(present(sp.rejected, "link.xml"));
+	gw_buf_free(&buf);
+	tu_rmrf(root);
+}
+
+static void set_mtime(const char *dir, const char *name, int64_t ms)
+{
+	char path[PATH_MAX + 256];
+	struct timeval tv[2];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	tv[0].tv_sec = tv[1].tv_sec = (time_t)(ms / 1000);
+	tv[0].tv_usec = tv[1].tv_usec = 0;
+	assert_int_equal(utimes(path, tv), 0);
+}
+
+static void test_expire_processed(void **state)
+{
+	const char *root = tu_tmpdir("spool-expire");
+	struct spool sp;
+	int removed = -1;
+
+	assert_int_equal(spool_open(&sp, root), 0);
+	drop(&sp, "old.xml", "<o/>");
+	drop(&sp, "new.xml", "<n/>");
+	assert_int_equal(spool_accept(&sp, "old.xml", NULL, 0), 0);
+	assert_int_equal(spool_accept(&sp, "new.xml", NULL, 0), 0);
+	set_mtime(sp.processed, "old.xml", NOW - 31 * INT64_C(86400000));
+	set_mtime(sp.processed, "new.xml", NOW - 29 * INT64_C(86400000));
+
+	assert_int_equal(spool_expire_processed(&sp, 30, NOW, &removed), 0);
+	assert_int_equal(removed, 1);
+	assert_false(present(sp.processed, "old.xml"));
+	assert_true(present(sp.processed, "new.xml"));
+	assert_int_equal(spool_expire_processed(&sp, -1, NOW, &removed), GW_EINVALID);
+	tu_rmrf(root);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_open_creates_layout),
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_list_sorts_ignores_dot_files_and_separates_bad_names),
+		cmocka_unit_test(test_reject_writes_reason_and_keeps_bytes),
+		cmocka_unit_test(test_accept_never_overwrites),
+		cmocka_unit_test(test_read_applies_hostile_rules),
+		cmocka_unit_test(test_expire_processed),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

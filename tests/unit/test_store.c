@@ -1,0 +1,502 @@
+/*
+ * test_store: the SQLite store. Durability settings as the live connection
+ * sees them, the message state machine's compare-and-set, earliest-release-
+ * first scheduling, crash recovery of "sending", and that attempts and
+ * receipts come back exactly as stored.
+ */
+#include "testutil.h"
+#include "store.h"
+#include "store_sqlite.h"
+#include "err.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define NOW INT64_C(1795392000000) /* 2026-11-22T00:00:00Z */
+
+struct fixture {
+	const char *dir;
+	char path[512];
+	store *st;
+};
+
+static int setup(void **state)
+{
+	static struct fixture f;
+
+	f.dir = tu_tmpdir("store");
+	snprintf(f.path, sizeof(f.path), "%s/db/sub/gateway.db", f.dir);
+	if (store_sqlite_open(&f.st, f.path) != 0) {
+		fprintf(stderr, "%s\n", gw_error_last());
+		return -1;
+	}
+	*state = &f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	f->st->ops->close(f->st);
+	tu_rmrf(f->dir);
+	return 0;
+}
+
+static void add_notice(store *st, const char *id, int revision, const char *sha)
+{
+	struct store_notice n;
+
+	memset(&n, 0, sizeof(n));
+	snprintf(n.notice_id, sizeof(n.notice_id), "%s", id);
+	n.revision = revision;
+	snprintf(n.kind, sizeof(n.kind), "release");
+	snprintf(n.content_sha256, sizeof(n.content_sha256), "%s", sha);
+	snprintf(n.source_name, sizeof(n.source_name), "%s-r%d.xml", id, revision);
+	snprintf(n.sender_orgnr, sizeof(n.sender_orgnr), "974760673");
+	snprintf(n.event_date, sizeof(n.event_date), "2026-12-04");
+	snprintf(n.person_ref, sizeof(n.person_ref), "0123456789abcdef");
+	n.weekend_release = true;
+	n.received_ms = NOW;
+	assert_int_equal(st->ops->notice_insert(st, &n), 0);
+}
+
+static void fill_message(struct store_message *m, const char *mid, const char *nid, int rev,
+			 enum msg_state state, const char *date, int64_t created, int64_t next)
+{
+	memset(m, 0, sizeof(*m));
+	snprintf(m->message_id, sizeof(m->message_id), "%s", mid);
+	snprintf(m->notice_id, sizeof(m->notice_id), "%s", nid);
+	m->revision = rev;
+	snprintf(m->kind, sizeof(m->kind), "release");
+	snprintf(m->service, sizeof(m->service), "housing");
+	snprintf(m->recipient_orgnr, sizeof(m->recipient_orgnr), "958935420");
+	snprintf(m->endpoint, sizeof(m->endpoint), "oslo-housing");
+	m->state = state;
+	snprintf(m->event_date, sizeof(m->event_date), "%s", date);
+	m->created_ms = created;
+	m->next_attempt_ms = next;
+	m->deadline_ms = created + 14 * INT64_C(86400000);
+	snprintf(m->digest_b64, sizeof(m->digest_b64), "AAAA");
+}
+
+static void add_message(store *st, const char *mid, const char *nid, int rev,
+			enum msg_state state, const char *date, int64_t created, int64_t next)
+{
+	struct store_message m;
+
+	fill_message(&m, mid, nid, rev, state, date, created, next);
+	if (state != MSG_HELD)
+		assert_int_equal(gw_buf_puts(&m.signed_bytes, "<Message/>"), 0);
+	assert_int_equal(st->ops->message_insert(st, &m), 0);
+	store_message_clear(&m);
+}
+
+static enum msg_state state_of(store *st, const char *mid)
+{
+	struct store_message m;
+
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(st->ops->message_get(st, mid, &m), 0);
+	store_message_clear(&m);
+	return m.state;
+}
+
+/* ---- durability and set-up ---- */
+
+static void test_open_durability_settings(void **state)
+{
+	struct fixture *f = *state;
+	struct store_sqlite_settings s;
+	struct stat sb;
+	store *again;
+
+	assert_int_equal(store_sqlite_settings(f->st, &s), 0);
+	assert_string_equal(s.journal_mode, "wal");
+	assert_int_equal(s.synchronous, 2); /* FULL */
+	assert_int_equal(s.foreign_keys, 1);
+	assert_true(s.busy_timeout_ms > 0);
+	assert_int_equal(s.schema_version, 1);
+
+	assert_int_equal(stat(f->path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+
+	/* A second open of an existing file finds the schema and migrates nothing. */
+	assert_int_equal(store_sqlite_open(&again, f->path), 0);
+	assert_int_equal(store_sqlite_settings(again, &s), 0);
+	assert_int_equal(s.schema_version, 1);
+	again->ops->close(again);
+}
+
+static void test_notices_seen_latest_and_foreign_key(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	struct store_notice n;
+	struct store_message m;
+	char sha[65];
+	int rev = 0;
+	bool seen = true;
+
+	assert_int_equal(st->ops->intake_seen(st, "aa", &seen), 0);
+	assert_false(seen);
+	assert_int_equal(st->ops->notice_latest(st, "KDI-1", &rev, sha), GW_ENOTFOUND);
+	add_notice(st, "KDI-1", 1, "aa");
+	add_notice(st, "KDI-1", 2, "bb");
+	assert_int_equal(st->ops->intake_seen(st, "aa", &seen), 0);
+	assert_true(seen);
+	assert_int_equal(st->ops->notice_latest(st, "KDI-1", &rev, sha), 0);
+	assert_int_equal(rev, 2);
+	assert_string_equal(sha, "bb");
+	assert_int_equal(st->ops->notice_get(st, "KDI-1", 1, &n), 0);
+	assert_string_equal(n.content_sha256, "aa");
+	assert_string_equal(n.person_ref, "0123456789abcdef");
+	assert_true(n.weekend_release);
+	assert_false(n.late_at_intake);
+	assert_int_equal(st->ops->notice_get(st, "KDI-1", 3, &n), GW_ENOTFOUND);
+
+	/* Same content twice is refused by the database itself. */
+	memset(&n, 0, sizeof(n));
+	snprintf(n.notice_id, sizeof(n.notice_id), "KDI-2");
+	n.revision = 1;
+	snprintf(n.content_sha256, sizeof(n.content_sha256), "aa");
+	assert_int_equal(st->ops->notice_insert(st, &n), GW_EEXISTS);
+
+	/* A message needs its notice. */
+	fill_message(&m, "m-orphan", "KDI-9", 1, MSG_QUEUED, "", NOW, NOW);
+	assert_int_not_equal(st->ops->message_insert(st, &m), 0);
+}
+
+/* ---- state machine ---- */
+
+static void test_update_is_compare_and_set(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	struct store_message m;
+
+	add_notice(st, "KDI-1", 1, "aa");
+	add_message(st, "m1", "KDI-1", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+
+	assert_int_equal(st->ops->message_update(st, "m1", MSG_QUEUED, MSG_SENDING, NULL, -1, 1), 0);
+	/* A second worker loses the race: it expected queued. */
+	assert_int_equal(st->ops->message_update(st, "m1", MSG_QUEUED, MSG_SENDING, NULL, -1, 1),
+			 GW_EINVALID);
+	assert_non_null(strstr(gw_error_last(), "is sending, not queued"));
+	assert_int_equal(st->ops->message_update(st, "nope", MSG_QUEUED, MSG_SENDING, NULL, -1, 1),
+			 GW_ENOTFOUND);
+
+	/* Retry: back to queued with a reason and a later time. */
+	assert_int_equal(st->ops->message_update(st, "m1", MSG_SENDING, MSG_QUEUED, "HTTP 503",
+						 NOW + 30000, 0),
+			 0);
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(st->ops->message_get(st, "m1", &m), 0);
+	assert_int_equal(m.state, MSG_QUEUED);
+	assert_string_equal(m.reason, "HTTP 503");
+	assert_int_equal(m.next_attempt_ms, NOW + 30000);
+	assert_int_equal(m.attempts, 1);
+	assert_string_equal((char *)m.signed_bytes.data, "<Message/>");
+
+	assert_int_equal(st->ops->message_update(st, "m1", MSG_QUEUED, MSG_SENDING, NULL, -1, 1), 0);
+	assert_int_equal(st->ops->message_update(st, "m1", MSG_SENDING, MSG_DELIVERED, "", -1, 0), 0);
+	assert_int_equal(st->ops->message_get(st, "m1", &m), 0);
+	assert_int_equal(m.attempts, 2);
+	assert_int_equal(m.next_attempt_ms, NOW + 30000); /* -1 kept it */
+	assert_string_equal(m.reason, "");
+
+	/* Nothing leaves delivered. */
+	assert_int_equal(st->ops->message_update(st, "m1", MSG_DELIVERED, MSG_QUEUED, NULL, NOW, 0),
+			 GW_EINVALID);
+	assert_non_null(strstr(gw_error_last(), "cannot go from delivered to queued"));
+	/* A message being sent cannot be cancelled. */
+	assert_int_equal(st->ops->message_update(st, "m1", MSG_SENDING, MSG_CANCELLED, NULL, -1, 0),
+			 GW_EINVALID);
+	assert_int_equal(state_of(st, "m1"), MSG_DELIVERED);
+	store_message_clear(&m);
+}
+
+static void test_transition_supersedes_older_revisions_only(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	int changed = -1;
+
+	add_notice(st, "KDI-1", 1, "aa");
+	add_notice(st, "KDI-1", 2, "bb");
+	add_message(st, "q1", "KDI-1", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	add_message(st, "h1", "KDI-1", 1, MSG_HELD, "2026-12-04", NOW, NOW);
+	add_message(st, "d1", "KDI-1", 1, MSG_DELIVERED, "2026-12-04", NOW, NOW);
+	add_message(st, "q2", "KDI-1", 2, MSG_QUEUED, "2026-12-04", NOW, NOW);
+
+	assert_int_equal(st->ops->begin(st), 0);
+	assert_int_equal(st->ops->messages_transition(st, "KDI-1", 2,
+						      1u << MSG_QUEUED | 1u << MSG_HELD,
+						      MSG_SUPERSEDED, "superseded by revision 2",
+						      &changed),
+			 0);
+	assert_int_equal(st->ops->commit(st), 0);
+	assert_int_equal(changed, 2);
+	assert_int_equal(state_of(st, "q1"), MSG_SUPERSEDED);
+	assert_int_equal(state_of(st, "h1"), MSG_SUPERSEDED);
+	assert_int_equal(state_of(st, "d1"), MSG_DELIVERED);
+	assert_int_equal(state_of(st, "q2"), MSG_QUEUED);
+}
+
+static void test_rollback_discards(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	bool seen = true;
+
+	assert_int_equal(st->ops->begin(st), 0);
+	assert_int_equal(st->ops->begin(st), GW_EINVALID);
+	add_notice(st, "KDI-1", 1, "aa");
+	assert_int_equal(st->ops->rollback(st), 0);
+	assert_int_equal(st->ops->intake_seen(st, "aa", &seen), 0);
+	assert_false(seen);
+	assert_int_equal(st->ops->rollback(st), 0); /* harmless when nothing is open */
+}
+
+/* ---- scheduling ---- */
+
+struct collected {
+	char ids[16][37];
+	size_t n;
+};
+
+static int collect(const struct store_message *m, void *ctx)
+{
+	struct collected *c = ctx;
+
+	if (c->n < 16)
+		snprintf(c->ids[c->n++], sizeof(c->ids[0]), "%s", m->message_id);
+	return 0;
+}
+
+static void test_due_earliest_release_first(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	struct collected c = { .n = 0 };
+	int64_t when = 0;
+
+	assert_int_equal(st->ops->next_due_ms(st, &when), GW_ENOTFOUND);
+	add_notice(st, "KDI-1", 1, "aa");
+	add_message(st, "late-date", "KDI-1", 1, MSG_QUEUED, "2026-12-10", NOW - 5000, NOW - 5000);
+	add_message(st, "undated", "KDI-1", 1, MSG_QUEUED, "", NOW - 9000, NOW - 9000);
+	add_message(st, "early-b", "KDI-1", 1, MSG_QUEUED, "2026-12-04", NOW - 1000, NOW - 1000);
+	add_message(st, "early-a", "KDI-1", 1, MSG_QUEUED, "2026-12-04", NOW - 2000, NOW - 2000);
+	add_message(st, "not-due", "KDI-1", 1, MSG_QUEUED, "2026-12-01", NOW - 8000, NOW + 60000);
+	add_message(st, "held", "KDI-1", 1, MSG_HELD, "2026-11-30", NOW - 8000, NOW - 8000);
+	add_message(st, "done", "KDI-1", 1, MSG_DELIVERED, "2026-11-30", NOW - 8000, NOW - 8000);
+
+	assert_int_equal(st->ops->messages_due(st, NOW, 10, collect, &c), 0);
+	assert_int_equal(c.n, 4);
+	assert_string_equal(c.ids[0], "early-a");
+	assert_string_equal(c.ids[1], "early-b");
+	assert_string_equal(c.ids[2], "late-date");
+	assert_string_equal(c.ids[3], "undated");
+
+	c.n = 0;
+	assert_int_equal(st->ops->messages_due(st, NOW, 2, collect, &c), 0);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.ids[1], "early-b");
+
+	c.n = 0;
+	assert_int_equal(st->ops->messages_due(st, NOW + 60000, 1, collect, &c), 0);
+	assert_string_equal(c.ids[0], "not-due"); /* now due, and earliest date */
+
+	assert_int_equal(st->ops->next_due_ms(st, &when), 0);
+	assert_int_equal(when, NOW - 9000);
+}
+
+static int take_for_sending(const struct store_message *m, void *ctx)
+{
+	store *st = ctx;
+
+	assert_int_equal(m->signed_bytes.len, strlen("<Message/>"));
+	return st->ops->message_update(st, m->message_id, MSG_QUEUED, MSG_SENDING, NULL, -1, 1);
+}
+
+static void test_due_callback_may_update_and_recover_sending(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	struct store_counts counts;
+	int recovered = -1;
+
+	add_notice(st, "KDI-1", 1, "aa");
+	add_message(st, "a", "KDI-1", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	add_message(st, "b", "KDI-1", 1, MSG_QUEUED, "2026-12-05", NOW, NOW);
+	add_message(st, "c", "KDI-1", 1, MSG_HELD, "2026-12-05", NOW, NOW);
+	assert_int_equal(st->ops->messages_due(st, NOW, 10, take_for_sending, st), 0);
+	assert_int_equal(st->ops->counts(st, &counts), 0);
+	assert_int_equal(counts.by_state[MSG_SENDING], 2);
+	assert_int_equal(counts.by_state[MSG_HELD], 1);
+	assert_int_equal(counts.by_state[MSG_QUEUED], 0);
+
+	/* A crash while sending: at start, sending goes back to queued. */
+	assert_int_equal(st->ops->recover_sending(st, &recovered), 0);
+	assert_int_equal(recovered, 2);
+	assert_int_equal(state_of(st, "a"), MSG_QUEUED);
+	assert_int_equal(st->ops->counts(st, &counts), 0);
+	assert_int_equal(counts.by_state[MSG_QUEUED], 2);
+}
+
+/* ---- attempts, receipts, lists ---- */
+
+static int find_second_attempt(const struct store_attempt *a, void *ctx)
+{
+	struct store_attempt *seen = ctx;
+
+	if (a->started_ms == NOW + 1)
+		*seen = *a;
+	return 0;
+}
+
+static void test_attempts_and_receipts_round_trip(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	static const unsigned char bytes[] = { '<', 'R', 0, 0xff, '>', '\n' };
+	struct store_attempt a, got;
+	struct store_receipt r, back;
+
+	add_notice(st, "KDI-1", 1, "aa");
+	add_message(st, "m1", "KDI-1", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.message_id, sizeof(a.message_id), "m1");
+	a.started_ms = NOW;
+	a.duration_ms = 120;
+	a.http_status = 503;
+	snprintf(a.error, sizeof(a.error), "service unavailable");
+	snprintf(a.outcome, sizeof(a.outcome), "retry");
+	assert_int_equal(st->ops->attempt_insert(st, &a), 0);
+	a.started_ms = NOW + 1;
+	a.http_status = 200;
+	a.error[0] = '\0';
+	snprintf(a.outcome, sizeof(a.outcome), "delivered");
+	assert_int_equal(st->ops->attempt_insert(st, &a), 0);
+	memset(&got, 0, sizeof(got));
+	assert_int_equal(st->ops->attempts_list(st, "m1", find_second_attempt, &got), 0);
+	assert_int_equal(got.http_status, 200);
+	assert_string_equal(got.outcome, "delivered");
+	assert_int_equal(got.duration_ms, 120);
+
+	memset(&r, 0, sizeof(r));
+	memset(&back, 0, sizeof(back));
+	assert_int_equal(st->ops->receipt_get(st, "m1", &back), GW_ENOTFOUND);
+	snprintf(r.message_id, sizeof(r.message_id), "m1");
+	snprintf(r.status, sizeof(r.status), "accepted");
+	r.verified = true;
+	r.received_ms = NOW + 2;
+	assert_int_equal(gw_buf_put(&r.bytes, bytes, sizeof(bytes)), 0);
+	assert_int_equal(st->ops->receipt_insert(st, &r), 0);
+	assert_int_equal(st->ops->receipt_get(st, "m1", &back), 0);
+	assert_string_equal(back.status, "accepted");
+	assert_true(back.verified);
+	assert_int_equal(back.received_ms, NOW + 2);
+	assert_int_equal(back.bytes.len, sizeof(bytes));
+	assert_memory_equal(back.bytes.data, bytes, sizeof(bytes));
+	store_receipt_clear(&r);
+	store_receipt_clear(&back);
+}
+
+static void test_list_filters(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	struct store_filter f = { .state = -1, .notice_id = NULL };
+	struct collected c = { .n = 0 };
+
+	add_notice(st, "KDI-1", 1, "aa");
+	add_notice(st, "KDI-2", 1, "bb");
+	add_message(st, "a", "KDI-1", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	add_message(st, "b", "KDI-1", 1, MSG_HELD, "2026-12-04", NOW + 1, NOW);
+	add_message(st, "c", "KDI-2", 1, MSG_HELD, "2026-12-04", NOW + 2, NOW);
+	assert_int_equal(st->ops->messages_list(st, &f, collect, &c), 0);
+	assert_int_equal(c.n, 3);
+	c.n = 0;
+	f.state = MSG_HELD;
+	assert_int_equal(st->ops->messages_list(st, &f, collect, &c), 0);
+	assert_int_equal(c.n, 2);
+	c.n = 0;
+	f.notice_id = "KDI-1";
+	assert_int_equal(st->ops->messages_list(st, &f, collect, &c), 0);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.ids[0], "b");
+	c.n = 0;
+	f.state = -1;
+	assert_int_equal(st->ops->messages_list(st, &f, collect, &c), 0);
+	assert_int_equal(c.n, 2);
+}
+
+/* ---- a large queue ---- */
+
+struct order_check {
+	char last_date[11];
+	int64_t now;
+	size_t n;
+	bool ok;
+};
+
+static int check_order(const struct store_message *m, void *ctx)
+{
+	struct order_check *o = ctx;
+	bool undated_last = o->last_date[0] == '\0' && o->n > 0;
+
+	if (m->next_attempt_ms > o->now || m->state != MSG_QUEUED)
+		o->ok = false;
+	if (m->event_date[0] && (undated_last || strcmp(m->event_date, o->last_date) < 0))
+		o->ok = false;
+	snprintf(o->last_date, sizeof(o->last_date), "%s", m->event_date);
+	o->n++;
+	return 0;
+}
+
+static void test_scheduling_smoke_100k(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	struct order_check o = { .last_date = "", .now = NOW, .n = 0, .ok = true };
+	struct store_counts counts;
+	int64_t when;
+
+	add_notice(st, "KDI-BULK", 1, "aa");
+	assert_int_equal(st->ops->begin(st), 0);
+	for (int i = 0; i < 100000; i++) {
+		char mid[37], date[11];
+		/* 300 release dates; two in three messages are waiting for a retry. */
+		int day = i % 300;
+		int64_t next = i % 3 ? NOW + 1000 + i : NOW - i;
+		snprintf(mid, sizeof(mid), "bulk-%06d", i);
+		snprintf(date, sizeof(date), "2027-%02d-%02d", 1 + day / 28, 1 + day % 28);
+		add_message(st, mid, "KDI-BULK", 1, MSG_QUEUED, i % 1000 == 999 ? "" : date,
+			    NOW - 100000 + i, next);
+	}
+	assert_int_equal(st->ops->commit(st), 0);
+
+	assert_int_equal(st->ops->messages_due(st, NOW, 500, check_order, &o), 0);
+	assert_int_equal(o.n, 500);
+	assert_true(o.ok);
+	assert_true(strcmp(o.last_date, "2027-01-28") < 0); /* the earliest dates only */
+	assert_int_equal(st->ops->next_due_ms(st, &when), 0);
+	assert_int_equal(when, NOW - 99999);
+	assert_int_equal(st->ops->counts(st, &counts), 0);
+	assert_int_equal(counts.by_state[MSG_QUEUED], 100000);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_open_durability_settings, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_notices_seen_latest_and_foreign_key, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_update_is_compare_and_set, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_transition_supersedes_older_revisions_only,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_discards, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_due_earliest_release_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_due_callback_may_update_and_recover_sending,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_attempts_and_receipts_round_trip, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scheduling_smoke_100k, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
