@@ -17,9 +17,19 @@
 
 typedef struct signer signer;
 
-/* Initialise xmlsec and its OpenSSL backend once per process. */
+/*
+ * Initialise xmlsec and its OpenSSL backend once per process. Counted: each
+ * dsig_init() needs one dsig_shutdown(); the last one stops xmlsec. libxml2
+ * itself stays initialised (xmlCleanupParser() is the program's, at exit).
+ */
 int dsig_init(void);
 void dsig_shutdown(void);
+/*
+ * The first xmlsec error this thread saw since the previous call, as one
+ * line for a message ("" when none), and the record cleared. xmlsec reports
+ * here instead of printing to stderr.
+ */
+const char *dsig_take_error(void);
 
 /* Load key (must be mode 0600 or stricter) and certificate (PEM). */
 int signer_open(signer **out, const char *key_path, const char *cert_path);
