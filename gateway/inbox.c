@@ -1,0 +1,923 @@
+/*
+ * inbox: the receiver's durable store and `gateway inbox` (see inbox.h).
+ *
+ * Write order for a new MessageId (docs/RECEIVER.md explains each crash
+ * point), all under SQLite's write lock (BEGIN IMMEDIATE), so two worker
+ * processes receiving the same MessageId are serialised:
+ *   1. look the MessageId up again: known -> duplicate or conflict, stop
+ *   2. item    -> tmp/ID.xml               (fsync file, fsync tmp/)
+ *   3. bytes   -> evidence/ID.message.xml  (fsync file, fsync evidence/)
+ *   4. receipt -> evidence/ID.receipt.xml  (fsync file, fsync evidence/)
+ *   5. INSERT the row, COMMIT (WAL, synchronous=FULL: durable on return)
+ *   6. rename tmp/ID.xml -> new/ID.xml     (fsync new/ and tmp/)
+ * Only after step 6 may the caller answer 200. The row's PRIMARY KEY is the
+ * last guard: a constraint violation is read as "already known".
+ *
+ * Relies on: SQLite 3 (WAL), fsutil's durable writes, ident's UUIDv4 check
+ * (a MessageId only becomes part of a path once it passed that check).
+ * Diagnostics: every failure leaves a sentence naming the file or the SQL
+ * step in gw_error_last(); nothing here logs personal data.
+ */
+#include "inbox.h"
+#include "config.h"
+#include "daemons.h"
+#include "err.h"
+#include "fsutil.h"
+#include "ident.h"
+#include "log.h"
+#include "receipt.h"
+#include "receiver.h"
+#include "verify.h"
+#include "xmlread.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define INBOX_BUSY_TIMEOUT_MS 30000
+
+struct inbox {
+	sqlite3 *db;
+	char dir[PATH_MAX];
+	char tmp[PATH_MAX];
+	char new_dir[PATH_MAX];
+	char cur[PATH_MAX];
+	char evidence[PATH_MAX];
+};
+
+static const char *const schema_sql =
+	"CREATE TABLE IF NOT EXISTS received ("
+	" message_id TEXT PRIMARY KEY NOT NULL,"
+	" digest TEXT NOT NULL,"
+	" from_orgnr TEXT NOT NULL,"
+	" peer_orgnr TEXT NOT NULL,"
+	" to_orgnr TEXT NOT NULL,"
+	" service TEXT NOT NULL,"
+	" notice_id TEXT NOT NULL,"
+	" revision INTEGER NOT NULL,"
+	" kind TEXT NOT NULL,"
+	" created TEXT NOT NULL,"
+	" received TEXT NOT NULL,"
+	" received_ms INTEGER NOT NULL,"
+	" status TEXT NOT NULL,"
+	" receipt BLOB NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS received_by_time ON received(received_ms);";
+
+#define ENTRY_COLUMNS                                                                      \
+	"message_id, digest, from_orgnr, peer_orgnr, to_orgnr, service, notice_id, revision," \
+	" kind, created, received, received_ms, status, receipt"
+
+/* ---- SQLite helpers ---------------------------------------------------- */
+
+static int db_fail(inbox *ib, const char *what)
+{
+	return gw_error_set(GW_ERROR, "inbox database: %s failed: %s", what, sqlite3_errmsg(ib->db));
+}
+
+static int db_exec(inbox *ib, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(ib->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	gw_error_set(GW_ERROR, "inbox database: '%.40s' failed: %s", sql, msg ? msg : "unknown error");
+	sqlite3_free(msg);
+	return GW_ERROR;
+}
+
+static int db_prepare(inbox *ib, const char *sql, sqlite3_stmt **stmt)
+{
+	if (sqlite3_prepare_v2(ib->db, sql, -1, stmt, NULL) != SQLITE_OK)
+		return db_fail(ib, "preparing a statement");
+	return 0;
+}
+
+static void copy_column(sqlite3_stmt *stmt, int col, char *dst, size_t size)
+{
+	const unsigned char *text = sqlite3_column_text(stmt, col);
+
+	snprintf(dst, size, "%s", text ? (const char *)text : "");
+}
+
+static int row_to_entry(sqlite3_stmt *stmt, struct inbox_entry *e)
+{
+	struct msg_header *h = &e->header;
+	const void *blob;
+	int blob_len;
+
+	copy_column(stmt, 0, h->message_id, sizeof(h->message_id));
+	copy_column(stmt, 1, e->digest_b64, sizeof(e->digest_b64));
+	copy_column(stmt, 2, h->from_orgnr, sizeof(h->from_orgnr));
+	copy_column(stmt, 3, e->peer_orgnr, sizeof(e->peer_orgnr));
+	copy_column(stmt, 4, h->to_orgnr, sizeof(h->to_orgnr));
+	copy_column(stmt, 5, h->service, sizeof(h->service));
+	copy_column(stmt, 6, h->notice_id, sizeof(h->notice_id));
+	h->revision = sqlite3_column_int(stmt, 7);
+	copy_column(stmt, 8, h->kind, sizeof(h->kind));
+	copy_column(stmt, 9, h->created, sizeof(h->created));
+	copy_column(stmt, 10, e->received, sizeof(e->received));
+	e->received_ms = sqlite3_column_int64(stmt, 11);
+	copy_column(stmt, 12, e->status, sizeof(e->status));
+	blob = sqlite3_column_blob(stmt, 13);
+	blob_len = sqlite3_column_bytes(stmt, 13);
+	gw_buf_reset(&e->receipt);
+	if (gw_buf_put(&e->receipt, blob ? blob : "", (size_t)blob_len) < 0)
+		return GW_ENOMEM;
+	return 0;
+}
+
+static int db_configure(inbox *ib)
+{
+	sqlite3_busy_timeout(ib->db, INBOX_BUSY_TIMEOUT_MS);
+	if (db_exec(ib, "PRAGMA journal_mode=WAL;") < 0 ||
+	    db_exec(ib, "PRAGMA synchronous=FULL;") < 0 || db_exec(ib, schema_sql) < 0)
+		return GW_ERROR;
+	return 0;
+}
+
+/* ---- paths ------------------------------------------------------------- */
+
+static int check_id(const char *message_id)
+{
+	if (!message_id || !ident_uuid4_valid(message_id))
+		return gw_error_set(GW_EINVALID,
+				    "'%.40s' is not a MessageId (a lower-case UUID version 4)",
+				    message_id ? message_id : "");
+	return 0;
+}
+
+static int item_name(const char *message_id, char *out, size_t len)
+{
+	int n = snprintf(out, len, "%s.xml", message_id);
+
+	if (n < 0 || (size_t)n >= len)
+		return gw_error_set(GW_EINVALID, "inbox item name too long");
+	return 0;
+}
+
+static int evidence_name(const char *message_id, const char *what, char *out, size_t len)
+{
+	int n = snprintf(out, len, "%s.%s.xml", message_id, what);
+
+	if (n < 0 || (size_t)n >= len)
+		return gw_error_set(GW_EINVALID, "evidence file name too long");
+	return 0;
+}
+
+static int make_dirs(inbox *ib, const char *dir)
+{
+	if (fsutil_path(ib->tmp, sizeof(ib->tmp), dir, "tmp") < 0 ||
+	    fsutil_path(ib->new_dir, sizeof(ib->new_dir), dir, "new") < 0 ||
+	    fsutil_path(ib->cur, sizeof(ib->cur), dir, "cur") < 0 ||
+	    fsutil_path(ib->evidence, sizeof(ib->evidence), dir, "evidence") < 0)
+		return GW_EINVALID;
+	snprintf(ib->dir, sizeof(ib->dir), "%s", dir);
+	if (fsutil_mkdirs(ib->tmp, 0700) < 0 || fsutil_mkdirs(ib->new_dir, 0700) < 0 ||
+	    fsutil_mkdirs(ib->cur, 0700) < 0 || fsutil_mkdirs(ib->evidence, 0700) < 0)
+		return GW_ERROR;
+	return fsutil_sync_dir(dir);
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+int inbox_open(inbox **out, const char *dir, const char *db_path)
+{
+	inbox *ib;
+
+	*out = NULL;
+	if (!dir || !*dir || !db_path || !*db_path)
+		return gw_error_set(GW_EINVALID, "the receiver needs both an inbox directory and a database path");
+	ib = calloc(1, sizeof(*ib));
+	if (!ib)
+		return gw_error_set(GW_ENOMEM, "out of memory opening the inbox");
+	if (make_dirs(ib, dir) < 0)
+		goto fail;
+	if (sqlite3_open_v2(db_path, &ib->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+	    SQLITE_OK) {
+		gw_error_set(GW_ERROR, "cannot open the inbox database %s: %s", db_path,
+			     ib->db ? sqlite3_errmsg(ib->db) : "out of memory");
+		goto fail;
+	}
+	if (db_configure(ib) < 0) {
+		gw_error_wrap(GW_ERROR, "inbox database %s", db_path);
+		goto fail;
+	}
+	*out = ib;
+	return 0;
+fail:
+	inbox_close(ib);
+	return GW_ERROR;
+}
+
+void inbox_close(inbox *ib)
+{
+	if (!ib)
+		return;
+	sqlite3_close(ib->db);
+	free(ib);
+}
+
+void inbox_entry_clear(struct inbox_entry *e)
+{
+	gw_buf_free(&e->receipt);
+}
+
+/* ---- reading ----------------------------------------------------------- */
+
+int inbox_lookup(inbox *ib, const char *message_id, struct inbox_entry *out)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc, step;
+
+	if (check_id(message_id) < 0)
+		return GW_EINVALID;
+	if (db_prepare(ib, "SELECT " ENTRY_COLUMNS " FROM received WHERE message_id = ?1", &stmt) < 0)
+		return GW_ERROR;
+	sqlite3_bind_text(stmt, 1, message_id, -1, SQLITE_STATIC);
+	step = sqlite3_step(stmt);
+	if (step == SQLITE_ROW)
+		rc = row_to_entry(stmt, out);
+	else if (step == SQLITE_DONE)
+		rc = gw_error_set(GW_ENOTFOUND, "no message %s in the inbox", message_id);
+	else
+		rc = db_fail(ib, "looking up a MessageId");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int inbox_list(inbox *ib, inbox_entry_cb cb, void *ctx)
+{
+	struct inbox_entry e = { 0 };
+	sqlite3_stmt *stmt = NULL;
+	int rc = 0, step;
+
+	if (db_prepare(ib, "SELECT " ENTRY_COLUMNS " FROM received ORDER BY received_ms, message_id",
+		       &stmt) < 0)
+		return GW_ERROR;
+	while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if ((rc = row_to_entry(stmt, &e)) < 0 || cb(&e, ctx) != 0)
+			break;
+	}
+	if (rc == 0 && step != SQLITE_ROW && step != SQLITE_DONE)
+		rc = db_fail(ib, "listing the inbox");
+	sqlite3_finalize(stmt);
+	inbox_entry_clear(&e);
+	return rc;
+}
+
+const char *inbox_item_state_name(enum inbox_item_state state)
+{
+	switch (state) {
+	case INBOX_ITEM_TMP:
+		return "pending";
+	case INBOX_ITEM_NEW:
+		return "new";
+	case INBOX_ITEM_CUR:
+		return "read";
+	default:
+		return "gone";
+	}
+}
+
+static bool file_exists(const char *dir, const char *name, char *path, size_t pathlen)
+{
+	struct stat st;
+
+	if (fsutil_path(path, pathlen, dir, name) < 0)
+		return false;
+	return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Maildir readers rename new/NAME to cur/NAME:2,FLAGS. */
+static bool cur_find(inbox *ib, const char *name, char *path, size_t pathlen)
+{
+	size_t len = strlen(name);
+	DIR *d = opendir(ib->cur);
+	struct dirent *de;
+	bool found = false;
+
+	if (!d)
+		return false;
+	while (!found && (de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, name, len) == 0 &&
+		    (de->d_name[len] == '\0' || de->d_name[len] == ':'))
+			found = file_exists(ib->cur, de->d_name, path, pathlen);
+	}
+	closedir(d);
+	return found;
+}
+
+int inbox_item_locate(inbox *ib, const char *message_id, enum inbox_item_state *state,
+		      char *path, size_t pathlen)
+{
+	char name[64];
+
+	if (check_id(message_id) < 0 || item_name(message_id, name, sizeof(name)) < 0)
+		return GW_EINVALID;
+	if (file_exists(ib->new_dir, name, path, pathlen))
+		*state = INBOX_ITEM_NEW;
+	else if (cur_find(ib, name, path, pathlen))
+		*state = INBOX_ITEM_CUR;
+	else if (file_exists(ib->tmp, name, path, pathlen))
+		*state = INBOX_ITEM_TMP;
+	else {
+		*state = INBOX_ITEM_MISSING;
+		if (pathlen)
+			path[0] = '\0';
+	}
+	return 0;
+}
+
+int inbox_evidence_path(inbox *ib, const char *message_id, const char *what, char *path,
+			size_t pathlen)
+{
+	char name[96];
+
+	if (check_id(message_id) < 0 || evidence_name(message_id, what, name, sizeof(name)) < 0)
+		return GW_EINVALID;
+	return fsutil_path(path, pathlen, ib->evidence, name);
+}
+
+/* ---- writing ----------------------------------------------------------- */
+
+/*
+ * Move a committed item from tmp/ into new/. ENOENT means another process
+ * (a worker answering a duplicate, or recovery) moved it first, or it was
+ * never written because new/ already held the same bytes: either way the
+ * item is where it belongs once new/ is synced.
+ */
+static int item_publish(inbox *ib, const char *message_id)
+{
+	char name[64], from[PATH_MAX], to[PATH_MAX];
+
+	if (item_name(message_id, name, sizeof(name)) < 0 ||
+	    fsutil_path(from, sizeof(from), ib->tmp, name) < 0 ||
+	    fsutil_path(to, sizeof(to), ib->new_dir, name) < 0)
+		return GW_EINVALID;
+	if (rename(from, to) < 0) {
+		if (errno != ENOENT)
+			return gw_error_set(GW_ERROR, "cannot move %s to %s: %s", from, to,
+					    strerror(errno));
+		return fsutil_sync_dir(ib->new_dir);
+	}
+	if (fsutil_sync_dir(ib->new_dir) < 0 || fsutil_sync_dir(ib->tmp) < 0)
+		return GW_ERROR;
+	return 0;
+}
+
+static bool same_content(const char *path, const unsigned char *data, size_t len)
+{
+	gw_buf have = GW_BUF_INIT;
+	bool same;
+
+	same = fsutil_read_file(path, len + 1, &have) == 0 && have.len == len &&
+	       memcmp(have.data, data, len) == 0;
+	gw_buf_free(&have);
+	gw_error_clear();
+	return same;
+}
+
+/*
+ * True when an item with exactly these bytes is already visible to the
+ * case system (left by a crash of an older write order, or put there by
+ * hand): writing it again would hand the case system a second copy.
+ */
+static bool item_already_visible(inbox *ib, const char *message_id, const unsigned char *item,
+				 size_t item_len)
+{
+	enum inbox_item_state state;
+	char path[PATH_MAX];
+
+	if (inbox_item_locate(ib, message_id, &state, path, sizeof(path)) < 0)
+		return false;
+	if (state != INBOX_ITEM_NEW && state != INBOX_ITEM_CUR)
+		return false;
+	if (same_content(path, item, item_len))
+		return true;
+	gw_log(GW_LOG_WARN, "inbox-item-replaced", "msg", message_id, "path", path,
+	       "detail", "an item with this MessageId but other bytes had no record; replacing it",
+	       NULL);
+	return false;
+}
+
+static int files_write(inbox *ib, const struct inbox_entry *e, const unsigned char *message,
+		       size_t message_len, const unsigned char *item, size_t item_len)
+{
+	const char *id = e->header.message_id;
+	char name[96];
+
+	if (!item_already_visible(ib, id, item, item_len)) {
+		if (item_name(id, name, sizeof(name)) < 0 ||
+		    fsutil_write_durable(ib->tmp, name, item, item_len, 0600) < 0)
+			return GW_ERROR;
+	}
+	if (evidence_name(id, "message", name, sizeof(name)) < 0 ||
+	    fsutil_write_durable(ib->evidence, name, message, message_len, 0600) < 0)
+		return GW_ERROR;
+	if (evidence_name(id, "receipt", name, sizeof(name)) < 0 ||
+	    fsutil_write_durable(ib->evidence, name, e->receipt.data, e->receipt.len, 0600) < 0)
+		return GW_ERROR;
+	return 0;
+}
+
+/* 0 inserted; GW_EEXISTS on a PRIMARY KEY violation. */
+static int row_insert(inbox *ib, const struct inbox_entry *e)
+{
+	const struct msg_header *h = &e->header;
+	sqlite3_stmt *stmt = NULL;
+	int step, rc = 0;
+
+	if (db_prepare(ib, "INSERT INTO received (" ENTRY_COLUMNS ") VALUES"
+			   " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+		       &stmt) < 0)
+		return GW_ERROR;
+	sqlite3_bind_text(stmt, 1, h->message_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, e->digest_b64, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, h->from_orgnr, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 4, e->peer_orgnr, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 5, h->to_orgnr, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 6, h->service, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 7, h->notice_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(stmt, 8, h->revision);
+	sqlite3_bind_text(stmt, 9, h->kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 10, h->created, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 11, e->received, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 12, e->received_ms);
+	sqlite3_bind_text(stmt, 13, e->status[0] ? e->status : "accepted", -1, SQLITE_STATIC);
+	sqlite3_bind_blob(stmt, 14, e->receipt.data ? (const void *)e->receipt.data : "",
+			  (int)e->receipt.len, SQLITE_STATIC);
+	step = sqlite3_step(stmt);
+	if (step == SQLITE_CONSTRAINT)
+		rc = gw_error_set(GW_EEXISTS, "MessageId %s is already stored", h->message_id);
+	else if (step != SQLITE_DONE)
+		rc = db_fail(ib, "storing a message");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/* Compare with a row that exists; a duplicate also finishes its publication. */
+static int known_outcome(inbox *ib, const struct inbox_entry *have, const char *digest_b64,
+			 enum inbox_outcome *outcome)
+{
+	if (strcmp(have->digest_b64, digest_b64) != 0) {
+		*outcome = INBOX_CONFLICT;
+		return 0;
+	}
+	*outcome = INBOX_DUPLICATE;
+	return item_publish(ib, have->header.message_id);
+}
+
+/* Inside the write transaction: 1 when the row exists (outcome set). */
+static int known_in_tx(inbox *ib, const struct inbox_entry *e, struct inbox_entry *have)
+{
+	int rc = inbox_lookup(ib, e->header.message_id, have);
+
+	if (rc == GW_ENOTFOUND) {
+		gw_error_clear();
+		return 0;
+	}
+	return rc < 0 ? rc : 1;
+}
+
+static int store_in_tx(inbox *ib, const struct inbox_entry *e, const unsigned char *message,
+		       size_t message_len, const unsigned char *item, size_t item_len,
+		       struct inbox_entry *have)
+{
+	int rc = known_in_tx(ib, e, have);
+
+	if (rc != 0)
+		return rc;
+	if (files_write(ib, e, message, message_len, item, item_len) < 0)
+		return GW_ERROR;
+	rc = row_insert(ib, e);
+	if (rc == GW_EEXISTS) /* cannot happen under the write lock; be exact anyway */
+		return inbox_lookup(ib, e->header.message_id, have) < 0 ? GW_ERROR : 1;
+	return rc;
+}
+
+int inbox_store(inbox *ib, const struct inbox_entry *e, const unsigned char *message,
+		size_t message_len, const unsigned char *item, size_t item_len,
+		enum inbox_outcome *outcome)
+{
+	struct inbox_entry have = { 0 };
+	int rc;
+
+	if (check_id(e->header.message_id) < 0)
+		return GW_EINVALID;
+	if (db_exec(ib, "BEGIN IMMEDIATE;") < 0)
+		return gw_error_wrap(GW_ETEMP, "cannot take the inbox write lock");
+	rc = store_in_tx(ib, e, message, message_len, item, item_len, &have);
+	if (rc != 0) {
+		db_exec(ib, "ROLLBACK;");
+		if (rc == 1)
+			rc = known_outcome(ib, &have, e->digest_b64, outcome);
+		inbox_entry_clear(&have);
+		return rc;
+	}
+	inbox_entry_clear(&have);
+	if (db_exec(ib, "COMMIT;") < 0) {
+		db_exec(ib, "ROLLBACK;");
+		return GW_ERROR;
+	}
+	*outcome = INBOX_STORED;
+	return item_publish(ib, e->header.message_id);
+}
+
+/* ---- recovery ---------------------------------------------------------- */
+
+/* An item nobody acknowledged: the sender will send it again. */
+static int discard(const char *path, int *discarded)
+{
+	if (unlink(path) < 0 && errno != ENOENT)
+		return gw_error_set(GW_ERROR, "cannot remove %s: %s", path, strerror(errno));
+	(*discarded)++;
+	return 0;
+}
+
+static int recover_one(inbox *ib, const char *name, int *published, int *discarded)
+{
+	char id[IDENT_UUID_LEN + 1], path[PATH_MAX];
+	struct inbox_entry have = { 0 };
+	size_t len = strlen(name);
+	int rc;
+
+	if (fsutil_path(path, sizeof(path), ib->tmp, name) < 0)
+		return GW_EINVALID;
+	/* Our names are ID.xml; anything else in tmp/ is a half-written file. */
+	if (len != IDENT_UUID_LEN + 4 || strcmp(name + IDENT_UUID_LEN, ".xml") != 0)
+		return discard(path, discarded);
+	memcpy(id, name, IDENT_UUID_LEN);
+	id[IDENT_UUID_LEN] = '\0';
+	rc = ident_uuid4_valid(id) ? inbox_lookup(ib, id, &have) : GW_ENOTFOUND;
+	inbox_entry_clear(&have);
+	if (rc == 0) {
+		(*published)++;
+		return item_publish(ib, id);
+	}
+	if (rc != GW_ENOTFOUND)
+		return rc;
+	gw_error_clear();
+	return discard(path, discarded);
+}
+
+static int recover_scan(inbox *ib, int *published, int *discarded)
+{
+	DIR *d = opendir(ib->tmp);
+	struct dirent *de;
+	int rc = 0;
+
+	if (!d)
+		return gw_error_set(GW_ERROR, "cannot read %s: %s", ib->tmp, strerror(errno));
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		rc = recover_one(ib, de->d_name, published, discarded);
+	}
+	closedir(d);
+	if (rc == 0 && *discarded > 0)
+		rc = fsutil_sync_dir(ib->tmp);
+	return rc;
+}
+
+int inbox_recover(inbox *ib, int *published, int *discarded)
+{
+	int rc;
+
+	*published = *discarded = 0;
+	/* The write lock keeps every other writer outside its steps 1-5. */
+	if (db_exec(ib, "BEGIN IMMEDIATE;") < 0)
+		return gw_error_wrap(GW_ETEMP, "cannot take the inbox write lock for recovery");
+	rc = recover_scan(ib, published, discarded);
+	db_exec(ib, "ROLLBACK;");
+	return rc;
+}
+
+/* ======================================================================
+ * gateway inbox list | show MSGID | verify MSGID --config FILE
+ * ====================================================================== */
+
+struct inbox_cli {
+	const char *command;
+	const char *message_id;
+	const char *config;
+	const char *schemas;
+	bool json;
+};
+
+static void cli_usage(FILE *out)
+{
+	fprintf(out, "usage: gateway inbox list --config FILE [--json]\n"
+		     "       gateway inbox show MSGID --config FILE\n"
+		     "       gateway inbox verify MSGID --config FILE [--schemas DIR]\n");
+}
+
+/* 0 to run, 1 for --help, 2 on a usage error. */
+static int cli_parse(int argc, char **argv, struct inbox_cli *o)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+			return 1;
+		if (strcmp(a, "--json") == 0)
+			o->json = true;
+		else if ((strcmp(a, "--config") == 0 || strcmp(a, "--schemas") == 0) && i + 1 < argc)
+			*(a[2] == 'c' ? &o->config : &o->schemas) = argv[++i];
+		else if (a[0] == '-')
+			return fprintf(stderr, "gateway inbox: unknown option '%s'\n", a), 2;
+		else if (!o->command)
+			o->command = a;
+		else if (!o->message_id)
+			o->message_id = a;
+		else
+			return fprintf(stderr, "gateway inbox: unexpected argument '%s'\n", a), 2;
+	}
+	if (!o->command || !o->config) {
+		fprintf(stderr, "gateway inbox: a command and --config FILE are required\n");
+		return 2;
+	}
+	return 0;
+}
+
+static void json_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fprintf(out, "\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			fprintf(out, "\\u%04x", (unsigned)(unsigned char)*s);
+		else
+			fputc(*s, out);
+	}
+	fputc('"', out);
+}
+
+struct list_ctx {
+	inbox *ib;
+	bool json;
+	size_t rows;
+};
+
+static int list_row(const struct inbox_entry *e, void *arg)
+{
+	struct list_ctx *c = arg;
+	enum inbox_item_state state = INBOX_ITEM_MISSING;
+	char path[PATH_MAX];
+
+	inbox_item_locate(c->ib, e->header.message_id, &state, path, sizeof(path));
+	if (!c->json) {
+		printf("%-36s  %-24s  %-9s  %-9s  %s\n", e->header.message_id, e->received,
+		       e->header.from_orgnr, e->status, inbox_item_state_name(state));
+	} else {
+		printf("%s\n  {\"message_id\": ", c->rows ? "," : "");
+		json_string(stdout, e->header.message_id);
+		printf(", \"received\": ");
+		json_string(stdout, e->received);
+		printf(", \"from\": ");
+		json_string(stdout, e->header.from_orgnr);
+		printf(", \"status\": ");
+		json_string(stdout, e->status);
+		printf(", \"item\": ");
+		json_string(stdout, inbox_item_state_name(state));
+		printf(", \"notice_id\": ");
+		json_string(stdout, e->header.notice_id);
+		printf(", \"revision\": %d}", e->header.revision);
+	}
+	c->rows++;
+	return 0;
+}
+
+static int cmd_list(inbox *ib, const struct gw_config *cfg, const struct inbox_cli *o)
+{
+	struct list_ctx c = { ib, o->json, 0 };
+	int rc;
+
+	(void)cfg;
+	if (o->json)
+		printf("[");
+	else
+		printf("%-36s  %-24s  %-9s  %-9s  %s\n", "MESSAGE-ID", "RECEIVED", "FROM", "STATUS",
+		       "ITEM");
+	rc = inbox_list(ib, list_row, &c);
+	if (o->json)
+		printf("%s]\n", c.rows ? "\n" : "");
+	if (rc < 0) {
+		fprintf(stderr, "gateway inbox list: %s\n", gw_error_last());
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_show(inbox *ib, const struct gw_config *cfg, const struct inbox_cli *o)
+{
+	struct inbox_entry e = { 0 };
+	enum inbox_item_state state = INBOX_ITEM_MISSING;
+	char item[PATH_MAX], msg[PATH_MAX], rcpt[PATH_MAX];
+
+	(void)cfg;
+	if (inbox_lookup(ib, o->message_id, &e) < 0 ||
+	    inbox_item_locate(ib, o->message_id, &state, item, sizeof(item)) < 0 ||
+	    inbox_evidence_path(ib, o->message_id, "message", msg, sizeof(msg)) < 0 ||
+	    inbox_evidence_path(ib, o->message_id, "receipt", rcpt, sizeof(rcpt)) < 0) {
+		fprintf(stderr, "gateway inbox show: %s\n", gw_error_last());
+		inbox_entry_clear(&e);
+		return 1;
+	}
+	printf("message_id:   %s\nstatus:       %s\nreceived:     %s\ncreated:      %s\n"
+	       "from:         %s\ntls_peer:     %s\nto:           %s (%s)\n"
+	       "notice:       %s revision %d (%s)\ndigest:       sha256 %s\n"
+	       "item:         %s %s\nevidence:     %s\nreceipt:      %s (%zu bytes)\n",
+	       e.header.message_id, e.status, e.received, e.header.created, e.header.from_orgnr,
+	       e.peer_orgnr, e.header.to_orgnr, e.header.service, e.header.notice_id,
+	       e.header.revision, e.header.kind, e.digest_b64, inbox_item_state_name(state),
+	       state == INBOX_ITEM_MISSING ? "(taken by the case system)" : item, msg, rcpt,
+	       e.receipt.len);
+	inbox_entry_clear(&e);
+	return 0;
+}
+
+static int verify_fail(const char *what, const char *why)
+{
+	printf("%s: NOT verified: %s\n", what, why);
+	return GW_EINVALID;
+}
+
+/* The evidence bytes, their digest, their signature, their sender. */
+static int verify_message(struct receiver_setup *rs, const struct inbox_entry *e,
+			  const char *path)
+{
+	struct verify_result vr = { { 0 }, NULL };
+	struct msg_header h;
+	gw_buf bytes = GW_BUF_INIT;
+	xmlDocPtr doc = NULL;
+	char digest[45];
+	int rc;
+
+	if (fsutil_read_file(path, rs->cfg->receiver.max_body, &bytes) < 0)
+		rc = verify_fail("message", gw_error_last());
+	else if (receipt_digest(bytes.data, bytes.len, digest) < 0 ||
+		 strcmp(digest, e->digest_b64) != 0)
+		rc = verify_fail("message", "the stored bytes do not match the recorded digest");
+	else if (xmlread_parse_valid(&doc, bytes.data, bytes.len, bytes.len, XML_KIND_MESSAGE,
+				     path) < 0 ||
+		 message_read_header(doc, &h) < 0)
+		rc = verify_fail("message", gw_error_last());
+	else if (verifier_check(rs->verifier, doc, h.from_orgnr, &vr) < 0)
+		rc = verify_fail("message", gw_error_last());
+	else if (strcmp(vr.signer_orgnr, e->peer_orgnr) != 0)
+		rc = verify_fail("message", "the signer is not the organisation that sent it over TLS");
+	else
+		rc = printf("message: verified: signed by organisation %s, bytes match the "
+			    "recorded digest\n", vr.signer_orgnr) < 0 ? GW_ERROR : 0;
+	xmlFreeDoc(doc);
+	gw_buf_free(&bytes);
+	return rc;
+}
+
+/* The receipt we answered with: ours, accepted, about exactly these bytes. */
+static int verify_receipt(struct receiver_setup *rs, const struct inbox_entry *e,
+			  const char *path)
+{
+	struct receipt_info info;
+	const char *reason = NULL;
+	gw_buf bytes = GW_BUF_INIT;
+	int rc;
+
+	if (fsutil_read_file(path, XMLREAD_DEFAULT_MAX_BYTES, &bytes) < 0)
+		rc = verify_fail("receipt", gw_error_last());
+	else if (bytes.len != e->receipt.len || memcmp(bytes.data, e->receipt.data, bytes.len) != 0)
+		rc = verify_fail("receipt", "the evidence file differs from the receipt recorded "
+					    "in the database");
+	else if (receipt_verify(rs->verifier, bytes.data, bytes.len, rs->cfg->identity.orgnr,
+				e->header.message_id, e->digest_b64, &info, &reason) < 0)
+		rc = verify_fail("receipt", gw_error_last());
+	else if (strcmp(info.status, "accepted") != 0)
+		rc = verify_fail("receipt", "the stored receipt is not an acceptance");
+	else
+		rc = printf("receipt: verified: signed by organisation %s, accepted, names this "
+			    "MessageId and digest\n", rs->cfg->identity.orgnr) < 0 ? GW_ERROR : 0;
+	gw_buf_free(&bytes);
+	return rc;
+}
+
+static int cmd_verify(inbox *ib, struct receiver_setup *rs, const struct inbox_cli *o)
+{
+	struct inbox_entry e = { 0 };
+	char msg[PATH_MAX], rcpt[PATH_MAX];
+	int m, r;
+
+	if (inbox_lookup(ib, o->message_id, &e) < 0 ||
+	    inbox_evidence_path(ib, o->message_id, "message", msg, sizeof(msg)) < 0 ||
+	    inbox_evidence_path(ib, o->message_id, "receipt", rcpt, sizeof(rcpt)) < 0) {
+		fprintf(stderr, "gateway inbox verify: %s\n", gw_error_last());
+		inbox_entry_clear(&e);
+		return 1;
+	}
+	m = verify_message(rs, &e, msg);
+	r = verify_receipt(rs, &e, rcpt);
+	inbox_entry_clear(&e);
+	if (m == 0 && r == 0) {
+		printf("%s: the stored message and our receipt both verify\n", o->message_id);
+		return 0;
+	}
+	printf("%s: verification FAILED (see above); the evidence may have been altered, or a "
+	       "certificate has expired or been revoked since\n", o->message_id);
+	return 1;
+}
+
+static int cmd_list_rs(inbox *ib, struct receiver_setup *rs, const struct inbox_cli *o)
+{
+	return cmd_list(ib, rs->cfg, o);
+}
+
+static int cmd_show_rs(inbox *ib, struct receiver_setup *rs, const struct inbox_cli *o)
+{
+	return cmd_show(ib, rs->cfg, o);
+}
+
+static const struct inbox_command {
+	const char *name;
+	bool needs_id;
+	bool needs_crypto; /* schemas, trust, verifier */
+	int (*run)(inbox *ib, struct receiver_setup *rs, const struct inbox_cli *o);
+} inbox_commands[] = {
+	{ "list", false, false, cmd_list_rs },
+	{ "show", true, false, cmd_show_rs },
+	{ "verify", true, true, cmd_verify },
+};
+
+static const struct inbox_command *command_find(const struct inbox_cli *o)
+{
+	for (size_t i = 0; i < sizeof(inbox_commands) / sizeof(inbox_commands[0]); i++) {
+		if (strcmp(inbox_commands[i].name, o->command) != 0)
+			continue;
+		if (inbox_commands[i].needs_id != (o->message_id != NULL)) {
+			fprintf(stderr, "gateway inbox %s: %s\n", o->command,
+				inbox_commands[i].needs_id ? "a MessageId is required"
+							   : "takes no MessageId");
+			return NULL;
+		}
+		return &inbox_commands[i];
+	}
+	fprintf(stderr, "gateway inbox: unknown command '%s'\n", o->command);
+	return NULL;
+}
+
+/* Only what the command needs: the configuration, or everything to verify. */
+static int cli_setup(struct receiver_setup *rs, const struct inbox_command *cmd,
+		     const struct inbox_cli *o)
+{
+	if (cmd->needs_crypto)
+		return receiver_setup_open(rs, o->config, o->schemas, false);
+	memset(rs, 0, sizeof(*rs));
+	rs->cfg = calloc(1, sizeof(*rs->cfg));
+	if (!rs->cfg)
+		return gw_error_set(GW_ENOMEM, "out of memory loading the configuration");
+	return config_load(rs->cfg, o->config);
+}
+
+static int cli_inbox_open(inbox **ib, const struct config_receiver *rc)
+{
+	if (!rc->db[0] || access(rc->db, F_OK) != 0)
+		return gw_error_set(GW_ENOTFOUND, "no inbox database at '%s' (has the receiver run "
+				    "with this configuration?)", rc->db);
+	return inbox_open(ib, rc->inbox, rc->db);
+}
+
+int inbox_main(int argc, char **argv)
+{
+	struct inbox_cli o = { NULL, NULL, NULL, NULL, false };
+	const struct inbox_command *cmd;
+	struct receiver_setup rs;
+	inbox *ib = NULL;
+	int code = cli_parse(argc, argv, &o);
+
+	if (code != 0) {
+		cli_usage(code == 1 ? stdout : stderr);
+		return code == 1 ? 0 : 2;
+	}
+	if (!(cmd = command_find(&o)))
+		return 2;
+	if (cli_setup(&rs, cmd, &o) < 0) {
+		fprintf(stderr, "gateway inbox: %s\n", gw_error_last());
+		receiver_setup_close(&rs);
+		return 2;
+	}
+	if (cli_inbox_open(&ib, &rs.cfg->receiver) < 0) {
+		fprintf(stderr, "gateway inbox: %s\n", gw_error_last());
+		code = 1;
+	} else {
+		code = cmd->run(ib, &rs, &o);
+	}
+	inbox_close(ib);
+	receiver_setup_close(&rs);
+	return code;
+}

@@ -1,0 +1,103 @@
+/*
+ * inbox: the receiver's durable store (SPEC section 8).
+ *
+ * Three places, one per MessageId:
+ *   DIR/tmp/ID.xml, DIR/new/ID.xml   the Maildir inbox item (the plaintext
+ *                                    Notice) the partner's case system reads;
+ *                                    it moves items on to DIR/cur/ itself
+ *   DIR/evidence/ID.message.xml      the exact bytes received
+ *   DIR/evidence/ID.receipt.xml      the signed receipt we answered with
+ *   DB (SQLite, WAL, synchronous=FULL) one row per accepted MessageId:
+ *                                    digest, header fields, receipt bytes
+ *
+ * inbox_store() is the one way a message gets in. Under the database's write
+ * lock it writes the item into tmp/ and the evidence, commits the row, and
+ * only then moves the item into new/: the case system never sees an item
+ * without its record, and a crash at any point followed by a resend ends
+ * with exactly one item and one row (docs/RECEIVER.md walks every point).
+ * inbox_recover() finishes what a crash interrupted; call it at start-up,
+ * before serving.
+ *
+ * Every MessageId is checked to be a lower-case UUIDv4 before it becomes
+ * part of a path. One inbox handle per process (SQLite handles do not survive
+ * fork); several processes may share the same directory and database.
+ */
+#ifndef GW_INBOX_H
+#define GW_INBOX_H
+
+#include "buf.h"
+#include "message.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct inbox inbox;
+
+/* One accepted message: its header, its digest and the receipt we signed. */
+struct inbox_entry {
+	struct msg_header header;
+	char digest_b64[45]; /* base64 SHA-256 of the received bytes */
+	char peer_orgnr[10]; /* organisation of the TLS client certificate */
+	char received[32];   /* the receipt's Received, 2026-11-20T09:15:02.123Z */
+	int64_t received_ms;
+	char status[16];     /* accepted */
+	gw_buf receipt;      /* the signed accepted receipt, exactly as answered */
+};
+
+enum inbox_outcome {
+	INBOX_STORED,    /* new: item, evidence and row are durable */
+	INBOX_DUPLICATE, /* same MessageId and digest already stored */
+	INBOX_CONFLICT,  /* same MessageId, other digest */
+};
+
+/* Where an inbox item is now. */
+enum inbox_item_state {
+	INBOX_ITEM_MISSING, /* taken away by the case system (or lost) */
+	INBOX_ITEM_TMP,     /* committed, not yet moved into new/ */
+	INBOX_ITEM_NEW,     /* waiting for the case system */
+	INBOX_ITEM_CUR,     /* seen by the case system (Maildir cur/) */
+};
+
+/* Open (creating directories and database when missing). */
+int inbox_open(inbox **out, const char *dir, const char *db_path);
+void inbox_close(inbox *ib);
+
+/*
+ * Finish what a crash interrupted: an item in tmp/ whose row is committed
+ * is moved into new/; one without a row (never acknowledged) is removed,
+ * the sender will send it again. Holds the write lock while it works, so it
+ * is safe while other processes serve.
+ */
+int inbox_recover(inbox *ib, int *published, int *discarded);
+
+/* The row of message_id; GW_ENOTFOUND when none. Clear out afterwards. */
+int inbox_lookup(inbox *ib, const char *message_id, struct inbox_entry *out);
+
+/*
+ * Store a new message: `entry` (header, digest, receipt), the exact bytes
+ * received and the inbox item (the serialized Notice). *outcome tells
+ * whether it was stored now or already known. A duplicate also makes sure an
+ * item committed before a crash reaches new/. Returns 0 for all three
+ * outcomes; a negative code only when the store failed (nothing was
+ * acknowledged: answer a temporary error).
+ */
+int inbox_store(inbox *ib, const struct inbox_entry *entry, const unsigned char *message,
+		size_t message_len, const unsigned char *item, size_t item_len,
+		enum inbox_outcome *outcome);
+
+/* Called per row, oldest first; return non-zero to stop. */
+typedef int (*inbox_entry_cb)(const struct inbox_entry *e, void *ctx);
+int inbox_list(inbox *ib, inbox_entry_cb cb, void *ctx);
+
+/* Where the item of message_id is; path gets the file when not MISSING. */
+int inbox_item_locate(inbox *ib, const char *message_id, enum inbox_item_state *state,
+		      char *path, size_t pathlen);
+const char *inbox_item_state_name(enum inbox_item_state state);
+
+/* evidence/ID.message.xml (what = "message") or evidence/ID.receipt.xml. */
+int inbox_evidence_path(inbox *ib, const char *message_id, const char *what, char *path,
+			size_t pathlen);
+
+void inbox_entry_clear(struct inbox_entry *e);
+
+#endif

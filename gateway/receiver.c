@@ -1,0 +1,1180 @@
+/*
+ * receiver: `gateway receive`, the partner's HTTPS endpoint (see receiver.h).
+ *
+ * Accept pipeline for one POST, in order (SPEC section 6); the first rule a
+ * request breaks decides the answer:
+ *   TLS client organisation in [receiver] allow  else 403, no body
+ *   body within max_body                         else 413, no body
+ *   well-formed XML, no DOCTYPE                  else 400 malformed
+ *   message schema, header rules                 else 400 schema-invalid
+ *   signature under the profile, From bound      else 400 bad-signature,
+ *                                                     untrusted-signer,
+ *                                                     sender-mismatch
+ *   signer organisation = TLS organisation       else 400 sender-mismatch
+ *   To/@orgnr = our organisation                 else 400 wrong-recipient
+ *   MessageId known: same digest                 200 duplicate (new receipt)
+ *                    other digest                409 message-id-conflict
+ *   Created within window_days, <= 5 min ahead   else 400 stale
+ *   Body holds a Notice (not yet encrypted data) else 400 malformed
+ *   item, evidence and row durable               200 accepted
+ *   the store failed                             503 Retry-After, no body
+ * A duplicate is recognised before the age check: a resend of a message we
+ * accepted days ago is still delivered, not stale.
+ *
+ * Every receipt is signed; rejected request bytes are not kept (the log line
+ * has their digest). Logs name organisations and MessageIds, never content.
+ *
+ * Processes: the parent loads and checks everything, binds the socket,
+ * recovers the inbox, then forks `workers` children that each run their own
+ * event loop on the shared listening socket and their own SQLite handle.
+ * It restarts a child that dies and forwards SIGTERM/SIGINT; a child stops
+ * accepting, lets open connections finish (bounded), and exits 0.
+ */
+#include "receiver.h"
+#include "daemons.h"
+#include "err.h"
+#include "fsutil.h"
+#include "ident.h"
+#include "log.h"
+#include "message.h"
+#include "receipt.h"
+#include "timeutil.h"
+#include "xmlread.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#define FUTURE_SKEW_MS (5 * 60 * 1000LL)
+#define DAY_MS (24 * 60 * 60 * 1000LL)
+#define MAX_HEADERS_BYTES 16384
+#define RETRY_AFTER_SECONDS "30"
+#define DRAIN_TICK_MS 100
+#define RESTART_DELAY_MS 1000
+
+/* ======================================================================
+ * Setup shared with `gateway inbox`
+ * ====================================================================== */
+
+static int trust_open(struct receiver_setup *rs)
+{
+	const struct config_identity *id = &rs->cfg->identity;
+	const char *anchors[PKI_MAX_FILES], *crls[PKI_MAX_FILES];
+
+	for (size_t i = 0; i < id->n_trust; i++)
+		anchors[i] = id->trust[i];
+	for (size_t i = 0; i < id->n_crl; i++)
+		crls[i] = id->crl[i];
+	if (pki_trust_new(&rs->trust, anchors, id->n_trust, crls, id->n_crl) < 0)
+		return gw_error_wrap(GW_EINVALID, "[identity] trust");
+	return verifier_new(&rs->verifier, rs->trust);
+}
+
+static int signer_load(struct receiver_setup *rs)
+{
+	const struct config_identity *id = &rs->cfg->identity;
+
+	if (signer_open(&rs->signer, id->key, id->cert) < 0)
+		return gw_error_wrap(GW_EINVALID, "[identity] key and cert");
+	if (strcmp(signer_orgnr(rs->signer), id->orgnr) != 0)
+		return gw_error_set(GW_EINVALID,
+				    "[identity] cert belongs to organisation %s, but orgnr says %s",
+				    signer_orgnr(rs->signer), id->orgnr);
+	return 0;
+}
+
+static int schemas_open(struct receiver_setup *rs, const char *schemas_dir)
+{
+	const char *dir = schemas_dir ? schemas_dir : rs->cfg->identity.schemas;
+
+	if (!dir || !*dir)
+		return gw_error_set(GW_EINVALID, "no schema directory: set schemas in [identity] "
+				    "or pass --schemas DIR (the directory with message.xsd)");
+	if (xmlread_init() < 0)
+		return GW_ERROR;
+	rs->xml_ready = true;
+	if (xmlread_schemas_load(dir) < 0)
+		return gw_error_wrap(GW_EINVALID, "schemas in %s", dir);
+	return 0;
+}
+
+int receiver_setup_open(struct receiver_setup *rs, const char *config_path,
+			const char *schemas_dir, bool with_signer)
+{
+	enum gw_log_level level;
+	int rc;
+
+	memset(rs, 0, sizeof(*rs));
+	rs->cfg = calloc(1, sizeof(*rs->cfg));
+	if (!rs->cfg)
+		return gw_error_set(GW_ENOMEM, "out of memory loading the configuration");
+	if ((rc = config_load(rs->cfg, config_path)) < 0)
+		return rc == GW_ENOMEM ? rc : GW_EINVALID;
+	if (rs->cfg->identity.log_level[0] &&
+	    gw_log_parse_level(rs->cfg->identity.log_level, &level) == 0)
+		gw_log_set_level(level);
+	if ((rc = schemas_open(rs, schemas_dir)) < 0)
+		return rc;
+	if (dsig_init() < 0)
+		return GW_ERROR;
+	rs->dsig_ready = true;
+	if ((rc = trust_open(rs)) < 0)
+		return rc;
+	if (with_signer && (rc = signer_load(rs)) < 0)
+		return rc;
+	return 0;
+}
+
+void receiver_setup_close(struct receiver_setup *rs)
+{
+	if (rs->signer)
+		signer_close(rs->signer);
+	if (rs->verifier)
+		verifier_free(rs->verifier);
+	if (rs->trust)
+		pki_trust_free(rs->trust);
+	if (rs->dsig_ready)
+		dsig_shutdown();
+	if (rs->xml_ready)
+		xmlread_shutdown();
+	free(rs->cfg);
+	memset(rs, 0, sizeof(*rs));
+}
+
+bool receiver_peer_allowed(const struct gw_config *cfg, const char *orgnr)
+{
+	if (!orgnr || !*orgnr)
+		return false;
+	for (size_t i = 0; i < cfg->receiver.n_allow; i++)
+		if (strcmp(cfg->receiver.allow[i], orgnr) == 0)
+			return true;
+	return false;
+}
+
+/* ======================================================================
+ * The accept pipeline
+ * ====================================================================== */
+
+/* One request on its way through the pipeline. */
+struct accept_run {
+	struct receiver_setup *rs;
+	inbox *ib;
+	const char *peer_orgnr;
+	const unsigned char *body;
+	size_t len;
+	int64_t now_ms;
+	xmlDocPtr doc;
+	struct msg_header header;
+	gw_buf item; /* the Notice as its own document */
+	struct receiver_answer *out;
+};
+
+void receiver_answer_clear(struct receiver_answer *a)
+{
+	gw_buf_free(&a->body);
+}
+
+/* A rule was broken: remember the reason; the caller signs the receipt. */
+static int reject(struct accept_run *run, int http_status, const char *code, const char *text)
+{
+	run->out->http_status = http_status;
+	run->out->status = "rejected";
+	run->out->reason_code = code;
+	snprintf(run->out->reason_text, sizeof(run->out->reason_text), "%s", text);
+	return GW_EINVALID;
+}
+
+/* A status without a receipt (403, 413, 503). */
+static int refuse(struct accept_run *run, int http_status, const char *text)
+{
+	run->out->http_status = http_status;
+	run->out->status = NULL;
+	snprintf(run->out->reason_text, sizeof(run->out->reason_text), "%s", text);
+	return GW_EINVALID;
+}
+
+static int temporary(struct accept_run *run, const char *what)
+{
+	char text[256];
+
+	snprintf(text, sizeof(text), "%s: %s", what, gw_error_last());
+	refuse(run, 503, text);
+	return GW_ETEMP;
+}
+
+/* The MessageId of a parsed document, when it is a valid one. */
+static void remember_message_id(struct accept_run *run)
+{
+	xmlNodePtr root = xmlDocGetRootElement(run->doc);
+	xmlNodePtr header = xmlread_child(root, NS_ENVELOPE, "Header");
+	xmlNodePtr id = xmlread_child(header, NS_ENVELOPE, "MessageId");
+	xmlChar *text = id ? xmlNodeGetContent(id) : NULL;
+
+	if (text && ident_uuid4_valid((const char *)text))
+		snprintf(run->out->message_id, sizeof(run->out->message_id), "%s",
+			 (const char *)text);
+	xmlFree(text);
+}
+
+static int check_peer_and_size(struct accept_run *run)
+{
+	if (!receiver_peer_allowed(run->rs->cfg, run->peer_orgnr))
+		return refuse(run, 403, "the TLS client organisation is not allowed to send here");
+	if (run->len > run->rs->cfg->receiver.max_body)
+		return refuse(run, 413, "the request body is larger than max_body");
+	return 0;
+}
+
+static int check_document(struct accept_run *run)
+{
+	size_t max = run->rs->cfg->receiver.max_body;
+
+	if (xmlread_parse(&run->doc, run->body, run->len, max, "request body") < 0)
+		return reject(run, 400, "malformed", gw_error_last());
+	remember_message_id(run);
+	if (xmlread_validate(run->doc, XML_KIND_MESSAGE) < 0)
+		return reject(run, 400, "schema-invalid", gw_error_last());
+	if (message_read_header(run->doc, &run->header) < 0)
+		return reject(run, 400, "schema-invalid", gw_error_last());
+	return 0;
+}
+
+static int check_signature(struct accept_run *run)
+{
+	struct verify_result result = { { 0 }, NULL };
+	int rc = verifier_check(run->rs->verifier, run->doc, run->header.from_orgnr, &result);
+
+	if (rc == GW_EINVALID)
+		return reject(run, 400, result.reason_code ? result.reason_code : "bad-signature",
+			      gw_error_last());
+	if (rc < 0)
+		return temporary(run, "signature check failed");
+	if (strcmp(result.signer_orgnr, run->peer_orgnr) != 0)
+		return reject(run, 400, "sender-mismatch",
+			      "the message is signed by another organisation than the TLS client");
+	return 0;
+}
+
+static int check_recipient(struct accept_run *run)
+{
+	if (strcmp(run->header.to_orgnr, run->rs->cfg->identity.orgnr) != 0)
+		return reject(run, 400, "wrong-recipient",
+			      "To/@orgnr names another organisation than this receiver");
+	return 0;
+}
+
+static int check_age(struct accept_run *run)
+{
+	int64_t created, window = (int64_t)run->rs->cfg->receiver.window_days * DAY_MS;
+
+	if (timeutil_parse_datetime(run->header.created, &created) < 0)
+		return reject(run, 400, "schema-invalid", gw_error_last());
+	if (created < run->now_ms - window)
+		return reject(run, 400, "stale", "Created is older than this receiver's window");
+	if (created > run->now_ms + FUTURE_SKEW_MS)
+		return reject(run, 400, "stale", "Created is more than 5 minutes in the future");
+	return 0;
+}
+
+static bool node_is(xmlNodePtr node, const char *ns, const char *name)
+{
+	return node && node->ns && node->ns->href &&
+	       strcmp((const char *)node->ns->href, ns) == 0 &&
+	       strcmp((const char *)node->name, name) == 0;
+}
+
+/* Copy the Body's Notice into a document of its own and serialize it. */
+static int notice_extract(xmlNodePtr notice, gw_buf *out)
+{
+	xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
+	xmlNodePtr copy = doc ? xmlDocCopyNode(notice, doc, 1) : NULL;
+	unsigned char *bytes = NULL;
+	size_t len = 0;
+	int rc = GW_ENOMEM;
+
+	if (!copy) {
+		xmlFreeDoc(doc);
+		return gw_error_set(GW_ENOMEM, "out of memory copying the Notice");
+	}
+	xmlDocSetRootElement(doc, copy);
+	if ((rc = xmlread_validate(doc, XML_KIND_NOTICE)) == 0 &&
+	    (rc = xmlread_serialize(doc, &bytes, &len)) == 0)
+		rc = gw_buf_put(out, bytes, len);
+	free(bytes);
+	xmlFreeDoc(doc);
+	return rc;
+}
+
+static int check_body(struct accept_run *run)
+{
+	xmlNodePtr content = message_body_content(run->doc);
+	int rc;
+
+	if (node_is(content, NS_XENC, "EncryptedData"))
+		return reject(run, 400, "malformed",
+			      "encrypted messages are not supported by this receiver yet");
+	if (!node_is(content, NS_NOTICE, "Notice"))
+		return reject(run, 400, "schema-invalid", "the Body does not hold a Notice");
+	rc = notice_extract(content, &run->item);
+	if (rc == GW_EINVALID)
+		return reject(run, 400, "schema-invalid", gw_error_last());
+	return rc < 0 ? temporary(run, "cannot copy the Notice") : 0;
+}
+
+/* A duplicate or a conflict is known before anything is written. */
+static int check_known(struct accept_run *run)
+{
+	struct inbox_entry have = { 0 };
+	int rc = inbox_lookup(run->ib, run->header.message_id, &have);
+	bool same = rc == 0 && strcmp(have.digest_b64, run->out->digest_b64) == 0;
+
+	inbox_entry_clear(&have);
+	if (rc == GW_ENOTFOUND) {
+		gw_error_clear();
+		return 0;
+	}
+	if (rc < 0)
+		return temporary(run, "cannot look the MessageId up");
+	if (!same)
+		return reject(run, 409, "message-id-conflict",
+			      "this MessageId was received before with other content");
+	run->out->http_status = 200;
+	run->out->status = "duplicate";
+	return 1;
+}
+
+/* Build and sign the receipt for run->out's status and reason. */
+static int receipt_sign(struct accept_run *run, gw_buf *out)
+{
+	struct receipt_info info;
+	xmlDocPtr doc = NULL;
+	int rc;
+
+	memset(&info, 0, sizeof(info));
+	snprintf(info.ref_message_id, sizeof(info.ref_message_id), "%s", run->out->message_id);
+	memcpy(info.digest_b64, run->out->digest_b64, sizeof(info.digest_b64));
+	timeutil_format_utc_ms(run->now_ms, info.received, sizeof(info.received));
+	snprintf(info.receiver_orgnr, sizeof(info.receiver_orgnr), "%s", run->rs->cfg->identity.orgnr);
+	snprintf(info.status, sizeof(info.status), "%s", run->out->status);
+	if (run->out->reason_code) {
+		snprintf(info.reason_code, sizeof(info.reason_code), "%s", run->out->reason_code);
+		snprintf(info.reason_text, sizeof(info.reason_text), "%s", run->out->reason_text);
+	}
+	gw_buf_reset(out);
+	if ((rc = receipt_build(&doc, &info)) == 0)
+		rc = signer_sign_to_bytes(run->rs->signer, doc, out);
+	xmlFreeDoc(doc);
+	return rc;
+}
+
+static void entry_fill(struct accept_run *run, struct inbox_entry *e)
+{
+	e->header = run->header;
+	memcpy(e->digest_b64, run->out->digest_b64, sizeof(e->digest_b64));
+	snprintf(e->peer_orgnr, sizeof(e->peer_orgnr), "%s", run->peer_orgnr);
+	timeutil_format_utc_ms(run->now_ms, e->received, sizeof(e->received));
+	e->received_ms = run->now_ms;
+	snprintf(e->status, sizeof(e->status), "accepted");
+}
+
+/*
+ * Sign the accepted receipt first (outside the inbox's write lock, so two
+ * workers sign in parallel), then store. When another worker stored the
+ * same MessageId meanwhile, the receipt signed here is thrown away.
+ */
+static int store_new(struct accept_run *run)
+{
+	struct inbox_entry e = { 0 };
+	enum inbox_outcome outcome;
+	int rc;
+
+	run->out->http_status = 200;
+	run->out->status = "accepted";
+	entry_fill(run, &e);
+	if (receipt_sign(run, &e.receipt) < 0) {
+		inbox_entry_clear(&e);
+		return temporary(run, "cannot sign the receipt");
+	}
+	rc = inbox_store(run->ib, &e, run->body, run->len, run->item.data, run->item.len,
+			 &outcome);
+	if (rc == 0 && outcome == INBOX_STORED) {
+		gw_buf_free(&run->out->body);
+		run->out->body = e.receipt; /* hand the buffer over */
+		return 0;
+	}
+	inbox_entry_clear(&e);
+	if (rc < 0)
+		return temporary(run, "cannot store the message");
+	if (outcome == INBOX_CONFLICT)
+		return reject(run, 409, "message-id-conflict",
+			      "this MessageId was received before with other content");
+	run->out->status = "duplicate";
+	return 1;
+}
+
+static int pipeline(struct accept_run *run)
+{
+	int rc;
+
+	if ((rc = check_peer_and_size(run)) < 0 || (rc = check_document(run)) < 0 ||
+	    (rc = check_signature(run)) < 0 || (rc = check_recipient(run)) < 0 ||
+	    (rc = check_known(run)) != 0 || (rc = check_age(run)) < 0 ||
+	    (rc = check_body(run)) < 0)
+		return rc;
+	return store_new(run);
+}
+
+int receiver_accept(struct receiver_setup *rs, inbox *ib, const char *peer_orgnr,
+		    const unsigned char *body, size_t len, struct receiver_answer *out)
+{
+	struct accept_run run;
+	int rc;
+
+	memset(&run, 0, sizeof(run));
+	run.rs = rs;
+	run.ib = ib;
+	run.peer_orgnr = peer_orgnr;
+	run.body = body;
+	run.len = len;
+	run.now_ms = timeutil_now_ms();
+	run.out = out;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->message_id, sizeof(out->message_id), "%s", RECEIVER_UNKNOWN_MESSAGE_ID);
+	if (receipt_digest(body, len, out->digest_b64) < 0)
+		return temporary(&run, "cannot digest the request");
+	rc = pipeline(&run);
+	xmlFreeDoc(run.doc);
+	gw_buf_free(&run.item);
+	(void)rc; /* out says everything: rejections and temporary failures alike */
+	if (out->status && out->body.len == 0 && receipt_sign(&run, &out->body) < 0) {
+		temporary(&run, "cannot sign the receipt");
+		return GW_ERROR;
+	}
+	return 0;
+}
+
+/* ======================================================================
+ * TLS
+ * ====================================================================== */
+
+/* Per-process: the SSL ex_data slot that ties a connection to its worker. */
+static int conn_slot = -1;
+
+struct worker;
+static void worker_connection_gone(struct worker *w);
+
+/* OpenSSL calls this when a connection's SSL is freed: it is gone. */
+static void conn_slot_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+			   void *argp)
+{
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	if (ptr)
+		worker_connection_gone(ptr);
+}
+
+/* Over the connection cap the handshake is refused before any crypto. */
+static int client_hello(SSL *ssl, int *alert, void *arg)
+{
+	(void)arg;
+	if (SSL_get_ex_data(ssl, conn_slot) != NULL)
+		return SSL_CLIENT_HELLO_SUCCESS;
+	*alert = SSL_AD_INTERNAL_ERROR;
+	return SSL_CLIENT_HELLO_ERROR;
+}
+
+static const char *ssl_reason(void)
+{
+	static char text[256];
+	unsigned long e = ERR_peek_last_error();
+
+	if (e == 0)
+		snprintf(text, sizeof(text), "no details from OpenSSL");
+	else
+		ERR_error_string_n(e, text, sizeof(text));
+	ERR_clear_error();
+	return text;
+}
+
+static int tls_client_cas(SSL_CTX *ctx, pki_trust *trust)
+{
+	STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
+
+	if (!names)
+		return gw_error_set(GW_ENOMEM, "out of memory listing the trust anchors");
+	for (size_t i = 0; i < pki_trust_anchor_count(trust); i++)
+		SSL_add_file_cert_subjects_to_stack(names, pki_trust_anchor_file(trust, i));
+	ERR_clear_error();
+	SSL_CTX_set_client_CA_list(ctx, names);
+	return 0;
+}
+
+static int tls_identity(SSL_CTX *ctx, const struct config_identity *id)
+{
+	if (pki_key_file_private(id->key) < 0)
+		return gw_error_wrap(GW_EINVALID, "[identity] key");
+	if (SSL_CTX_use_certificate_chain_file(ctx, id->cert) != 1)
+		return gw_error_set(GW_EINVALID, "cannot use %s as the TLS server certificate: %s",
+				    id->cert, ssl_reason());
+	if (SSL_CTX_use_PrivateKey_file(ctx, id->key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1)
+		return gw_error_set(GW_EINVALID, "cannot use %s as the TLS server key: %s", id->key,
+				    ssl_reason());
+	return 0;
+}
+
+/*
+ * The server context: TLS 1.2 or later, a client certificate required and
+ * verified against the same store (anchors, CRLs and their flags) that
+ * signatures are verified with; no session resumption, so every connection
+ * proves its certificate afresh.
+ */
+static int tls_context(SSL_CTX **out, struct receiver_setup *rs)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	*out = NULL;
+	if (!ctx)
+		return gw_error_set(GW_ERROR, "cannot create the TLS context: %s", ssl_reason());
+	if (conn_slot < 0)
+		conn_slot = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_slot_free);
+	if (conn_slot < 0) {
+		SSL_CTX_free(ctx);
+		return gw_error_set(GW_ERROR, "cannot set up the TLS context: %s", ssl_reason());
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
+				 SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_verify_depth(ctx, 8);
+	SSL_CTX_set_client_hello_cb(ctx, client_hello, NULL);
+	SSL_CTX_set1_cert_store(ctx, pki_trust_store(rs->trust));
+	if (tls_identity(ctx, &rs->cfg->identity) < 0 || tls_client_cas(ctx, rs->trust) < 0) {
+		SSL_CTX_free(ctx);
+		return GW_EINVALID;
+	}
+	*out = ctx;
+	return 0;
+}
+
+/* ======================================================================
+ * One worker process: an event loop serving HTTPS
+ * ====================================================================== */
+
+struct worker {
+	struct receiver_setup *rs;
+	SSL_CTX *ssl_ctx;
+	inbox *ib;
+	struct event_base *base;
+	struct evhttp *http;
+	struct evhttp_bound_socket *bound;
+	struct event *on_term, *on_int, *drain;
+	int live;     /* connections open now */
+	int max_live; /* this worker's share of max_connections */
+	bool stopping;
+	int64_t stop_deadline_ms;
+};
+
+static void worker_connection_gone(struct worker *w)
+{
+	w->live--;
+}
+
+/*
+ * evhttp asks for a bufferevent per accepted connection. Beyond the cap the
+ * connection gets an SSL without a worker mark, and client_hello() refuses
+ * it. Should SSL_new fail, evhttp falls back to a plain socket; such a
+ * connection has no peer certificate and is answered 403.
+ */
+static struct bufferevent *worker_new_connection(struct event_base *base, void *arg)
+{
+	struct worker *w = arg;
+	SSL *ssl = SSL_new(w->ssl_ctx);
+
+	if (!ssl) {
+		gw_log(GW_LOG_ERROR, "tls-failed", "detail", ssl_reason(), NULL);
+		return NULL;
+	}
+	if (w->live < w->max_live && !w->stopping) {
+		SSL_set_ex_data(ssl, conn_slot, w);
+		w->live++;
+	} else {
+		gw_log(GW_LOG_WARN, "connection-refused", "detail",
+		       "the connection limit is reached", NULL);
+	}
+	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					      BEV_OPT_CLOSE_ON_FREE);
+}
+
+/* The verified client certificate's organisation; "" when there is none. */
+static void request_peer_orgnr(struct evhttp_request *req, char org[10])
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+
+	org[0] = '\0';
+	if (!cert || SSL_get_verify_result(ssl) != X509_V_OK || pki_cert_orgnr(cert, org) < 0)
+		org[0] = '\0';
+	gw_error_clear();
+}
+
+static const char *status_phrase(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	default: return "Service Unavailable";
+	}
+}
+
+static void reply(struct evhttp_request *req, int status, const gw_buf *body)
+{
+	struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+	struct evbuffer *out = NULL;
+
+	if (body && body->len) {
+		out = evbuffer_new();
+		if (out)
+			evbuffer_add(out, body->data, body->len);
+		evhttp_add_header(headers, "Content-Type", "application/xml");
+	}
+	if (status == 503)
+		evhttp_add_header(headers, "Retry-After", RETRY_AFTER_SECONDS);
+	if (status == 405)
+		evhttp_add_header(headers, "Allow", "POST");
+	if (status == 403 || status == 413)
+		evhttp_add_header(headers, "Connection", "close");
+	evhttp_send_reply(req, status, status_phrase(status), out);
+	if (out)
+		evbuffer_free(out);
+}
+
+static void log_answer(const struct receiver_answer *a, const char *peer_org)
+{
+	char status[8];
+
+	snprintf(status, sizeof(status), "%d", a->http_status);
+	if (a->status && strcmp(a->status, "rejected") != 0) {
+		gw_log(GW_LOG_INFO, a->status, "msg", a->message_id, "peer_org", peer_org,
+		       "status", status, "digest", a->digest_b64, NULL);
+		return;
+	}
+	gw_log(a->http_status >= 500 ? GW_LOG_ERROR : GW_LOG_WARN,
+	       a->http_status >= 500 ? "failed" : "rejected", "reason",
+	       a->reason_code ? a->reason_code : status_phrase(a->http_status), "msg",
+	       a->message_id, "peer_org", peer_org, "status", status, "digest", a->digest_b64,
+	       "detail", a->reason_text, NULL);
+}
+
+static bool path_served(struct evhttp_request *req)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+
+	return path && (strcmp(path, "/") == 0 || strcmp(path, "/notices") == 0);
+}
+
+/* 403 before anything else; then the path and the method. */
+static int request_gate(struct worker *w, struct evhttp_request *req, const char *org)
+{
+	if (!receiver_peer_allowed(w->rs->cfg, org))
+		return 403;
+	if (!path_served(req))
+		return 404;
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
+		return 405;
+	return 0;
+}
+
+static void worker_request(struct evhttp_request *req, void *arg)
+{
+	struct worker *w = arg;
+	struct receiver_answer answer;
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	char org[10];
+	int gate;
+
+	request_peer_orgnr(req, org);
+	if ((gate = request_gate(w, req, org)) != 0) {
+		if (gate == 403)
+			gw_log(GW_LOG_WARN, "rejected", "reason", "not-allowed", "peer_org",
+			       org[0] ? org : "none", "status", "403", NULL);
+		reply(req, gate, NULL);
+		return;
+	}
+	receiver_accept(w->rs, w->ib, org, len ? evbuffer_pullup(in, -1) : (const unsigned char *)"",
+			len, &answer);
+	log_answer(&answer, org);
+	reply(req, answer.http_status, &answer.body);
+	receiver_answer_clear(&answer);
+}
+
+static void worker_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	if (w->live <= 0 || timeutil_now_ms() >= w->stop_deadline_ms)
+		event_base_loopbreak(w->base);
+}
+
+/* SIGTERM/SIGINT: stop accepting, let open connections finish, then leave. */
+static void worker_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct timeval tick = { 0, DRAIN_TICK_MS * 1000 };
+
+	(void)sig;
+	(void)what;
+	if (w->stopping)
+		return;
+	w->stopping = true;
+	w->stop_deadline_ms = timeutil_now_ms() + (int64_t)w->rs->cfg->receiver.read_timeout * 1000;
+	if (w->bound)
+		evhttp_del_accept_socket(w->http, w->bound);
+	w->bound = NULL;
+	w->drain = event_new(w->base, -1, EV_PERSIST, worker_drain_tick, w);
+	if (!w->drain || event_add(w->drain, &tick) < 0)
+		event_base_loopbreak(w->base);
+}
+
+static int worker_http(struct worker *w, evutil_socket_t listen_fd)
+{
+	const struct config_receiver *rc = &w->rs->cfg->receiver;
+
+	w->http = evhttp_new(w->base);
+	if (!w->http)
+		return gw_error_set(GW_ERROR, "cannot create the HTTP server");
+	evhttp_set_bevcb(w->http, worker_new_connection, w);
+	evhttp_set_gencb(w->http, worker_request, w);
+	evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+						    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+						    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	evhttp_set_max_body_size(w->http, (ev_ssize_t)rc->max_body);
+	evhttp_set_max_headers_size(w->http, MAX_HEADERS_BYTES);
+	evhttp_set_timeout(w->http, rc->read_timeout);
+	w->bound = evhttp_accept_socket_with_handle(w->http, listen_fd);
+	if (!w->bound)
+		return gw_error_set(GW_ERROR, "cannot accept on the listening socket");
+	return 0;
+}
+
+static int worker_base(struct worker *w)
+{
+	w->base = event_base_new();
+	return w->base ? 0 : gw_error_set(GW_ERROR, "cannot create an event loop");
+}
+
+static int worker_events(struct worker *w)
+{
+	w->on_term = evsignal_new(w->base, SIGTERM, worker_signal, w);
+	w->on_int = evsignal_new(w->base, SIGINT, worker_signal, w);
+	if (!w->on_term || !w->on_int || evsignal_add(w->on_term, NULL) < 0 ||
+	    evsignal_add(w->on_int, NULL) < 0)
+		return gw_error_set(GW_ERROR, "cannot watch for SIGTERM and SIGINT");
+	return 0;
+}
+
+static void worker_free(struct worker *w)
+{
+	if (w->http)
+		evhttp_free(w->http); /* frees connections: live drops to 0 */
+	if (w->drain)
+		event_free(w->drain);
+	if (w->on_term)
+		event_free(w->on_term);
+	if (w->on_int)
+		event_free(w->on_int);
+	if (w->base)
+		event_base_free(w->base);
+	inbox_close(w->ib);
+}
+
+/* The body of one worker process; returns its exit code. */
+static int worker_run(struct receiver_setup *rs, SSL_CTX *ssl_ctx, evutil_socket_t listen_fd)
+{
+	const struct config_receiver *rc = &rs->cfg->receiver;
+	struct worker w;
+	int code = 0;
+
+	memset(&w, 0, sizeof(w));
+	w.rs = rs;
+	w.ssl_ctx = ssl_ctx;
+	w.max_live = rc->max_connections / (rc->workers > 0 ? rc->workers : 1);
+	if (w.max_live < 1)
+		w.max_live = 1;
+	if (inbox_open(&w.ib, rc->inbox, rc->db) < 0 || worker_base(&w) < 0 ||
+	    worker_http(&w, listen_fd) < 0 || worker_events(&w) < 0) {
+		gw_log(GW_LOG_ERROR, "worker-failed", "detail", gw_error_last(), NULL);
+		code = 1;
+	} else if (event_base_dispatch(w.base) < 0) {
+		code = 1;
+	}
+	worker_free(&w);
+	return code;
+}
+
+/* ======================================================================
+ * The parent: listening socket, supervision
+ * ====================================================================== */
+
+static int listen_socket(const char *host, int port, evutil_socket_t *out, int *bound_port)
+{
+	struct addrinfo hints, *res = NULL;
+	struct sockaddr_storage addr;
+	socklen_t addrlen = sizeof(addr);
+	char service[16];
+	int fd, one = 1, gai;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	snprintf(service, sizeof(service), "%d", port);
+	if ((gai = getaddrinfo(host, service, &hints, &res)) != 0)
+		return gw_error_set(GW_EINVALID, "cannot resolve listen address %s: %s", host,
+				    gai_strerror(gai));
+	fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 128) < 0 ||
+	    evutil_make_socket_nonblocking(fd) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&addr, &addrlen) < 0) {
+		gw_error_set(GW_ERROR, "cannot listen on %s port %d: %s", host, port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return GW_ERROR;
+	}
+	freeaddrinfo(res);
+	*bound_port = ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
+						       : ((struct sockaddr_in *)&addr)->sin_port);
+	*out = fd;
+	return 0;
+}
+
+static int port_file_write(const char *path, int port)
+{
+	char dir[PATH_MAX], base[PATH_MAX], text[16];
+	int n = snprintf(text, sizeof(text), "%d\n", port);
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	snprintf(base, sizeof(base), "%s", path);
+	return fsutil_write_durable(dirname(dir), basename(base), text, (size_t)n, 0644);
+}
+
+struct supervisor {
+	struct receiver_setup *rs;
+	SSL_CTX *ssl_ctx;
+	evutil_socket_t listen_fd;
+	sigset_t old_mask;
+	int n;
+	pid_t pids[64];
+	int64_t restart_at[64]; /* 0: running or never started */
+};
+
+static void noop_handler(int sig)
+{
+	(void)sig;
+}
+
+/* In the child: the parent's blocked signals back to normal, then serve. */
+static int worker_child(struct supervisor *s)
+{
+	struct sigaction dfl;
+
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &dfl, NULL);
+	sigprocmask(SIG_SETMASK, &s->old_mask, NULL);
+	return worker_run(s->rs, s->ssl_ctx, s->listen_fd);
+}
+
+/* 1 in the child once it has finished serving (its exit code in *code). */
+static int worker_start(struct supervisor *s, int slot, int *code)
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		s->restart_at[slot] = timeutil_now_ms() + RESTART_DELAY_MS;
+		gw_log(GW_LOG_ERROR, "worker-fork-failed", "detail", strerror(errno), NULL);
+		return 0;
+	}
+	if (pid == 0) {
+		*code = worker_child(s);
+		return 1;
+	}
+	s->pids[slot] = pid;
+	s->restart_at[slot] = 0;
+	return 0;
+}
+
+static void workers_reap(struct supervisor *s, bool stopping)
+{
+	pid_t pid;
+	int status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (int i = 0; i < s->n; i++) {
+			if (s->pids[i] != pid)
+				continue;
+			s->pids[i] = 0;
+			s->restart_at[i] = timeutil_now_ms() + RESTART_DELAY_MS;
+			if (!stopping)
+				gw_log(GW_LOG_ERROR, "worker-died", "detail",
+				       WIFSIGNALED(status) ? "killed by a signal" : "exited", NULL);
+		}
+	}
+}
+
+/* Start every slot that is due; 1 when this is a child done serving. */
+static int workers_start_due(struct supervisor *s, int *code)
+{
+	int64_t now = timeutil_now_ms();
+
+	for (int i = 0; i < s->n; i++)
+		if (s->pids[i] == 0 && s->restart_at[i] <= now && worker_start(s, i, code))
+			return 1;
+	return 0;
+}
+
+static void workers_stop(struct supervisor *s)
+{
+	for (int i = 0; i < s->n; i++)
+		if (s->pids[i] > 0)
+			kill(s->pids[i], SIGTERM);
+	for (int i = 0; i < s->n; i++)
+		if (s->pids[i] > 0 && waitpid(s->pids[i], NULL, 0) == s->pids[i])
+			s->pids[i] = 0;
+}
+
+/*
+ * The parent's loop: signals arrive blocked and are taken with
+ * sigtimedwait, so there is no handler to race with. Returns the exit code;
+ * in a child, *is_child is set and the child's exit code returned.
+ */
+static int supervise(struct supervisor *s, bool *is_child)
+{
+	struct timespec tick = { 0, 200 * 1000 * 1000 };
+	sigset_t set;
+	int code = 0, sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
+	for (;;) {
+		if (workers_start_due(s, &code)) {
+			*is_child = true;
+			return code;
+		}
+		sig = sigtimedwait(&set, NULL, &tick);
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+		workers_reap(s, false);
+	}
+	gw_log(GW_LOG_INFO, "stopping", "detail", "signal received; workers finish their requests",
+	       NULL);
+	workers_stop(s);
+	return 0;
+}
+
+static int supervisor_run(struct receiver_setup *rs, SSL_CTX *ssl_ctx, evutil_socket_t fd,
+			  bool *is_child)
+{
+	struct supervisor s;
+	struct sigaction sa;
+	sigset_t set;
+	int code;
+
+	memset(&s, 0, sizeof(s));
+	s.rs = rs;
+	s.ssl_ctx = ssl_ctx;
+	s.listen_fd = fd;
+	s.n = rs->cfg->receiver.workers < 1 ? 1 : rs->cfg->receiver.workers;
+	if (s.n > 64)
+		s.n = 64;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = noop_handler; /* SIGCHLD must not be ignored to be waited for */
+	sigaction(SIGCHLD, &sa, NULL);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, &s.old_mask);
+	code = supervise(&s, is_child);
+	if (!*is_child)
+		sigprocmask(SIG_SETMASK, &s.old_mask, NULL);
+	return code;
+}
+
+/* ======================================================================
+ * gateway receive
+ * ====================================================================== */
+
+struct receive_options {
+	const char *config;
+	const char *schemas;
+	const char *port_file;
+	int port; /* -1: from the configuration */
+};
+
+static void receive_usage(FILE *out)
+{
+	fprintf(out, "usage: gateway receive --config FILE [--schemas DIR] [--port N] "
+		     "[--port-file PATH]\n"
+		     "  --schemas DIR     directory with message.xsd (default: [identity] schemas)\n"
+		     "  --port N          listen on port N instead of the configured one (0: any)\n"
+		     "  --port-file PATH  write the port actually bound to PATH\n");
+}
+
+static int parse_port(const char *text, int *port)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(text, &end, 10);
+	if (errno || *end || end == text || v < 0 || v > 65535)
+		return gw_error_set(GW_EINVALID, "--port '%s' is not a port number", text);
+	*port = (int)v;
+	return 0;
+}
+
+/* 0 to run, 1 when --help was asked, 2 on a usage error. */
+static int receive_parse(int argc, char **argv, struct receive_options *o)
+{
+	o->port = -1;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+			return 1;
+		if (!v || (strcmp(a, "--config") && strcmp(a, "--schemas") &&
+			   strcmp(a, "--port-file") && strcmp(a, "--port"))) {
+			fprintf(stderr, "gateway receive: unknown or incomplete option '%s'\n", a);
+			return 2;
+		}
+		i++;
+		if (strcmp(a, "--config") == 0)
+			o->config = v;
+		else if (strcmp(a, "--schemas") == 0)
+			o->schemas = v;
+		else if (strcmp(a, "--port-file") == 0)
+			o->port_file = v;
+		else if (parse_port(v, &o->port) < 0) {
+			fprintf(stderr, "gateway receive: %s\n", gw_error_last());
+			return 2;
+		}
+	}
+	if (!o->config) {
+		fprintf(stderr, "gateway receive: --config FILE is required\n");
+		return 2;
+	}
+	return 0;
+}
+
+/* Finish what a crash interrupted before any worker serves. */
+static int inbox_prepare(const struct config_receiver *rc)
+{
+	inbox *ib = NULL;
+	int published, discarded, rc2;
+	char a[16], b[16];
+
+	if ((rc2 = inbox_open(&ib, rc->inbox, rc->db)) == 0)
+		rc2 = inbox_recover(ib, &published, &discarded);
+	inbox_close(ib);
+	if (rc2 < 0)
+		return rc2;
+	if (published || discarded) {
+		snprintf(a, sizeof(a), "%d", published);
+		snprintf(b, sizeof(b), "%d", discarded);
+		gw_log(GW_LOG_INFO, "inbox-recovered", "published", a, "discarded", b, NULL);
+	}
+	return 0;
+}
+
+static int serve(struct receiver_setup *rs, const struct receive_options *o, SSL_CTX *ctx)
+{
+	const struct config_receiver *rc = &rs->cfg->receiver;
+	int port = o->port >= 0 ? o->port : rc->listen_port, bound_port = 0, code;
+	evutil_socket_t fd = -1;
+	bool is_child = false;
+	char text[16];
+
+	if (inbox_prepare(rc) < 0 || listen_socket(rc->listen_host, port, &fd, &bound_port) < 0) {
+		fprintf(stderr, "gateway receive: %s\n", gw_error_last());
+		return 1;
+	}
+	if (o->port_file && port_file_write(o->port_file, bound_port) < 0) {
+		fprintf(stderr, "gateway receive: --port-file: %s\n", gw_error_last());
+		close(fd);
+		return 1;
+	}
+	snprintf(text, sizeof(text), "%d", bound_port);
+	gw_log(GW_LOG_INFO, "listening", "host", rc->listen_host, "port", text, NULL);
+	code = supervisor_run(rs, ctx, fd, &is_child);
+	if (!is_child)
+		close(fd);
+	return code;
+}
+
+int receiver_main(int argc, char **argv)
+{
+	struct receive_options o = { NULL, NULL, NULL, -1 };
+	struct receiver_setup rs;
+	SSL_CTX *ctx = NULL;
+	int code, rc;
+
+	if ((code = receive_parse(argc, argv, &o)) != 0) {
+		receive_usage(code == 1 ? stdout : stderr);
+		return code == 1 ? 0 : 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	rc = receiver_setup_open(&rs, o.config, o.schemas, true);
+	if (rc == 0)
+		rc = tls_context(&ctx, &rs);
+	if (rc < 0) {
+		fprintf(stderr, "gateway receive: %s\n", gw_error_last());
+		code = rc == GW_EINVALID ? 2 : 1;
+	} else {
+		code = serve(&rs, &o, ctx);
+	}
+	SSL_CTX_free(ctx);
+	receiver_setup_close(&rs);
+	return code;
+}
