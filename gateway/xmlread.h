@@ -39,11 +39,18 @@ int xmlread_parse(xmlDocPtr *out, const unsigned char *data, size_t len, size_t 
 int xmlread_schemas_load(const char *schema_dir);
 
 /*
- * Validate against the schema of `kind`. GW_EINVALID with the first error's
+ * Validate against the schema of `kind` (the document element must be that
+ * kind's: Notice, Message or Receipt in its namespace). GW_EINVALID with the first error's
  * line and text ("line 7: element Release: attribute 'date' ...") on failure.
  * Thread safe once loaded.
  */
 int xmlread_validate(xmlDocPtr doc, enum xml_kind kind);
+
+/*
+ * Put `what` (a file name) in front of the last error: "notice.xml line 7:
+ * ..." from "line 7: ...". Returns code.
+ */
+int xmlread_error_prefix(int code, const char *what);
 
 /* Parse and validate in one step. */
 int xmlread_parse_valid(xmlDocPtr *out, const unsigned char *data, size_t len,
@@ -55,7 +62,8 @@ xmlNodePtr xmlread_child(xmlNodePtr parent, const char *ns, const char *name);
  * returns a malloc'd string from xmlGetNoNsProp, free with xmlFree). */
 char *xmlread_attr(xmlNodePtr node, const char *name);
 
-/* Serialize a whole document without reformatting, UTF-8. */
+/* Serialize a whole document without reformatting, UTF-8. *out is
+ * malloc'd and NUL-terminated (not counted in *len): free it with free(). */
 int xmlread_serialize(xmlDocPtr doc, unsigned char **out, size_t *len);
 
 #endif
