@@ -29,10 +29,11 @@ int gw_error_wrap(int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(context, sizeof(context), fmt, ap);
 	va_end(ap);
+	/* Precisions keep the sum inside the buffer: context is at most 511. */
 	if (previous[0])
-		snprintf(error_text, sizeof(error_text), "%s: %s", context, previous);
+		snprintf(error_text, sizeof(error_text), "%.511s: %.500s", context, previous);
 	else
-		snprintf(error_text, sizeof(error_text), "%s", context);
+		snprintf(error_text, sizeof(error_text), "%.511s", context);
 	return code;
 }
 
