@@ -837,7 +837,7 @@ static void decide(deliver *d, const struct transfer *t, struct attempt_facts *f
 	char reason[sizeof(f->result.reason)];
 
 	outcome_classify(&f->in, &f->result);
-	f->next_attempt_ms = 0;
+	f->next_attempt_ms = -1; /* keep */
 	switch (f->result.kind) {
 	case OUTCOME_DELIVERED:
 		f->to = MSG_DELIVERED;
@@ -858,7 +858,7 @@ static void decide(deliver *d, const struct transfer *t, struct attempt_facts *f
 		 reason);
 	f->result.kind = OUTCOME_FAILED;
 	f->to = MSG_FAILED;
-	f->next_attempt_ms = 0;
+	f->next_attempt_ms = -1;
 }
 
 static void endpoint_record(deliver *d, struct endpoint_state *ep, const struct outcome *o)
@@ -964,6 +964,37 @@ size_t deliver_in_flight(const deliver *d)
 	return d->in_flight;
 }
 
+bool deliver_full(const deliver *d)
+{
+	return d->in_flight >= d->max_total;
+}
+
+int deliver_park(deliver *d, const struct store_message *m)
+{
+	const struct endpoint_state *ep = endpoint_find(d, m->endpoint);
+	int64_t now, next, deadline;
+	char reason[160];
+	int rc;
+
+	if (!ep || !ep->configured)
+		return gw_error_set(GW_ENOTFOUND, "no endpoint named '%s' is configured", m->endpoint);
+	if (ep->consecutive_failures < d->probe_after)
+		return GW_ETEMP;
+	now = d->now_ms();
+	deadline = message_deadline(d, m);
+	if (deadline <= now + d->backoff.floor_ms)
+		return GW_ETEMP;
+	next = now + backoff_ceiling(&d->backoff, ep->consecutive_failures - d->probe_after);
+	if (next > deadline)
+		next = deadline;
+	snprintf(reason, sizeof(reason), "waiting: endpoint %s is not answering (%d failures)",
+		 ep->name, ep->consecutive_failures);
+	if ((rc = store_move(d, m->message_id, MSG_QUEUED, MSG_QUEUED, reason, next)) < 0)
+		return rc;
+	gw_log(GW_LOG_DEBUG, "parked", "msg", m->message_id, "endpoint", ep->name, NULL);
+	return 0;
+}
+
 /* A queued message whose stored bytes do not match their digest is not sent. */
 static int refuse_corrupt(deliver *d, const struct store_message *m, const struct transfer *t)
 {
@@ -972,7 +1003,7 @@ static int refuse_corrupt(deliver *d, const struct store_message *m, const struc
 	gw_log(GW_LOG_ERROR, "failed", "msg", m->message_id, "endpoint", m->endpoint, "reason",
 	       "stored bytes do not match their digest", NULL);
 	store_move(d, m->message_id, MSG_QUEUED, MSG_FAILED,
-		   "stored bytes do not match their digest", 0);
+		   "stored bytes do not match their digest", -1);
 	return gw_error_set(GW_EINVALID, "message %s: stored bytes do not match their digest",
 			    m->message_id);
 }
@@ -992,14 +1023,14 @@ int deliver_start(deliver *d, const struct store_message *m)
 		return rc;
 	if ((rc = refuse_corrupt(d, m, t)) < 0)
 		goto fail;
-	if ((rc = store_move(d, m->message_id, MSG_QUEUED, MSG_SENDING, "", m->next_attempt_ms)) < 0) {
+	if ((rc = store_move(d, m->message_id, MSG_QUEUED, MSG_SENDING, NULL, -1)) < 0) {
 		if (state_moved_on(d, m->message_id, MSG_QUEUED))
 			rc = gw_error_set(GW_EEXISTS, "message %s is no longer queued", m->message_id);
 		goto fail;
 	}
 	t->started_ms = d->now_ms();
 	if (curl_multi_add_handle(d->multi, t->easy) != CURLM_OK) {
-		store_move(d, m->message_id, MSG_SENDING, MSG_QUEUED, "", m->next_attempt_ms);
+		store_move(d, m->message_id, MSG_SENDING, MSG_QUEUED, NULL, -1);
 		rc = gw_error_set(GW_ERROR, "cannot start the transfer of message %s", m->message_id);
 		goto fail;
 	}

@@ -111,7 +111,19 @@ int deliver_admit(const deliver *d, const char *endpoint);
  */
 int deliver_start(deliver *d, const struct store_message *m);
 
-/* Transfers in flight. */
+/*
+ * For a message deliver_admit() refused because its endpoint is down (in
+ * probe mode with its one probe in flight): move the message's next attempt
+ * to when the endpoint will be probed again (queued -> queued, no attempt
+ * counted), so a dead partner's queue does not crowd out the others'
+ * (Postfix defers a dead destination's queue the same way). 0 when parked;
+ * GW_ETEMP when the endpoint is only busy, or the message's horizon is too
+ * near to wait: leave it due.
+ */
+int deliver_park(deliver *d, const struct store_message *m);
+
+/* Transfers in flight, and whether the global limit is reached. */
 size_t deliver_in_flight(const deliver *d);
+bool deliver_full(const deliver *d);
 
 #endif

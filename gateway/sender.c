@@ -1,0 +1,810 @@
+/*
+ * sender: `gateway send`, the prison side's daemon.
+ *
+ *   gateway send --config FILE [--schemas DIR] [--until-idle] [--max-seconds N]
+ *
+ * One libevent loop drives everything:
+ *   - inotify on spool incoming/new (IN_MOVED_TO, IN_CLOSE_WRITE), a scan at
+ *     start-up and a slow rescan every 60 s as a safety net -> intake_scan();
+ *   - a timer armed for the store's next_due_ms() (re-armed after every
+ *     change; the database is never polled on a fixed tick);
+ *   - dispatch: store messages_due() (earliest release date first) into
+ *     deliver_start() up to the global and per-endpoint limits;
+ *   - SIGTERM/SIGINT: stop taking work, let transfers finish for up to
+ *     10 s, abandon the rest (they stay 'sending' and are queued again at
+ *     the next start by recover_sending()), exit 0;
+ *   - SIGHUP: load the configuration into a new struct and swap it in when
+ *     valid (endpoints, limits, retry schedule, log level); keep the old one
+ *     on error. Identity, database and spool changes need a restart.
+ *
+ * --until-idle exits 0 once the spool is empty, nothing queued is due and
+ * nothing is in flight (the demo and tests). --max-seconds N stops the same
+ * way as SIGTERM after N seconds.
+ *
+ * Exit codes (daemons.h): 0 done, 1 operational failure, 2 usage or
+ * configuration error.
+ */
+#include "daemons.h"
+#include "backoff.h"
+#include "config.h"
+#include "deliver.h"
+#include "err.h"
+#include "fsutil.h"
+#include "intake.h"
+#include "log.h"
+#include "pki.h"
+#include "signer.h"
+#include "spool.h"
+#include "store.h"
+#include "timeutil.h"
+#include "verify.h"
+#include "xmlread.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <limits.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define RESCAN_SECONDS 60
+#define GRACE_SECONDS 10
+#define EXPIRE_EVERY_MS (3600 * 1000)
+#define DISPATCH_WINDOW 512  /* due messages looked at per dispatch */
+#define RETRY_SOON_MS 1000   /* when something due could not start for no limit */
+#define PSEUDONYM_KEY_BYTES 32
+#define PSEUDONYM_KEY_MIN 16
+
+struct options {
+	const char *config;
+	const char *schemas;
+	bool until_idle;
+	long max_seconds;
+};
+
+struct sender {
+	struct options opt;
+	struct gw_config *cfg;
+	struct event_base *base;
+	store *st;
+	signer *sig;
+	pki_trust *trust;
+	verifier *ver;
+	deliver *dl;
+	struct spool spool;
+	struct intake intake;
+	unsigned char pseudonym_key[64];
+	size_t pseudonym_key_len;
+	int inotify_fd;
+	struct event *ev_inotify, *ev_rescan, *ev_due, *ev_work, *ev_grace, *ev_limit;
+	struct event *ev_signal[3];
+	bool scan_wanted;
+	bool stopping;
+	int64_t last_expire_ms;
+	int exit_code;
+};
+
+/* ---- options ----------------------------------------------------------- */
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: gateway send --config FILE [--schemas DIR] [--until-idle]"
+		     " [--max-seconds N]\n"
+		     "  --config FILE     the gateway's configuration ([identity], [gateway],"
+		     " [endpoint NAME])\n"
+		     "  --schemas DIR     XSD directory (default: [identity] schemas)\n"
+		     "  --until-idle      exit once the spool is empty and nothing is due or in"
+		     " flight\n"
+		     "  --max-seconds N   stop (as on SIGTERM) after N seconds\n");
+}
+
+static int parse_seconds(const char *text, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(text, &end, 10);
+	if (errno || end == text || *end || v <= 0 || v > 365L * 86400)
+		return gw_error_set(GW_EINVALID, "--max-seconds wants a positive number of seconds,"
+				    " not '%s'", text);
+	*out = v;
+	return 0;
+}
+
+/* 0 to run, 1 when --help was asked, GW_EINVALID on a usage error. */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	memset(o, 0, sizeof(*o));
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		bool has_value = i + 1 < argc;
+
+		if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+			return 1;
+		if (!strcmp(a, "--until-idle"))
+			o->until_idle = true;
+		else if (!strcmp(a, "--config") && has_value)
+			o->config = argv[++i];
+		else if (!strcmp(a, "--schemas") && has_value)
+			o->schemas = argv[++i];
+		else if (!strcmp(a, "--max-seconds") && has_value) {
+			if (parse_seconds(argv[++i], &o->max_seconds) < 0)
+				return GW_EINVALID;
+		} else
+			return gw_error_set(GW_EINVALID, "unknown or incomplete option '%s'", a);
+	}
+	if (!o->config)
+		return gw_error_set(GW_EINVALID, "--config FILE is required");
+	return 0;
+}
+
+/* ---- the pseudonym key ---------------------------------------------------- */
+
+static int pseudonym_key_create(const char *path)
+{
+	unsigned char key[PSEUDONYM_KEY_BYTES];
+	char dir[PATH_MAX];
+	const char *name;
+	char *slash;
+	int rc;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash) {
+		*slash = '\0';
+		name = path + (slash - dir) + 1;
+		if (!dir[0])
+			snprintf(dir, sizeof(dir), "/");
+	} else {
+		snprintf(dir, sizeof(dir), ".");
+		name = path;
+	}
+	if (RAND_bytes(key, sizeof(key)) != 1)
+		return gw_error_set(GW_ERROR, "no random bytes for a new pseudonym key");
+	rc = fsutil_write_durable(dir, name, key, sizeof(key), 0600);
+	OPENSSL_cleanse(key, sizeof(key));
+	if (rc == 0)
+		gw_log(GW_LOG_INFO, "pseudonym-key-created", "file", path, NULL);
+	return rc;
+}
+
+/* Read the key (creating it when missing); refuse one others can read. */
+static int pseudonym_key_load(struct sender *s, const char *path)
+{
+	struct stat st;
+	gw_buf buf = GW_BUF_INIT;
+	int rc;
+
+	if (stat(path, &st) < 0) {
+		if (errno != ENOENT)
+			return gw_error_set(GW_ERROR, "pseudonym key %s: %s", path, strerror(errno));
+		if ((rc = pseudonym_key_create(path)) < 0)
+			return gw_error_wrap(rc, "pseudonym key %s", path);
+		if (stat(path, &st) < 0)
+			return gw_error_set(GW_ERROR, "pseudonym key %s: %s", path, strerror(errno));
+	}
+	if (!S_ISREG(st.st_mode))
+		return gw_error_set(GW_EINVALID, "pseudonym key %s is not a regular file", path);
+	if (st.st_mode & 077)
+		return gw_error_set(GW_EINVALID, "pseudonym key %s can be read by group or others;"
+				    " make it mode 0600", path);
+	if ((rc = fsutil_read_file(path, sizeof(s->pseudonym_key), &buf)) < 0)
+		return gw_error_wrap(rc, "pseudonym key %s", path);
+	if (buf.len < PSEUDONYM_KEY_MIN) {
+		gw_buf_free(&buf);
+		return gw_error_set(GW_EINVALID, "pseudonym key %s is shorter than %d bytes", path,
+				    PSEUDONYM_KEY_MIN);
+	}
+	memcpy(s->pseudonym_key, buf.data, buf.len);
+	s->pseudonym_key_len = buf.len;
+	OPENSSL_cleanse(buf.data, buf.len);
+	gw_buf_free(&buf);
+	return 0;
+}
+
+/* ---- start-up ------------------------------------------------------------ */
+
+static int apply_log_level(const struct gw_config *cfg)
+{
+	enum gw_log_level level;
+
+	if (!cfg->identity.log_level[0])
+		return 0;
+	if (gw_log_parse_level(cfg->identity.log_level, &level) < 0)
+		return GW_EINVALID;
+	gw_log_set_level(level);
+	return 0;
+}
+
+static int load_config(struct gw_config **out, const char *path)
+{
+	struct gw_config *cfg = calloc(1, sizeof(*cfg));
+	int rc;
+
+	if (!cfg)
+		return gw_error_set(GW_ENOMEM, "out of memory for the configuration");
+	if ((rc = config_load(cfg, path)) < 0 || (rc = apply_log_level(cfg)) < 0) {
+		free(cfg);
+		return rc;
+	}
+	if (!cfg->gateway.db[0] || !cfg->gateway.spool[0] || !cfg->gateway.pseudonym_key[0]) {
+		free(cfg);
+		return gw_error_set(GW_EINVALID, "%s: [gateway] needs spool, db and pseudonym_key",
+				    path);
+	}
+	*out = cfg;
+	return 0;
+}
+
+static int open_trust(struct sender *s)
+{
+	const struct config_identity *id = &s->cfg->identity;
+	const char *anchors[PKI_MAX_FILES], *crls[PKI_MAX_FILES];
+	int rc;
+
+	for (size_t i = 0; i < id->n_trust; i++)
+		anchors[i] = id->trust[i];
+	for (size_t i = 0; i < id->n_crl; i++)
+		crls[i] = id->crl[i];
+	if ((rc = pki_trust_new(&s->trust, anchors, id->n_trust, crls, id->n_crl)) < 0)
+		return rc;
+	return verifier_new(&s->ver, s->trust);
+}
+
+/* Exit code 2 for what the operator must fix in the configuration. */
+static int open_crypto(struct sender *s)
+{
+	const char *schemas = s->opt.schemas ? s->opt.schemas : s->cfg->identity.schemas;
+
+	if (xmlread_init() < 0 || dsig_init() < 0)
+		return 1;
+	if (xmlread_schemas_load(schemas) < 0 ||
+	    signer_open(&s->sig, s->cfg->identity.key, s->cfg->identity.cert) < 0 ||
+	    open_trust(s) < 0)
+		return 2;
+	return 0;
+}
+
+static int open_state(struct sender *s)
+{
+	int recovered = 0;
+
+	if (pseudonym_key_load(s, s->cfg->gateway.pseudonym_key) < 0)
+		return 2;
+	if (store_sqlite_open(&s->st, s->cfg->gateway.db) < 0 ||
+	    spool_open(&s->spool, s->cfg->gateway.spool) < 0)
+		return 1;
+	if (s->st->ops->recover_sending(s->st, &recovered) < 0)
+		return 1;
+	if (recovered > 0) {
+		char n[16];
+		snprintf(n, sizeof(n), "%d", recovered);
+		gw_log(GW_LOG_WARN, "recovered", "messages", n, "reason",
+		       "were sending when the gateway stopped; queued again", NULL);
+	}
+	return 0;
+}
+
+static void intake_setup(struct sender *s)
+{
+	memset(&s->intake, 0, sizeof(s->intake));
+	s->intake.cfg = s->cfg;
+	s->intake.st = s->st;
+	s->intake.sig = s->sig;
+	s->intake.pseudonym_key = s->pseudonym_key;
+	s->intake.pseudonym_key_len = s->pseudonym_key_len;
+	s->intake.spool = &s->spool;
+	s->intake.now_ms = timeutil_now_ms;
+}
+
+/* ---- the work: scan, dispatch, re-arm, idle ------------------------------- */
+
+static void kick(struct sender *s)
+{
+	if (s->ev_work)
+		event_active(s->ev_work, 0, 0);
+}
+
+static void expire_processed(struct sender *s, int64_t now)
+{
+	int removed = 0;
+
+	if (now - s->last_expire_ms < EXPIRE_EVERY_MS)
+		return;
+	s->last_expire_ms = now;
+	if (spool_expire_processed(&s->spool, s->cfg->gateway.processed_keep_days, now, &removed) < 0)
+		gw_log(GW_LOG_WARN, "expire-failed", "reason", gw_error_last(), NULL);
+}
+
+static void scan(struct sender *s)
+{
+	int accepted = 0, rejected = 0, duplicates = 0;
+	char a[16], r[16], d[16];
+
+	s->scan_wanted = false;
+	if (intake_scan(&s->intake, &accepted, &rejected, &duplicates) < 0)
+		gw_log(GW_LOG_ERROR, "scan-failed", "reason", gw_error_last(), NULL);
+	if (accepted + rejected + duplicates == 0)
+		return;
+	snprintf(a, sizeof(a), "%d", accepted);
+	snprintf(r, sizeof(r), "%d", rejected);
+	snprintf(d, sizeof(d), "%d", duplicates);
+	gw_log(GW_LOG_INFO, "scanned", "accepted", a, "rejected", r, "duplicates", d, NULL);
+}
+
+/* A message whose endpoint left the configuration waits, visibly, for it. */
+#define HELD_NO_ENDPOINT "no endpoint: "
+
+static void hold_unknown_endpoint(struct sender *s, const struct store_message *m)
+{
+	char reason[128];
+
+	snprintf(reason, sizeof(reason), HELD_NO_ENDPOINT "'%s' is not configured", m->endpoint);
+	if (s->st->ops->begin(s->st) < 0)
+		return;
+	if (s->st->ops->message_update(s->st, m->message_id, MSG_QUEUED, MSG_HELD, reason, -1, 0) < 0 ||
+	    s->st->ops->commit(s->st) < 0) {
+		s->st->ops->rollback(s->st);
+		gw_log(GW_LOG_ERROR, "store-error", "msg", m->message_id, "reason", gw_error_last(), NULL);
+		return;
+	}
+	gw_log(GW_LOG_WARN, "held", "msg", m->message_id, "endpoint", m->endpoint, "reason", reason,
+	       NULL);
+}
+
+struct dispatch_state {
+	struct sender *s;
+	int started;
+	int stalled; /* due, not started, and no transfer in flight will free it */
+};
+
+static int dispatch_one(const struct store_message *m, void *ctx)
+{
+	struct dispatch_state *ds = ctx;
+	struct sender *s = ds->s;
+	int rc = deliver_start(s->dl, m);
+
+	if (rc == 0)
+		ds->started++;
+	else if (rc == GW_ETEMP)
+		deliver_park(s->dl, m); /* a down endpoint's queue waits; a busy one's stays due */
+	else if (rc == GW_ENOTFOUND)
+		hold_unknown_endpoint(s, m);
+	else if (rc != GW_EEXISTS && rc != GW_EINVALID) {
+		gw_log(GW_LOG_ERROR, "start-failed", "msg", m->message_id, "endpoint", m->endpoint,
+		       "reason", gw_error_last(), NULL);
+		ds->stalled++;
+	}
+	return deliver_full(s->dl) ? 1 : 0;
+}
+
+static void dispatch(struct sender *s, int64_t now, struct dispatch_state *ds)
+{
+	memset(ds, 0, sizeof(*ds));
+	ds->s = s;
+	if (deliver_full(s->dl))
+		return;
+	if (s->st->ops->messages_due(s->st, now, DISPATCH_WINDOW, dispatch_one, ds) < 0)
+		gw_log(GW_LOG_ERROR, "store-error", "reason", gw_error_last(), NULL);
+}
+
+static void arm_in(struct event *ev, int64_t ms)
+{
+	struct timeval tv;
+
+	if (ms < 0)
+		ms = 0;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+	evtimer_add(ev, &tv);
+}
+
+/*
+ * One timer for the next due message. Something already due that could not
+ * start waits for a transfer to finish (that kicks the work again); only
+ * when nothing is in flight to do that is a short retry armed.
+ */
+static void arm_due(struct sender *s, int64_t now, const struct dispatch_state *ds)
+{
+	int64_t when;
+	int rc = s->st->ops->next_due_ms(s->st, &when);
+
+	evtimer_del(s->ev_due);
+	if (rc == GW_ENOTFOUND)
+		return;
+	if (rc < 0) {
+		gw_log(GW_LOG_ERROR, "store-error", "reason", gw_error_last(), NULL);
+		arm_in(s->ev_due, RETRY_SOON_MS);
+		return;
+	}
+	if (when > now)
+		arm_in(s->ev_due, when - now);
+	else if (deliver_in_flight(s->dl) == 0 || ds->stalled)
+		arm_in(s->ev_due, RETRY_SOON_MS);
+}
+
+static bool spool_empty(struct sender *s)
+{
+	struct spool_list list;
+	bool empty;
+
+	memset(&list, 0, sizeof(list));
+	if (spool_list_new(&s->spool, &list) < 0)
+		return false;
+	empty = list.n_names == 0 && list.n_bad == 0;
+	spool_list_free(&list);
+	return empty;
+}
+
+static bool idle(struct sender *s, int64_t now)
+{
+	int64_t when;
+	int rc;
+
+	if (s->scan_wanted || deliver_in_flight(s->dl) > 0)
+		return false;
+	rc = s->st->ops->next_due_ms(s->st, &when);
+	if (rc != GW_ENOTFOUND && (rc < 0 || when <= now))
+		return false;
+	return spool_empty(s);
+}
+
+static void on_work(evutil_socket_t fd, short what, void *arg)
+{
+	struct sender *s = arg;
+	struct dispatch_state ds;
+	int64_t now;
+
+	(void)fd;
+	(void)what;
+	if (s->stopping)
+		return;
+	now = timeutil_now_ms();
+	if (s->scan_wanted) {
+		scan(s);
+		expire_processed(s, now);
+	}
+	dispatch(s, now, &ds);
+	arm_due(s, now, &ds);
+	if (s->opt.until_idle && idle(s, timeutil_now_ms())) {
+		gw_log(GW_LOG_INFO, "idle", "reason", "spool empty, nothing due, nothing in flight",
+		       NULL);
+		event_base_loopbreak(s->base);
+	}
+}
+
+/* ---- events -------------------------------------------------------------- */
+
+static void on_inotify(evutil_socket_t fd, short what, void *arg)
+{
+	struct sender *s = arg;
+	_Alignas(struct inotify_event) char buf[4096];
+
+	(void)what;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		; /* the names do not matter: the scan reads the directory */
+	s->scan_wanted = true;
+	kick(s);
+}
+
+static void on_rescan(evutil_socket_t fd, short what, void *arg)
+{
+	struct sender *s = arg;
+
+	(void)fd;
+	(void)what;
+	s->scan_wanted = true;
+	kick(s);
+}
+
+static void on_due(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	kick(arg);
+}
+
+static void on_delivered(void *ctx, const char *message_id, enum outcome_kind kind)
+{
+	struct sender *s = ctx;
+
+	(void)message_id;
+	(void)kind;
+	if (s->stopping) {
+		if (deliver_in_flight(s->dl) == 0)
+			event_base_loopbreak(s->base);
+		return;
+	}
+	kick(s);
+}
+
+static void on_grace_over(evutil_socket_t fd, short what, void *arg)
+{
+	struct sender *s = arg;
+	char n[16];
+
+	(void)fd;
+	(void)what;
+	snprintf(n, sizeof(n), "%zu", deliver_in_flight(s->dl));
+	gw_log(GW_LOG_WARN, "grace-over", "in_flight", n, "reason",
+	       "abandoned; queued again at next start", NULL);
+	event_base_loopbreak(s->base);
+}
+
+static void stop(struct sender *s, const char *why)
+{
+	char n[16];
+
+	if (s->stopping)
+		return;
+	s->stopping = true;
+	snprintf(n, sizeof(n), "%zu", deliver_in_flight(s->dl));
+	gw_log(GW_LOG_INFO, "stopping", "reason", why, "in_flight", n, NULL);
+	if (s->ev_inotify)
+		event_del(s->ev_inotify);
+	event_del(s->ev_rescan);
+	event_del(s->ev_due);
+	if (deliver_in_flight(s->dl) == 0) {
+		event_base_loopbreak(s->base);
+		return;
+	}
+	arm_in(s->ev_grace, GRACE_SECONDS * 1000);
+}
+
+static void on_limit(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	stop(arg, "--max-seconds reached");
+}
+
+/* Held messages whose endpoint is configured again go back to the queue. */
+struct held_list {
+	const struct gw_config *cfg;
+	char (*ids)[37];
+	size_t n, cap;
+};
+
+static int collect_requeue(const struct store_message *m, void *ctx)
+{
+	struct held_list *h = ctx;
+
+	if (!m->endpoint[0] || strncmp(m->reason, HELD_NO_ENDPOINT "'", strlen(HELD_NO_ENDPOINT) + 1))
+		return 0;
+	if (!config_endpoint_by_name(h->cfg, m->endpoint))
+		return 0;
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 16;
+		char (*ids)[37] = realloc(h->ids, cap * sizeof(*ids));
+		if (!ids)
+			return gw_error_set(GW_ENOMEM, "out of memory listing held messages");
+		h->ids = ids;
+		h->cap = cap;
+	}
+	snprintf(h->ids[h->n++], sizeof(h->ids[0]), "%s", m->message_id);
+	return 0;
+}
+
+/* The list runs a read statement: collect first, change after. */
+static void requeue_held(struct sender *s)
+{
+	struct store_filter held = { MSG_HELD, NULL };
+	struct held_list h = { s->cfg, NULL, 0, 0 };
+	store *st = s->st;
+
+	if (st->ops->messages_list(st, &held, collect_requeue, &h) < 0)
+		gw_log(GW_LOG_ERROR, "store-error", "reason", gw_error_last(), NULL);
+	for (size_t i = 0; i < h.n; i++) {
+		if (st->ops->begin(st) < 0)
+			break;
+		if (st->ops->message_update(st, h.ids[i], MSG_HELD, MSG_QUEUED, "", 0, 0) < 0 ||
+		    st->ops->commit(st) < 0) {
+			st->ops->rollback(st);
+			continue;
+		}
+		gw_log(GW_LOG_INFO, "requeued", "msg", h.ids[i], NULL);
+	}
+	free(h.ids);
+}
+
+static void reload(struct sender *s)
+{
+	struct gw_config *fresh = NULL, *old = s->cfg;
+	struct backoff_policy bp;
+
+	if (load_config(&fresh, s->opt.config) < 0) {
+		gw_log(GW_LOG_ERROR, "reload-failed", "reason", gw_error_last(), NULL);
+		apply_log_level(old);
+		return;
+	}
+	backoff_policy_init(&bp, fresh->gateway.retry_base, fresh->gateway.retry_cap);
+	if (deliver_reconfigure(s->dl, fresh, &bp) < 0) {
+		gw_log(GW_LOG_ERROR, "reload-failed", "reason", gw_error_last(), NULL);
+		apply_log_level(old);
+		free(fresh);
+		return;
+	}
+	s->cfg = fresh;
+	s->intake.cfg = fresh;
+	free(old);
+	gw_log(GW_LOG_INFO, "reloaded", "file", s->opt.config, NULL);
+	requeue_held(s);
+	s->scan_wanted = true;
+	kick(s);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct sender *s = arg;
+
+	(void)what;
+	if (sig == SIGHUP)
+		reload(s);
+	else
+		stop(s, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static int watch_spool(struct sender *s)
+{
+	s->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (s->inotify_fd < 0 ||
+	    inotify_add_watch(s->inotify_fd, s->spool.new_dir, IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+		/* The 60 s rescan still finds every file; only slower. */
+		gw_log(GW_LOG_WARN, "inotify-unavailable", "reason", strerror(errno), NULL);
+		if (s->inotify_fd >= 0)
+			close(s->inotify_fd);
+		s->inotify_fd = -1;
+		return 0;
+	}
+	s->ev_inotify = event_new(s->base, s->inotify_fd, EV_READ | EV_PERSIST, on_inotify, s);
+	if (!s->ev_inotify || event_add(s->ev_inotify, NULL) < 0)
+		return gw_error_set(GW_ERROR, "cannot watch %s", s->spool.new_dir);
+	return 0;
+}
+
+static int setup_events(struct sender *s)
+{
+	static const int signals[3] = { SIGTERM, SIGINT, SIGHUP };
+	struct timeval rescan = { RESCAN_SECONDS, 0 };
+
+	s->ev_work = event_new(s->base, -1, 0, on_work, s);
+	s->ev_rescan = event_new(s->base, -1, EV_PERSIST, on_rescan, s);
+	s->ev_due = evtimer_new(s->base, on_due, s);
+	s->ev_grace = evtimer_new(s->base, on_grace_over, s);
+	s->ev_limit = evtimer_new(s->base, on_limit, s);
+	if (!s->ev_work || !s->ev_rescan || !s->ev_due || !s->ev_grace || !s->ev_limit)
+		return gw_error_set(GW_ENOMEM, "cannot create the event loop's events");
+	for (int i = 0; i < 3; i++) {
+		s->ev_signal[i] = evsignal_new(s->base, signals[i], on_signal, s);
+		if (!s->ev_signal[i] || event_add(s->ev_signal[i], NULL) < 0)
+			return gw_error_set(GW_ERROR, "cannot handle signal %d", signals[i]);
+	}
+	if (event_add(s->ev_rescan, &rescan) < 0)
+		return gw_error_set(GW_ERROR, "cannot arm the rescan timer");
+	if (s->opt.max_seconds > 0)
+		arm_in(s->ev_limit, (int64_t)s->opt.max_seconds * 1000);
+	return watch_spool(s);
+}
+
+static int start_engine(struct sender *s)
+{
+	struct deliver_options o;
+
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return gw_error_set(GW_ERROR, "libcurl failed to initialise");
+	if (!(s->base = event_base_new()))
+		return gw_error_set(GW_ERROR, "cannot create the event loop");
+	memset(&o, 0, sizeof(o));
+	o.base = s->base;
+	o.cfg = s->cfg;
+	o.st = s->st;
+	o.verifier = s->ver;
+	backoff_policy_init(&o.backoff, s->cfg->gateway.retry_base, s->cfg->gateway.retry_cap);
+	o.on_done = on_delivered;
+	o.ctx = s;
+	return deliver_new(&s->dl, &o);
+}
+
+/* ---- shutdown ------------------------------------------------------------ */
+
+static void free_event(struct event **ev)
+{
+	if (*ev)
+		event_free(*ev);
+	*ev = NULL;
+}
+
+static void sender_close(struct sender *s)
+{
+	deliver_free(s->dl);
+	free_event(&s->ev_inotify);
+	free_event(&s->ev_rescan);
+	free_event(&s->ev_due);
+	free_event(&s->ev_work);
+	free_event(&s->ev_grace);
+	free_event(&s->ev_limit);
+	for (int i = 0; i < 3; i++)
+		free_event(&s->ev_signal[i]);
+	if (s->inotify_fd >= 0)
+		close(s->inotify_fd);
+	if (s->base)
+		event_base_free(s->base);
+	if (s->st)
+		s->st->ops->close(s->st);
+	verifier_free(s->ver);
+	pki_trust_free(s->trust);
+	signer_close(s->sig);
+	OPENSSL_cleanse(s->pseudonym_key, sizeof(s->pseudonym_key));
+	free(s->cfg);
+	curl_global_cleanup();
+	dsig_shutdown();
+	xmlread_shutdown();
+}
+
+static int fail(int code, const char *what)
+{
+	gw_log(GW_LOG_ERROR, "start-failed", "step", what, "reason", gw_error_last(), NULL);
+	fprintf(stderr, "gateway send: %s\n", gw_error_last());
+	return code;
+}
+
+static int sender_run(struct sender *s)
+{
+	int rc;
+	char n[16];
+
+	if ((rc = open_crypto(s)) != 0)
+		return fail(rc, "crypto");
+	if ((rc = open_state(s)) != 0)
+		return fail(rc, "state");
+	intake_setup(s);
+	if (start_engine(s) < 0)
+		return fail(2, "engine");
+	if (setup_events(s) < 0)
+		return fail(1, "events");
+	snprintf(n, sizeof(n), "%zu", s->cfg->n_endpoints);
+	gw_log(GW_LOG_INFO, "started", "endpoints", n, "spool", s->spool.root, NULL);
+	s->scan_wanted = true;
+	kick(s);
+	if (event_base_dispatch(s->base) < 0)
+		return fail(1, "loop");
+	gw_log(GW_LOG_INFO, "stopped", NULL);
+	return 0;
+}
+
+int sender_main(int argc, char **argv)
+{
+	struct sender s;
+	struct sigaction ignore;
+	int rc;
+
+	memset(&s, 0, sizeof(s));
+	s.inotify_fd = -1;
+	rc = parse_options(argc, argv, &s.opt);
+	if (rc == 1) {
+		usage(stdout);
+		return 0;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "gateway send: %s\n", gw_error_last());
+		usage(stderr);
+		return 2;
+	}
+	if (load_config(&s.cfg, s.opt.config) < 0) {
+		fprintf(stderr, "gateway send: %s\n", gw_error_last());
+		return 2;
+	}
+	memset(&ignore, 0, sizeof(ignore));
+	ignore.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &ignore, NULL);
+	rc = sender_run(&s);
+	sender_close(&s);
+	return rc;
+}
