@@ -50,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -921,6 +922,10 @@ static int worker_child(struct supervisor *s)
 	dfl.sa_handler = SIG_DFL;
 	sigaction(SIGCHLD, &dfl, NULL);
 	sigprocmask(SIG_SETMASK, &s->old_mask, NULL);
+	/* Should the parent be killed outright, its workers stop too. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() == 1)
+		raise(SIGTERM);
 	return worker_run(s->rs, s->ssl_ctx, s->listen_fd);
 }
 
@@ -943,7 +948,20 @@ static int worker_start(struct supervisor *s, int slot, int *code)
 	return 0;
 }
 
-static void workers_reap(struct supervisor *s, bool stopping)
+static void worker_died_log(pid_t pid, int status)
+{
+	char id[16], how[48];
+
+	snprintf(id, sizeof(id), "%ld", (long)pid);
+	if (WIFSIGNALED(status))
+		snprintf(how, sizeof(how), "killed by signal %d", WTERMSIG(status));
+	else
+		snprintf(how, sizeof(how), "exited with %d", WEXITSTATUS(status));
+	gw_log(GW_LOG_ERROR, "worker-died", "pid", id, "detail", how, "action",
+	       "restarting it in 1 s", NULL);
+}
+
+static void workers_reap(struct supervisor *s)
 {
 	pid_t pid;
 	int status;
@@ -954,9 +972,7 @@ static void workers_reap(struct supervisor *s, bool stopping)
 				continue;
 			s->pids[i] = 0;
 			s->restart_at[i] = timeutil_now_ms() + RESTART_DELAY_MS;
-			if (!stopping)
-				gw_log(GW_LOG_ERROR, "worker-died", "detail",
-				       WIFSIGNALED(status) ? "killed by a signal" : "exited", NULL);
+			worker_died_log(pid, status);
 		}
 	}
 }
@@ -1005,7 +1021,7 @@ static int supervise(struct supervisor *s, bool *is_child)
 		sig = sigtimedwait(&set, NULL, &tick);
 		if (sig == SIGTERM || sig == SIGINT)
 			break;
-		workers_reap(s, false);
+		workers_reap(s);
 	}
 	gw_log(GW_LOG_INFO, "stopping", "detail", "signal received; workers finish their requests",
 	       NULL);
