@@ -47,11 +47,12 @@ static bool present(const char *dir, const char *name)
 
 static void test_open_creates_layout(void **state)
 {
-	const char *root = tu_tmpdir("spool-open");
-	char sub[1024];
+	char root[PATH_MAX];
+	char sub[PATH_MAX + 64];
 	struct spool sp;
 	struct stat st;
 
+	snprintf(root, sizeof(root), "%s", tu_tmpdir("spool-open"));
 	snprintf(sub, sizeof(sub), "%s/spool", root);
 	assert_int_equal(spool_open(&sp, sub), 0);
 	assert_true(present(sub, "incoming/tmp"));
@@ -98,10 +99,11 @@ static void test_names(void **state)
 
 static void test_list_sorts_ignores_dot_files_and_separates_bad_names(void **state)
 {
-	const char *root = tu_tmpdir("spool-list");
+	char root[PATH_MAX];
 	struct spool_list list;
 	struct spool sp;
 
+	snprintf(root, sizeof(root), "%s", tu_tmpdir("spool-list"));
 	assert_int_equal(spool_open(&sp, root), 0);
 	drop(&sp, "b.xml", "<b/>");
 	drop(&sp, "a.xml", "<a/>");
@@ -122,11 +124,12 @@ static void test_list_sorts_ignores_dot_files_and_separates_bad_names(void **sta
 
 static void test_reject_writes_reason_and_keeps_bytes(void **state)
 {
-	const char *root = tu_tmpdir("spool-reject");
+	char root[PATH_MAX];
 	gw_buf buf = GW_BUF_INIT;
 	char final[256];
 	struct spool sp;
 
+	snprintf(root, sizeof(root), "%s", tu_tmpdir("spool-reject"));
 	assert_int_equal(spool_open(&sp, root), 0);
 	drop(&sp, "n.xml", "<Notice>broken");
 	assert_int_equal(spool_reject(&sp, "n.xml", "malformed", "n.xml: line 1:\nbroken",
@@ -157,11 +160,12 @@ static void test_reject_writes_reason_and_keeps_bytes(void **state)
 
 static void test_accept_never_overwrites(void **state)
 {
-	const char *root = tu_tmpdir("spool-accept");
+	char root[PATH_MAX];
 	gw_buf buf = GW_BUF_INIT;
 	char final[256];
 	struct spool sp;
 
+	snprintf(root, sizeof(root), "%s", tu_tmpdir("spool-accept"));
 	assert_int_equal(spool_open(&sp, root), 0);
 	for (int i = 0; i < 3; i++) {
 		char text[16];
@@ -186,12 +190,13 @@ static void test_accept_never_overwrites(void **state)
 
 static void test_read_applies_hostile_rules(void **state)
 {
-	const char *root = tu_tmpdir("spool-read");
+	char root[PATH_MAX];
 	gw_buf buf = GW_BUF_INIT;
 	char target[PATH_MAX + 256], link_path[PATH_MAX + 256];
 	const char *reason = NULL;
 	struct spool sp;
 
+	snprintf(root, sizeof(root), "%s", tu_tmpdir("spool-read"));
 	assert_int_equal(spool_open(&sp, root), 0);
 	drop(&sp, "ok.xml", "<ok/>");
 	assert_int_equal(spool_read(&sp, "ok.xml", 1024, &buf, &reason), 0);
@@ -225,10 +230,11 @@ static void set_mtime(const char *dir, const char *name, int64_t ms)
 
 static void test_expire_processed(void **state)
 {
-	const char *root = tu_tmpdir("spool-expire");
+	char root[PATH_MAX];
 	struct spool sp;
 	int removed = -1;
 
+	snprintf(root, sizeof(root), "%s", tu_tmpdir("spool-expire"));
 	assert_int_equal(spool_open(&sp, root), 0);
 	drop(&sp, "old.xml", "<o/>");
 	drop(&sp, "new.xml", "<n/>");

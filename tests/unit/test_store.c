@@ -16,7 +16,7 @@
 #define NOW INT64_C(1795392000000) /* 2026-11-22T00:00:00Z */
 
 struct fixture {
-	const char *dir;
+	char dir[400]; /* a copy: tu_tmpdir's buffer is reused by other tu_ calls */
 	char path[512];
 	store *st;
 };
@@ -25,7 +25,7 @@ static int setup(void **state)
 {
 	static struct fixture f;
 
-	f.dir = tu_tmpdir("store");
+	snprintf(f.dir, sizeof(f.dir), "%s", tu_tmpdir("store"));
 	snprintf(f.path, sizeof(f.path), "%s/db/sub/gateway.db", f.dir);
 	if (store_sqlite_open(&f.st, f.path) != 0) {
 		fprintf(stderr, "%s\n", gw_error_last());

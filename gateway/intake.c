@@ -1,0 +1,694 @@
+/*
+ * intake: from a file in the spool to committed messages (see intake.h).
+ *
+ * One file, in this order:
+ *   1. spool_read(): symlinks, non-regular files, hard links and oversized
+ *      files are rejected unread with fsutil's reason code.
+ *   2. SHA-256 of the bytes. Seen before: a duplicate, moved to processed/,
+ *      nothing produced. This comes before parsing so a file left behind by
+ *      a crash after COMMIT is never judged again (its date may have passed).
+ *   3. notice_parse(): a rejection carries notice.c's reason code.
+ *   4. BEGIN; revision rules (stale-revision, revision-conflict); the notice
+ *      row; supersede older undelivered messages (release, transfer) or
+ *      cancel them and tell those already reached (withdrawal); one message
+ *      per recipient; COMMIT. Any failure rolls everything back.
+ *   5. spool_accept(): only now does the file leave incoming/new.
+ *
+ * A recipient is held, not dropped, when it has no endpoint ("no
+ * endpoint"), its endpoint needs consent and has no Grant ("no consent"),
+ * or its endpoint wants encryption, which intake_encrypt_body() does not
+ * yet provide ("encryption is not supported by this build").
+ *
+ * Each file gives one log line: event=accepted|rejected|duplicate. A person
+ * appears only as the keyed pseudonym (person=); texts never hold a nin.
+ */
+#include "intake.h"
+#include "err.h"
+#include "ident.h"
+#include "log.h"
+#include "message.h"
+#include "notice.h"
+#include "receipt.h"
+#include "timeutil.h"
+
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MS_PER_HOUR INT64_C(3600000)
+#define MS_PER_DAY (24 * MS_PER_HOUR)
+#define DEFAULT_LEAD_DAYS 14    /* SPEC section 9, for recipients without an endpoint */
+#define DEFAULT_HORIZON_DAYS 14
+#define DEFAULT_MAX_BYTES (1024 * 1024)
+
+/* One file on its way through intake. */
+struct job {
+	struct intake *in;
+	const char *name;
+	int64_t now;
+	char sha256[65];
+	struct notice n;
+	char person[17];
+	int older_revision;      /* latest accepted revision below this one; 0: none */
+	const char *reject_code; /* set when the revision rules refuse the notice */
+	bool late, weekend;
+	int queued, held, superseded, cancelled;
+};
+
+/* ---- small helpers ---- */
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+	size_t len = strlen(src);
+
+	if (len >= size)
+		len = size - 1;
+	memcpy(dst, src, len);
+	dst[len] = '\0';
+}
+
+static const char *itoa_buf(char *buf, size_t size, long long v)
+{
+	snprintf(buf, size, "%lld", v);
+	return buf;
+}
+
+static int64_t clock_now(const struct intake *in)
+{
+	return in->now_ms ? in->now_ms() : timeutil_now_ms();
+}
+
+static size_t max_bytes(const struct intake *in)
+{
+	return in->cfg->gateway.max_notice_bytes ? in->cfg->gateway.max_notice_bytes
+						 : DEFAULT_MAX_BYTES;
+}
+
+static int sha256_hex(const unsigned char *data, size_t len, char out[65])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int md_len = 0;
+
+	if (!EVP_Digest(data, len, md, &md_len, EVP_sha256(), NULL) || md_len != 32)
+		return gw_error_set(GW_ERROR, "cannot compute SHA-256 of a spool file");
+	for (unsigned i = 0; i < md_len; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 0xf];
+	}
+	out[64] = '\0';
+	return 0;
+}
+
+/* ---- the three outcomes ---- */
+
+static int reject_file(struct intake *in, const char *name, const char *code,
+		       const char *sentence, const char *notice_id)
+{
+	char final[256], text[512];
+	int rc;
+
+	copy_str(text, sizeof(text), sentence); /* spool_reject may overwrite the error */
+	rc = spool_reject(in->spool, name, code, text, final, sizeof(final));
+	if (rc < 0) {
+		gw_log(GW_LOG_ERROR, "reject-failed", "file", name, "reason", code, "error",
+		       gw_error_last(), NULL);
+		return rc;
+	}
+	gw_log(GW_LOG_WARN, "rejected", "file", name, "moved_to", final, "reason", code,
+	       "notice", notice_id ? notice_id : "", "detail", text, NULL);
+	return 0;
+}
+
+static int take_duplicate(struct job *j)
+{
+	char final[256];
+	int rc = spool_accept(j->in->spool, j->name, final, sizeof(final));
+
+	if (rc < 0) {
+		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "error", gw_error_last(), NULL);
+		return rc;
+	}
+	gw_log(GW_LOG_INFO, "duplicate", "file", j->name, "moved_to", final, "sha256", j->sha256,
+	       NULL);
+	return 0;
+}
+
+static void log_accepted(const struct job *j, const char *final)
+{
+	char rev[16], queued[16], held[16], sup[16], can[16];
+
+	gw_log(GW_LOG_INFO, "accepted", "file", j->name, "moved_to", final, "notice", j->n.id,
+	       "revision", itoa_buf(rev, sizeof(rev), j->n.revision), "kind", j->n.kind,
+	       "messages", itoa_buf(queued, sizeof(queued), j->queued),
+	       "held", itoa_buf(held, sizeof(held), j->held),
+	       "superseded", itoa_buf(sup, sizeof(sup), j->superseded),
+	       "cancelled", itoa_buf(can, sizeof(can), j->cancelled),
+	       "late", j->late ? "true" : "false", "weekend", j->weekend ? "true" : "false",
+	       "person", j->person[0] ? j->person : "-", NULL);
+}
+
+/* ---- time ---- */
+
+/* The instant Europe/Oslo's day d begins (CEST: 22:00 UTC the day before; CET: 23:00). */
+static int64_t oslo_day_start(struct gw_date d)
+{
+	int64_t guess = timeutil_days_from_civil(d) * MS_PER_DAY - 2 * MS_PER_HOUR;
+	struct gw_date local = timeutil_oslo_date(guess);
+
+	if (local.year == d.year && local.month == d.month && local.day == d.day)
+		return guess;
+	return guess + MS_PER_HOUR;
+}
+
+/*
+ * Retry until the later of now + the horizon and the end of the day after
+ * the event date (Oslo): a notice is never given up before its date passed.
+ */
+static int64_t deadline_for(const struct job *j, const char *event_date)
+{
+	int days = j->in->cfg->gateway.retry_horizon_days;
+	int64_t horizon = j->now + (int64_t)(days > 0 ? days : DEFAULT_HORIZON_DAYS) * MS_PER_DAY;
+	struct gw_date d;
+	int64_t end;
+
+	if (!event_date[0] || timeutil_parse_date(event_date, &d) < 0)
+		return horizon;
+	end = oslo_day_start(timeutil_civil_from_days(timeutil_days_from_civil(d) + 2));
+	return end > horizon ? end : horizon;
+}
+
+/* ---- recipients ---- */
+
+/* The endpoint of a recipient; *orgnr is the organisation asked for ("" if none). */
+static const struct config_endpoint *resolve(const struct job *j,
+					     const struct notice_recipient *r,
+					     const char **orgnr)
+{
+	*orgnr = r->orgnr;
+	if (!r->orgnr[0] && r->service == SVC_PRISON)
+		*orgnr = j->n.transfer_to;
+	return config_endpoint_resolve(j->in->cfg, r->service, *orgnr, j->n.municipality);
+}
+
+/* late_at_intake and weekend_release (SPEC section 9); releases only. */
+static void flag_timeliness(struct job *j)
+{
+	struct gw_date release, today;
+	int64_t days_left;
+
+	if (strcmp(j->n.kind, "release") != 0 || timeutil_parse_date(j->n.event_date, &release) < 0)
+		return;
+	today = timeutil_oslo_date(j->now);
+	days_left = timeutil_days_from_civil(release) - timeutil_days_from_civil(today);
+	for (size_t i = 0; i < j->n.n_recipients; i++) {
+		const char *orgnr;
+		const struct config_endpoint *ep = resolve(j, &j->n.recipients[i], &orgnr);
+		int lead = ep ? ep->lead_days : DEFAULT_LEAD_DAYS;
+
+		if (days_left < lead)
+			j->late = true;
+	}
+	j->weekend = timeutil_is_weekend_release(release);
+}
+
+/* ---- messages ---- */
+
+static int message_init(struct job *j, struct store_message *m, const char *service,
+			const char *orgnr, const struct config_endpoint *ep, const char *event_date)
+{
+	memset(m, 0, sizeof(*m));
+	if (ident_uuid4_new(m->message_id) < 0)
+		return gw_error_wrap(GW_ERROR, "cannot make a MessageId");
+	copy_str(m->notice_id, sizeof(m->notice_id), j->n.id);
+	m->revision = j->n.revision;
+	copy_str(m->kind, sizeof(m->kind), j->n.kind);
+	copy_str(m->service, sizeof(m->service), service);
+	copy_str(m->recipient_orgnr, sizeof(m->recipient_orgnr), ep ? ep->orgnr : orgnr);
+	copy_str(m->endpoint, sizeof(m->endpoint), ep ? ep->name : "");
+	m->state = MSG_QUEUED;
+	copy_str(m->event_date, sizeof(m->event_date), event_date);
+	m->created_ms = j->now;
+	m->next_attempt_ms = j->now;
+	m->deadline_ms = deadline_for(j, event_date);
+	return 0;
+}
+
+static void hold(struct store_message *m, const char *reason)
+{
+	m->state = MSG_HELD;
+	copy_str(m->reason, sizeof(m->reason), reason);
+	m->digest_b64[0] = '\0';
+	gw_buf_reset(&m->signed_bytes);
+}
+
+int intake_encrypt_body(struct intake *in, const struct config_endpoint *ep, xmlDocPtr msg)
+{
+	(void)in;
+	(void)ep;
+	(void)msg;
+	return gw_error_set(GW_ERROR, "encryption is not supported by this build");
+}
+
+/*
+ * The filtered copy for ep in a Message, its Body content encrypted when ep
+ * asks for it, then signed: m gets the bytes and their digest, or is held
+ * when encryption is not available (never sent in clear).
+ */
+static int seal(struct job *j, const struct config_endpoint *ep, unsigned categories,
+		struct store_message *m)
+{
+	xmlDocPtr body = NULL, msg = NULL;
+	struct msg_header h;
+	int rc;
+
+	if ((rc = notice_filtered_copy(&j->n, categories, &body)) < 0)
+		return rc;
+	memset(&h, 0, sizeof(h));
+	copy_str(h.message_id, sizeof(h.message_id), m->message_id);
+	timeutil_format_utc(j->now, h.created, sizeof(h.created));
+	copy_str(h.from_orgnr, sizeof(h.from_orgnr), j->in->cfg->identity.orgnr);
+	copy_str(h.to_orgnr, sizeof(h.to_orgnr), ep->orgnr);
+	copy_str(h.service, sizeof(h.service), m->service);
+	copy_str(h.notice_id, sizeof(h.notice_id), j->n.id);
+	h.revision = j->n.revision;
+	copy_str(h.kind, sizeof(h.kind), j->n.kind);
+	rc = message_build(&msg, &h, xmlDocGetRootElement(body));
+	xmlFreeDoc(body);
+	if (rc < 0)
+		return gw_error_wrap(rc, "message to %s for %s", ep->name, m->service);
+	if (ep->n_encrypt_cert > 0 && intake_encrypt_body(j->in, ep, msg) < 0)
+		hold(m, gw_error_last());
+	else if ((rc = signer_sign_to_bytes(j->in->sig, msg, &m->signed_bytes)) < 0 ||
+		 (rc = receipt_digest(m->signed_bytes.data, m->signed_bytes.len,
+				      m->digest_b64)) < 0)
+		rc = gw_error_wrap(rc, "message to %s for %s", ep->name, m->service);
+	xmlFreeDoc(msg);
+	return rc;
+}
+
+static int insert_message(struct job *j, const struct store_message *m)
+{
+	int rc = j->in->st->ops->message_insert(j->in->st, m);
+
+	if (rc < 0)
+		return rc;
+	if (m->state == MSG_HELD)
+		j->held++;
+	else
+		j->queued++;
+	return 0;
+}
+
+/* One recipient of a release or transfer: queued and signed, or held. */
+static int plan_recipient(struct job *j, const struct notice_recipient *r)
+{
+	const struct notice_grant *grant = notice_grant_for(&j->n, r->service);
+	struct store_message m;
+	const char *orgnr;
+	const struct config_endpoint *ep = resolve(j, r, &orgnr);
+	int rc;
+
+	if ((rc = message_init(j, &m, notice_service_name(r->service), orgnr, ep,
+			       j->n.event_date)) < 0)
+		return rc;
+	if (!ep)
+		hold(&m, "no endpoint");
+	else if (ep->consent_required && !grant)
+		hold(&m, "no consent");
+	else
+		rc = seal(j, ep, ep->consent_required ? grant->categories : NEED_ALL, &m);
+	if (rc == 0)
+		rc = insert_message(j, &m);
+	store_message_clear(&m);
+	return rc;
+}
+
+static int plan_delivery(struct job *j)
+{
+	store *st = j->in->st;
+	char reason[64];
+	int rc;
+
+	if (j->older_revision > 0) {
+		snprintf(reason, sizeof(reason), "superseded by revision %d", j->n.revision);
+		rc = st->ops->messages_transition(st, j->n.id, j->n.revision,
+						  1u << MSG_QUEUED | 1u << MSG_HELD, MSG_SUPERSEDED,
+						  reason, &j->superseded);
+		if (rc < 0)
+			return rc;
+	}
+	for (size_t i = 0; i < j->n.n_recipients; i++)
+		if ((rc = plan_recipient(j, &j->n.recipients[i])) < 0)
+			return rc;
+	return 0;
+}
+
+/* ---- withdrawal ---- */
+
+/* What a withdrawal needs to know about an earlier message. */
+struct prior {
+	char message_id[37];
+	char kind[16];
+	char service[16];
+	char orgnr[10];
+	char endpoint[64];
+	char event_date[11];
+	enum msg_state state;
+	bool notify; /* gets a withdrawal message */
+};
+
+struct priors {
+	struct prior *v;
+	size_t n, cap;
+};
+
+static int collect_prior(const struct store_message *m, void *ctx)
+{
+	struct priors *p = ctx;
+	struct prior *e;
+
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 16;
+		struct prior *v = realloc(p->v, cap * sizeof(*v));
+		if (!v)
+			return gw_error_set(GW_ENOMEM, "out of memory reading a notice's messages");
+		p->v = v;
+		p->cap = cap;
+	}
+	e = &p->v[p->n++];
+	memset(e, 0, sizeof(*e));
+	copy_str(e->message_id, sizeof(e->message_id), m->message_id);
+	copy_str(e->kind, sizeof(e->kind), m->kind);
+	copy_str(e->service, sizeof(e->service), m->service);
+	copy_str(e->orgnr, sizeof(e->orgnr), m->recipient_orgnr);
+	copy_str(e->endpoint, sizeof(e->endpoint), m->endpoint);
+	copy_str(e->event_date, sizeof(e->event_date), m->event_date);
+	e->state = m->state;
+	return 0;
+}
+
+static bool withdrawn_service(const struct job *j, const char *service)
+{
+	unsigned mask = j->n.withdrawal_services ? j->n.withdrawal_services : ~0u;
+	enum gw_service s;
+
+	return notice_service_parse(service, &s) == 0 && (mask & (1u << s));
+}
+
+/* Notify each organisation once per service, even if it got several revisions. */
+static bool already_notified(const struct priors *p, size_t upto, const struct prior *e)
+{
+	for (size_t i = 0; i < upto; i++)
+		if (p->v[i].notify && !strcmp(p->v[i].service, e->service) &&
+		    !strcmp(p->v[i].orgnr, e->orgnr))
+			return true;
+	return false;
+}
+
+/*
+ * Cancel what has not gone out; mark for a withdrawal message whoever got
+ * (delivered) or may have got (sending: it cannot be pulled back) an
+ * earlier revision.
+ */
+static int cancel_or_mark(struct job *j, struct priors *p)
+{
+	store *st = j->in->st;
+	char reason[64];
+
+	snprintf(reason, sizeof(reason), "withdrawn: %s", j->n.withdrawal_reason);
+	for (size_t i = 0; i < p->n; i++) {
+		struct prior *e = &p->v[i];
+		int rc;
+
+		if (!strcmp(e->kind, "withdrawal") || !withdrawn_service(j, e->service))
+			continue;
+		if (e->state == MSG_QUEUED || e->state == MSG_HELD) {
+			rc = st->ops->message_update(st, e->message_id, e->state, MSG_CANCELLED,
+						     reason, -1, 0);
+			if (rc < 0)
+				return rc;
+			j->cancelled++;
+		} else if ((e->state == MSG_DELIVERED || e->state == MSG_SENDING) &&
+			   e->orgnr[0] && !already_notified(p, i, e)) {
+			e->notify = true;
+		}
+	}
+	return 0;
+}
+
+static int plan_withdrawal_message(struct job *j, const struct prior *e)
+{
+	const struct config_endpoint *ep = config_endpoint_by_name(j->in->cfg, e->endpoint);
+	struct store_message m;
+	enum gw_service s;
+	int rc;
+
+	if (!ep && notice_service_parse(e->service, &s) == 0)
+		ep = config_endpoint_resolve(j->in->cfg, s, e->orgnr, NULL);
+	if ((rc = message_init(j, &m, e->service, e->orgnr, ep, e->event_date)) < 0)
+		return rc;
+	if (!ep)
+		hold(&m, "no endpoint");
+	else
+		rc = seal(j, ep, 0, &m);
+	if (rc == 0)
+		rc = insert_message(j, &m);
+	store_message_clear(&m);
+	return rc;
+}
+
+static int plan_withdrawal(struct job *j)
+{
+	struct store_filter f = { .state = -1, .notice_id = j->n.id };
+	struct priors p = { NULL, 0, 0 };
+	int rc;
+
+	rc = j->in->st->ops->messages_list(j->in->st, &f, collect_prior, &p);
+	if (rc == 0)
+		rc = cancel_or_mark(j, &p);
+	for (size_t i = 0; rc == 0 && i < p.n; i++)
+		if (p.v[i].notify)
+			rc = plan_withdrawal_message(j, &p.v[i]);
+	free(p.v);
+	return rc;
+}
+
+/* ---- the transaction ---- */
+
+/* SPEC section 4: a revision must be newer than every one accepted. */
+static int check_revision(struct job *j)
+{
+	char sha[65];
+	int latest = 0;
+	int rc = j->in->st->ops->notice_latest(j->in->st, j->n.id, &latest, sha);
+
+	if (rc == GW_ENOTFOUND)
+		return 0;
+	if (rc < 0)
+		return rc;
+	if (j->n.revision < latest) {
+		j->reject_code = "stale-revision";
+		return gw_error_set(GW_EINVALID,
+				    "%s: notice %s revision %d is older than revision %d, which "
+				    "was already accepted",
+				    j->name, j->n.id, j->n.revision, latest);
+	}
+	if (j->n.revision == latest) {
+		j->reject_code = "revision-conflict";
+		return gw_error_set(GW_EINVALID,
+				    "%s: notice %s revision %d was already accepted with other "
+				    "content; send changes as a new revision",
+				    j->name, j->n.id, j->n.revision);
+	}
+	j->older_revision = latest;
+	return 0;
+}
+
+static int record_notice(struct job *j)
+{
+	struct store_notice sn;
+
+	memset(&sn, 0, sizeof(sn));
+	copy_str(sn.notice_id, sizeof(sn.notice_id), j->n.id);
+	sn.revision = j->n.revision;
+	copy_str(sn.kind, sizeof(sn.kind), j->n.kind);
+	copy_str(sn.content_sha256, sizeof(sn.content_sha256), j->sha256);
+	copy_str(sn.source_name, sizeof(sn.source_name), j->name);
+	copy_str(sn.sender_orgnr, sizeof(sn.sender_orgnr), j->n.sender_orgnr);
+	copy_str(sn.sender_unit, sizeof(sn.sender_unit), j->n.sender_unit);
+	copy_str(sn.event_date, sizeof(sn.event_date), j->n.event_date);
+	copy_str(sn.person_ref, sizeof(sn.person_ref), j->person);
+	sn.late_at_intake = j->late;
+	sn.weekend_release = j->weekend;
+	sn.received_ms = j->now;
+	return j->in->st->ops->notice_insert(j->in->st, &sn);
+}
+
+/* Everything the notice produces, in one transaction. */
+static int commit_notice(struct job *j)
+{
+	store *st = j->in->st;
+	int rc;
+
+	if ((rc = st->ops->begin(st)) < 0)
+		return rc;
+	if ((rc = check_revision(j)) < 0)
+		goto fail;
+	flag_timeliness(j);
+	if ((rc = record_notice(j)) < 0)
+		goto fail;
+	if (!strcmp(j->n.kind, "withdrawal"))
+		rc = plan_withdrawal(j);
+	else
+		rc = plan_delivery(j);
+	if (rc < 0 || (rc = st->ops->commit(st)) < 0)
+		goto fail;
+	return 0;
+fail:
+	st->ops->rollback(st);
+	return rc;
+}
+
+/* ---- one file ---- */
+
+static int parse(struct job *j, const gw_buf *bytes, const char **code)
+{
+	struct notice_rules rules;
+	int rc;
+
+	memset(&rules, 0, sizeof(rules));
+	rules.allow_synthetic_nin = j->in->cfg->identity.test_nins;
+	rules.now_ms = j->now;
+	rules.max_bytes = max_bytes(j->in);
+	rc = notice_parse(&j->n, bytes->data, bytes->len, &rules, j->name, code);
+	if (rc < 0)
+		return rc;
+	if (j->n.nin[0])
+		return ident_pseudonym(j->in->pseudonym_key, j->in->pseudonym_key_len, j->n.nin,
+				       j->person);
+	return 0;
+}
+
+/* Steps 4 and 5 for a parsed notice. */
+static int accept_notice(struct job *j, enum intake_outcome *outcome)
+{
+	char final[256];
+	int rc = commit_notice(j);
+
+	if (rc < 0 && j->reject_code) {
+		*outcome = INTAKE_REJECTED;
+		return reject_file(j->in, j->name, j->reject_code, gw_error_last(), j->n.id);
+	}
+	if (rc < 0) {
+		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "notice", j->n.id, "error",
+		       gw_error_last(), NULL);
+		return rc;
+	}
+	*outcome = INTAKE_ACCEPTED;
+	if ((rc = spool_accept(j->in->spool, j->name, final, sizeof(final))) < 0) {
+		/* Committed: the next scan finds the bytes seen and moves the file. */
+		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "notice", j->n.id, "error",
+		       gw_error_last(), NULL);
+		return rc;
+	}
+	log_accepted(j, final);
+	return 0;
+}
+
+static int intake_bytes(struct job *j, const gw_buf *bytes, enum intake_outcome *outcome)
+{
+	const char *code = NULL;
+	bool seen = false;
+	int rc;
+
+	if ((rc = sha256_hex(bytes->data, bytes->len, j->sha256)) < 0 ||
+	    (rc = j->in->st->ops->intake_seen(j->in->st, j->sha256, &seen)) < 0)
+		return rc;
+	if (seen) {
+		*outcome = INTAKE_DUPLICATE;
+		return take_duplicate(j);
+	}
+	rc = parse(j, bytes, &code);
+	if (rc == GW_EINVALID && code) {
+		*outcome = INTAKE_REJECTED;
+		return reject_file(j->in, j->name, code, gw_error_last(), NULL);
+	}
+	if (rc < 0) {
+		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "error", gw_error_last(), NULL);
+		return rc;
+	}
+	return accept_notice(j, outcome);
+}
+
+int intake_file(struct intake *in, const char *name, enum intake_outcome *outcome)
+{
+	gw_buf bytes = GW_BUF_INIT;
+	const char *reason = NULL;
+	enum intake_outcome ignored;
+	struct job j;
+	int rc;
+
+	outcome = outcome ? outcome : &ignored;
+	*outcome = INTAKE_REJECTED;
+	if (!in->pseudonym_key || !in->pseudonym_key_len)
+		return gw_error_set(GW_EINVALID, "intake needs a pseudonym key for its log");
+	memset(&j, 0, sizeof(j));
+	j.in = in;
+	j.name = name;
+	j.now = clock_now(in);
+	rc = spool_read(in->spool, name, max_bytes(in), &bytes, &reason);
+	if (rc == GW_EINVALID && reason)
+		rc = reject_file(in, name, reason, gw_error_last(), NULL);
+	else if (rc == 0)
+		rc = intake_bytes(&j, &bytes, outcome);
+	notice_free(&j.n);
+	gw_buf_free(&bytes);
+	return rc;
+}
+
+static void count(int *counter)
+{
+	if (counter)
+		(*counter)++;
+}
+
+int intake_scan(struct intake *in, int *accepted, int *rejected, int *duplicates)
+{
+	struct spool_list list;
+	int first_error = 0, rc;
+
+	if (accepted)
+		*accepted = 0;
+	if (rejected)
+		*rejected = 0;
+	if (duplicates)
+		*duplicates = 0;
+	if ((rc = spool_list_new(in->spool, &list)) < 0)
+		return rc;
+	for (size_t i = 0; i < list.n_bad; i++) {
+		rc = reject_file(in, list.bad_names[i], "bad-name",
+				 "the file name does not match [A-Za-z0-9][A-Za-z0-9._-]{0,127}.xml",
+				 NULL);
+		if (rc < 0 && !first_error)
+			first_error = rc;
+		else if (rc == 0)
+			count(rejected);
+	}
+	for (size_t i = 0; i < list.n_names; i++) {
+		enum intake_outcome outcome;
+
+		rc = intake_file(in, list.names[i], &outcome);
+		if (rc < 0) {
+			if (!first_error)
+				first_error = rc;
+			continue;
+		}
+		count(outcome == INTAKE_ACCEPTED ? accepted
+		      : outcome == INTAKE_DUPLICATE ? duplicates : rejected);
+	}
+	spool_list_free(&list);
+	return first_error;
+}

@@ -1,0 +1,651 @@
+/*
+ * test_intake: end to end from a temporary spool to the store, with the real
+ * parser, signer and verifier and a configuration built here (Oslo 0301:
+ * housing 958935420, nav 889960221, health 987654325; a prison that needs
+ * no consent; a school endpoint that asks for encryption). The clock is
+ * fixed at 2026-11-22 12:00 in Oslo. Notices: tests/data/intake/.
+ *
+ * Proves: full consent gives three signed, verifiable messages whose bodies
+ * carry only the granted Needs and never Recipients or Consent; a refusal
+ * holds "no consent", an unknown municipality "no endpoint"; the same bytes
+ * twice (or after a crash before the move) produce nothing; revision rules
+ * (supersede, revision-conflict, stale-revision); withdrawal; hostile and
+ * badly named files are rejected unread with a reason file; timeliness
+ * flags; the encryption hook holds instead of sending in clear; logs and
+ * reasons never hold the nin.
+ */
+#include "testutil.h"
+#include "config.h"
+#include "err.h"
+#include "intake.h"
+#include "pki.h"
+#include "receipt.h"
+#include "signer.h"
+#include "spool.h"
+#include "store.h"
+#include "verify.h"
+#include "xmlread.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define NOW INT64_C(1795345200000)      /* 2026-11-22T11:00:00Z, noon in Oslo */
+#define DEADLINE INT64_C(1804287600000) /* 2027-03-06T00:00+01:00: release 03-04 + 1 day */
+#define DAY INT64_C(86400000)
+#define NIN "15859010099"
+#define ORG_HOUSING "958935420"
+#define ORG_NAV "889960221"
+#define ORG_HEALTH "987654325"
+#define ORG_PRISON "922222223"
+
+#define assert_ok(expr)                                                              \
+	do {                                                                         \
+		int rc_ = (expr);                                                    \
+		if (rc_ != 0)                                                        \
+			fail_msg("%s returned %d: %s", #expr, rc_, gw_error_last()); \
+	} while (0)
+
+static const unsigned char pseudonym_key[] = "intake-test-pseudonym-key";
+
+struct fixture {
+	char dir[PATH_MAX]; /* a copy: tu_tmpdir's buffer is reused by tu_src and tu_pki */
+	struct gw_config cfg;
+	struct spool spool;
+	store *st;
+	signer *sig;
+	struct intake in;
+};
+
+static struct fixture fx;
+static pki_trust *trust;
+static verifier *ver;
+
+static int64_t fixed_now(void)
+{
+	return NOW;
+}
+
+static int group_setup(void **state)
+{
+	const char *anchors[1];
+
+	assert_int_equal(xmlread_init(), 0);
+	assert_ok(xmlread_schemas_load(tu_src("schemas")));
+	assert_int_equal(dsig_init(), 0);
+	anchors[0] = tu_pki("ca.pem");
+	assert_ok(pki_trust_new(&trust, anchors, 1, NULL, 0));
+	assert_ok(verifier_new(&ver, trust));
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	verifier_free(ver);
+	pki_trust_free(trust);
+	dsig_shutdown();
+	xmlread_shutdown();
+	return 0;
+}
+
+static void build_config(struct gw_config *cfg, const char *dir)
+{
+	gw_buf text = GW_BUF_INIT;
+
+	assert_ok(gw_buf_printf(&text,
+				"[identity]\norgnr = 974760673\nkey = %s\ncert = %s\n"
+				"trust = %s\ntest_nins = true\n"
+				"[gateway]\nspool = %s/spool\ndb = %s/gateway.db\n"
+				"pseudonym_key = %s/pseudonym.key\nretry_horizon_days = 14\n",
+				tu_pki("gateway.key"), tu_pki("gateway.pem"), tu_pki("ca.pem"), dir, dir,
+				dir));
+	assert_ok(gw_buf_printf(&text,
+				"[endpoint oslo-housing]\norgnr = " ORG_HOUSING "\n"
+				"services = housing\nmunicipalities = 0301\n"
+				"url = https://127.0.0.1:9441/notices\nlead_days = 14\n"
+				"[endpoint oslo-nav]\norgnr = " ORG_NAV "\nservices = nav\n"
+				"municipalities = 0301\nurl = https://127.0.0.1:9442/notices\n"
+				"[endpoint oslo-health]\norgnr = " ORG_HEALTH "\nservices = health\n"
+				"municipalities = 0301\nurl = https://127.0.0.1:9443/notices\n"
+				"[endpoint other-prison]\norgnr = " ORG_PRISON "\nservices = prison\n"
+				"consent = not-required\nurl = https://127.0.0.1:9444/notices\n"
+				"[endpoint oslo-school]\norgnr = 910000004\nservices = school\n"
+				"municipalities = 0301\nurl = https://127.0.0.1:9445/notices\n"
+				"encrypt_cert = %s\n",
+				tu_pki("housing.pem")));
+	assert_ok(config_parse(cfg, (const char *)text.data, dir));
+	gw_buf_free(&text);
+}
+
+static int setup(void **state)
+{
+	char path[PATH_MAX];
+
+	memset(&fx, 0, sizeof(fx));
+	snprintf(fx.dir, sizeof(fx.dir), "%s", tu_tmpdir("intake"));
+	build_config(&fx.cfg, fx.dir);
+	assert_ok(spool_open(&fx.spool, fx.cfg.gateway.spool));
+	snprintf(path, sizeof(path), "%s", fx.cfg.gateway.db);
+	assert_ok(store_sqlite_open(&fx.st, path));
+	assert_ok(signer_open(&fx.sig, tu_pki("gateway.key"), tu_pki("gateway.pem")));
+	fx.in.cfg = &fx.cfg;
+	fx.in.st = fx.st;
+	fx.in.sig = fx.sig;
+	fx.in.pseudonym_key = pseudonym_key;
+	fx.in.pseudonym_key_len = sizeof(pseudonym_key) - 1;
+	fx.in.spool = &fx.spool;
+	fx.in.now_ms = fixed_now;
+	*state = &fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	signer_close(fx.sig);
+	fx.st->ops->close(fx.st);
+	tu_rmrf(fx.dir);
+	return 0;
+}
+
+/* ---- helpers ---- */
+
+static void drop_bytes(const char *name, const void *data, size_t len)
+{
+	char path[PATH_MAX + 256];
+
+	snprintf(path, sizeof(path), "%s/%s", fx.spool.new_dir, name);
+	tu_write(path, data, len);
+}
+
+static void drop(const char *sample, const char *name)
+{
+	char rel[256];
+	gw_buf b = GW_BUF_INIT;
+
+	snprintf(rel, sizeof(rel), "tests/data/intake/%s", sample);
+	tu_read(tu_src(rel), &b);
+	drop_bytes(name, b.data, b.len);
+	gw_buf_free(&b);
+}
+
+static void take(const char *name, enum intake_outcome expected)
+{
+	enum intake_outcome outcome;
+
+	assert_ok(intake_file(&fx.in, name, &outcome));
+	if (outcome != expected)
+		fail_msg("%s: outcome %d, expected %d", name, (int)outcome, (int)expected);
+}
+
+static bool present(const char *dir, const char *name)
+{
+	char path[PATH_MAX + 256];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return lstat(path, &st) == 0;
+}
+
+static void read_in(const char *dir, const char *name, gw_buf *out)
+{
+	char path[PATH_MAX + 256];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	tu_read(path, out);
+}
+
+#define MAX_ROWS 16
+
+struct rows {
+	struct store_message m[MAX_ROWS];
+	size_t n;
+};
+
+static int collect(const struct store_message *m, void *ctx)
+{
+	struct rows *r = ctx;
+
+	if (r->n < MAX_ROWS) {
+		r->m[r->n] = *m;
+		memset(&r->m[r->n].signed_bytes, 0, sizeof(gw_buf)); /* not owned */
+		r->n++;
+	}
+	return 0;
+}
+
+static void list(const char *notice_id, int revision, struct rows *out)
+{
+	struct store_filter f = { .state = -1, .notice_id = notice_id };
+	struct rows all = { .n = 0 };
+
+	assert_ok(fx.st->ops->messages_list(fx.st, &f, collect, &all));
+	out->n = 0;
+	for (size_t i = 0; i < all.n; i++)
+		if (revision == 0 || all.m[i].revision == revision)
+			out->m[out->n++] = all.m[i];
+}
+
+static const struct store_message *by_service(const struct rows *r, const char *service)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (!strcmp(r->m[i].service, service))
+			return &r->m[i];
+	fail_msg("no message for %s", service);
+	return NULL;
+}
+
+/* The signed bytes of a message, checked: digest, schema, signature. */
+static void signed_body(const char *message_id, gw_buf *out)
+{
+	struct store_message m;
+	struct verify_result vr;
+	char digest[45];
+	xmlDocPtr doc;
+
+	memset(&m, 0, sizeof(m));
+	assert_ok(fx.st->ops->message_get(fx.st, message_id, &m));
+	assert_true(m.signed_bytes.len > 0);
+	assert_ok(receipt_digest(m.signed_bytes.data, m.signed_bytes.len, digest));
+	assert_string_equal(digest, m.digest_b64);
+	assert_ok(xmlread_parse_valid(&doc, m.signed_bytes.data, m.signed_bytes.len, 0,
+				      XML_KIND_MESSAGE, "message"));
+	memset(&vr, 0, sizeof(vr));
+	assert_ok(verifier_check(ver, doc, "974760673", &vr));
+	xmlFreeDoc(doc);
+	gw_buf_reset(out);
+	assert_ok(gw_buf_put(out, m.signed_bytes.data, m.signed_bytes.len));
+	store_message_clear(&m);
+}
+
+static bool has(const gw_buf *b, const char *text)
+{
+	return strstr((const char *)b->data, text) != NULL;
+}
+
+/* ---- release ---- */
+
+static void test_full_consent_gives_three_signed_messages(void **state)
+{
+	struct rows r;
+	struct store_notice n;
+	gw_buf body = GW_BUF_INIT;
+
+	drop("release-r1.xml", "r1.xml");
+	take("r1.xml", INTAKE_ACCEPTED);
+	assert_false(present(fx.spool.new_dir, "r1.xml"));
+	assert_true(present(fx.spool.processed, "r1.xml"));
+
+	list("INTAKE-2027-000001", 0, &r);
+	assert_int_equal(r.n, 3);
+	for (size_t i = 0; i < r.n; i++) {
+		assert_int_equal(r.m[i].state, MSG_QUEUED);
+		assert_string_equal(r.m[i].event_date, "2027-03-04");
+		assert_int_equal(r.m[i].next_attempt_ms, NOW);
+		assert_int_equal(r.m[i].created_ms, NOW);
+		assert_int_equal(r.m[i].deadline_ms, DEADLINE);
+		signed_body(r.m[i].message_id, &body);
+		assert_true(has(&body, r.m[i].message_id));
+		assert_false(has(&body, "Recipients"));
+		assert_false(has(&body, "Consent"));
+		assert_true(has(&body, "<Created>2026-11-22T11:00:00Z</Created>"));
+	}
+	assert_string_equal(by_service(&r, "housing")->recipient_orgnr, ORG_HOUSING);
+	assert_string_equal(by_service(&r, "housing")->endpoint, "oslo-housing");
+	assert_string_equal(by_service(&r, "nav")->recipient_orgnr, ORG_NAV);
+	assert_string_equal(by_service(&r, "health")->recipient_orgnr, ORG_HEALTH);
+
+	/* The housing copy: only the housing Need. */
+	signed_body(by_service(&r, "housing")->message_id, &body);
+	assert_true(has(&body, "category=\"housing\""));
+	assert_false(has(&body, "category=\"income\""));
+	assert_false(has(&body, "category=\"employment\""));
+	assert_false(has(&body, "category=\"mental-health\""));
+	assert_true(has(&body, "<To orgnr=\"" ORG_HOUSING "\" service=\"housing\"/>"));
+	/* The nav copy: income and employment only. */
+	signed_body(by_service(&r, "nav")->message_id, &body);
+	assert_true(has(&body, "category=\"income\""));
+	assert_true(has(&body, "category=\"employment\""));
+	assert_false(has(&body, "category=\"housing\""));
+
+	assert_ok(fx.st->ops->notice_get(fx.st, "INTAKE-2027-000001", 1, &n));
+	assert_string_equal(n.source_name, "r1.xml");
+	assert_int_equal(strlen(n.person_ref), 16);
+	assert_null(strstr(n.person_ref, NIN));
+	assert_false(n.late_at_intake); /* 102 days ahead */
+	assert_false(n.weekend_release); /* a Thursday */
+	gw_buf_free(&body);
+}
+
+static void test_refusal_holds_health_no_consent(void **state)
+{
+	struct rows r;
+	const struct store_message *health;
+	struct store_message m;
+
+	drop("refuse-health.xml", "refuse.xml");
+	take("refuse.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000002", 0, &r);
+	assert_int_equal(r.n, 3);
+	assert_int_equal(by_service(&r, "housing")->state, MSG_QUEUED);
+	assert_int_equal(by_service(&r, "nav")->state, MSG_QUEUED);
+	health = by_service(&r, "health");
+	assert_int_equal(health->state, MSG_HELD);
+	assert_string_equal(health->reason, "no consent");
+	assert_string_equal(health->recipient_orgnr, ORG_HEALTH);
+	memset(&m, 0, sizeof(m));
+	assert_ok(fx.st->ops->message_get(fx.st, health->message_id, &m));
+	assert_int_equal(m.signed_bytes.len, 0); /* nothing built for a refusal */
+	store_message_clear(&m);
+}
+
+static void test_unknown_municipality_holds_no_endpoint(void **state)
+{
+	struct rows r;
+
+	drop("unknown-municipality.xml", "stavanger.xml");
+	take("stavanger.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000003", 0, &r);
+	assert_int_equal(r.n, 3);
+	assert_int_equal(by_service(&r, "housing")->state, MSG_HELD);
+	assert_string_equal(by_service(&r, "housing")->reason, "no endpoint");
+	assert_string_equal(by_service(&r, "housing")->recipient_orgnr, "");
+	assert_int_equal(by_service(&r, "nav")->state, MSG_HELD);
+	/* A Recipient/@orgnr names the organisation directly. */
+	assert_int_equal(by_service(&r, "health")->state, MSG_QUEUED);
+	assert_string_equal(by_service(&r, "health")->recipient_orgnr, ORG_HEALTH);
+}
+
+static void test_same_bytes_twice_is_a_duplicate(void **state)
+{
+	struct store_counts before, after;
+
+	drop("release-r1.xml", "first.xml");
+	take("first.xml", INTAKE_ACCEPTED);
+	assert_ok(fx.st->ops->counts(fx.st, &before));
+
+	drop("release-r1.xml", "second.xml");
+	take("second.xml", INTAKE_DUPLICATE);
+	assert_true(present(fx.spool.processed, "second.xml"));
+
+	/* A crash after COMMIT, before the move: the file is still in new. */
+	drop("release-r1.xml", "first.xml");
+	take("first.xml", INTAKE_DUPLICATE);
+	assert_true(present(fx.spool.processed, "first.xml.1"));
+	assert_false(present(fx.spool.new_dir, "first.xml"));
+
+	assert_ok(fx.st->ops->counts(fx.st, &after));
+	assert_memory_equal(&before, &after, sizeof(before));
+}
+
+/* ---- revisions ---- */
+
+static void assert_reason_file(const char *name, const char *code)
+{
+	char reason_name[256], first[64];
+	gw_buf b = GW_BUF_INIT;
+
+	snprintf(reason_name, sizeof(reason_name), "%s.reason", name);
+	read_in(fx.spool.rejected, reason_name, &b);
+	snprintf(first, sizeof(first), "%s\n", code);
+	if (strncmp((char *)b.data, first, strlen(first)) != 0)
+		fail_msg("%s starts '%s', expected code %s", reason_name, (char *)b.data, code);
+	assert_null(strstr((char *)b.data, NIN));
+	assert_null(strstr((char *)b.data, "Intakeperson"));
+	/* two lines: code, sentence */
+	assert_non_null(strchr((char *)b.data + strlen(first), '\n'));
+	assert_true(present(fx.spool.rejected, name));
+	assert_false(present(fx.spool.new_dir, name));
+	gw_buf_free(&b);
+}
+
+static void test_revision_rules(void **state)
+{
+	struct rows r1, r2;
+	const struct store_message *nav;
+
+	drop("release-r1.xml", "r1.xml");
+	take("r1.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r1);
+	/* nav received revision 1 already: it is not superseded. */
+	nav = by_service(&r1, "nav");
+	assert_ok(fx.st->ops->message_update(fx.st, nav->message_id, MSG_QUEUED, MSG_SENDING, NULL,
+					     -1, 1));
+	assert_ok(fx.st->ops->message_update(fx.st, nav->message_id, MSG_SENDING, MSG_DELIVERED,
+					     NULL, -1, 0));
+
+	drop("release-r1-conflict.xml", "conflict.xml");
+	take("conflict.xml", INTAKE_REJECTED);
+	assert_reason_file("conflict.xml", "revision-conflict");
+
+	drop("release-r2.xml", "r2.xml");
+	take("r2.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r1);
+	assert_int_equal(by_service(&r1, "housing")->state, MSG_SUPERSEDED);
+	assert_string_equal(by_service(&r1, "housing")->reason, "superseded by revision 2");
+	assert_int_equal(by_service(&r1, "health")->state, MSG_SUPERSEDED);
+	assert_int_equal(by_service(&r1, "nav")->state, MSG_DELIVERED);
+	list("INTAKE-2027-000001", 2, &r2);
+	assert_int_equal(r2.n, 3);
+	for (size_t i = 0; i < r2.n; i++)
+		assert_int_equal(r2.m[i].state, MSG_QUEUED);
+
+	drop("release-r1-conflict.xml", "stale.xml");
+	take("stale.xml", INTAKE_REJECTED);
+	assert_reason_file("stale.xml", "stale-revision");
+	list("INTAKE-2027-000001", 0, &r1);
+	assert_int_equal(r1.n, 6);
+}
+
+static void test_withdrawal_cancels_and_tells_those_reached(void **state)
+{
+	struct rows r1, r3;
+	gw_buf body = GW_BUF_INIT;
+	const struct store_message *nav;
+
+	drop("release-r1.xml", "r1.xml");
+	take("r1.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r1);
+	nav = by_service(&r1, "nav");
+	assert_ok(fx.st->ops->message_update(fx.st, nav->message_id, MSG_QUEUED, MSG_SENDING, NULL,
+					     -1, 1));
+	assert_ok(fx.st->ops->message_update(fx.st, nav->message_id, MSG_SENDING, MSG_DELIVERED,
+					     NULL, -1, 0));
+
+	drop("withdrawal-r3.xml", "withdraw.xml");
+	take("withdraw.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r1);
+	assert_int_equal(by_service(&r1, "housing")->state, MSG_QUEUED); /* not named */
+	assert_int_equal(by_service(&r1, "health")->state, MSG_CANCELLED);
+	assert_string_equal(by_service(&r1, "health")->reason, "withdrawn: consent-withdrawn");
+	assert_int_equal(by_service(&r1, "nav")->state, MSG_DELIVERED);
+
+	list("INTAKE-2027-000001", 3, &r3);
+	assert_int_equal(r3.n, 1);
+	assert_string_equal(r3.m[0].service, "nav");
+	assert_string_equal(r3.m[0].kind, "withdrawal");
+	assert_string_equal(r3.m[0].recipient_orgnr, ORG_NAV);
+	assert_int_equal(r3.m[0].state, MSG_QUEUED);
+	signed_body(r3.m[0].message_id, &body);
+	assert_true(has(&body, "<Withdrawal"));
+	assert_true(has(&body, "kind=\"withdrawal\""));
+	assert_false(has(&body, NIN));
+	gw_buf_free(&body);
+}
+
+/* ---- rejections ---- */
+
+static void test_invalid_notices_rejected_with_reason(void **state)
+{
+	static const char broken[] = "<Notice xmlns=\"urn:x-notice-gateway:notice:1\">";
+	gw_buf b = GW_BUF_INIT, bad_nin = GW_BUF_INIT;
+	struct rows r;
+	char *at;
+
+	drop_bytes("broken.xml", broken, strlen(broken));
+	take("broken.xml", INTAKE_REJECTED);
+	assert_reason_file("broken.xml", "malformed");
+	read_in(fx.spool.rejected, "broken.xml", &b);
+	assert_string_equal((char *)b.data, broken); /* kept as it came */
+
+	/* A wrong check digit: rejected, and the number appears nowhere. */
+	tu_read(tu_src("tests/data/intake/release-r1.xml"), &bad_nin);
+	at = strstr((char *)bad_nin.data, NIN);
+	assert_non_null(at);
+	at[10] = at[10] == '9' ? '8' : '9';
+	drop_bytes("badnin.xml", bad_nin.data, bad_nin.len);
+	take("badnin.xml", INTAKE_REJECTED);
+	read_in(fx.spool.rejected, "badnin.xml.reason", &b);
+	assert_null(strstr((char *)b.data, "1585901009"));
+	assert_reason_file("badnin.xml", "invalid-nin");
+
+	list("INTAKE-2027-000001", 0, &r);
+	assert_int_equal(r.n, 0); /* nothing of a rejected notice is stored */
+	gw_buf_free(&b);
+	gw_buf_free(&bad_nin);
+}
+
+static void test_scan_rejects_hostile_files_unread(void **state)
+{
+	char target[PATH_MAX + 256], other[PATH_MAX + 256], hard[PATH_MAX + 256];
+	int accepted = -1, rejected = -1, duplicates = -1;
+
+	drop("release-r1.xml", "a-good.xml");
+	drop("release-r1.xml", "b-again.xml");
+	drop_bytes("notes.txt", "hello", 5);
+	drop_bytes(".producer-temp.xml", "<x", 2);
+	snprintf(target, sizeof(target), "%s/outside.xml", fx.dir);
+	tu_write(target, "<x/>", 4);
+	snprintf(other, sizeof(other), "%s/c-link.xml", fx.spool.new_dir);
+	assert_int_equal(symlink(target, other), 0);
+	snprintf(hard, sizeof(hard), "%s/d-hard.xml", fx.spool.new_dir);
+	assert_int_equal(link(target, hard), 0);
+
+	assert_ok(intake_scan(&fx.in, &accepted, &rejected, &duplicates));
+	assert_int_equal(accepted, 1);
+	assert_int_equal(duplicates, 1);
+	assert_int_equal(rejected, 3);
+	assert_reason_file("notes.txt", "bad-name");
+	assert_reason_file("c-link.xml", "symlink");
+	assert_reason_file("d-hard.xml", "hard-linked");
+	assert_true(present(fx.spool.new_dir, ".producer-temp.xml")); /* not ours */
+	assert_true(present(fx.dir, "outside.xml"));
+}
+
+/* ---- timeliness, transfer, encryption ---- */
+
+static void test_timeliness_flags(void **state)
+{
+	struct store_notice n;
+	struct rows r;
+
+	drop("friday-soon.xml", "soon.xml");
+	take("soon.xml", INTAKE_ACCEPTED);
+	assert_ok(fx.st->ops->notice_get(fx.st, "INTAKE-2027-000004", 1, &n));
+	assert_true(n.late_at_intake);  /* 5 days ahead, lead time 14 */
+	assert_true(n.weekend_release); /* 2026-11-27 is a Friday */
+	list("INTAKE-2027-000004", 0, &r);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.m[0].deadline_ms, NOW + 14 * DAY); /* horizon beyond the date */
+}
+
+static void test_transfer_to_prison_without_consent_gets_all_needs(void **state)
+{
+	gw_buf body = GW_BUF_INIT;
+	struct rows r;
+
+	drop("transfer.xml", "transfer.xml");
+	take("transfer.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000005", 0, &r);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.m[0].service, "prison");
+	assert_string_equal(r.m[0].recipient_orgnr, ORG_PRISON);
+	assert_string_equal(r.m[0].event_date, "2027-02-10");
+	signed_body(r.m[0].message_id, &body);
+	assert_true(has(&body, "category=\"education\""));
+	assert_true(has(&body, "category=\"health\""));
+	gw_buf_free(&body);
+}
+
+static void test_encryption_endpoint_is_held_not_sent_in_clear(void **state)
+{
+	struct store_message m;
+	struct rows r;
+
+	drop("encrypted-school.xml", "school.xml");
+	take("school.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000006", 0, &r);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.m[0].state, MSG_HELD);
+	assert_string_equal(r.m[0].reason, "encryption is not supported by this build");
+	memset(&m, 0, sizeof(m));
+	assert_ok(fx.st->ops->message_get(fx.st, r.m[0].message_id, &m));
+	assert_int_equal(m.signed_bytes.len, 0);
+	store_message_clear(&m);
+}
+
+/* ---- the log ---- */
+
+static void test_log_line_names_pseudonym_never_the_person(void **state)
+{
+	char path[PATH_MAX + 256];
+	gw_buf log = GW_BUF_INIT;
+	struct store_notice n;
+	char person[32];
+	int saved, fd;
+
+	snprintf(path, sizeof(path), "%s/stderr.log", fx.dir);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(saved >= 0 && fd >= 0);
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+
+	drop("release-r1.xml", "logged.xml");
+	take("logged.xml", INTAKE_ACCEPTED);
+	drop_bytes("broken.xml", "<x", 2);
+	take("broken.xml", INTAKE_REJECTED);
+
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	tu_read(path, &log);
+	assert_ok(fx.st->ops->notice_get(fx.st, "INTAKE-2027-000001", 1, &n));
+	snprintf(person, sizeof(person), "person=%s", n.person_ref);
+	assert_true(has(&log, "event=accepted"));
+	assert_true(has(&log, "file=logged.xml"));
+	assert_true(has(&log, "notice=INTAKE-2027-000001"));
+	assert_true(has(&log, "messages=3"));
+	assert_true(has(&log, person));
+	assert_true(has(&log, "event=rejected"));
+	assert_true(has(&log, "reason=malformed"));
+	assert_false(has(&log, NIN));
+	assert_false(has(&log, "Intakeperson"));
+	gw_buf_free(&log);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+		T(test_full_consent_gives_three_signed_messages),
+		T(test_refusal_holds_health_no_consent),
+		T(test_unknown_municipality_holds_no_endpoint),
+		T(test_same_bytes_twice_is_a_duplicate),
+		T(test_revision_rules),
+		T(test_withdrawal_cancels_and_tells_those_reached),
+		T(test_invalid_notices_rejected_with_reason),
+		T(test_scan_rejects_hostile_files_unread),
+		T(test_timeliness_flags),
+		T(test_transfer_to_prison_without_consent_gets_all_needs),
+		T(test_encryption_endpoint_is_held_not_sent_in_clear),
+		T(test_log_line_names_pseudonym_never_the_person),
+#undef T
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
