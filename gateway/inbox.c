@@ -618,26 +618,46 @@ static void cli_usage(FILE *out)
 		     "       gateway inbox verify MSGID --config FILE [--schemas DIR]\n");
 }
 
+static int cli_bad(const char *what, const char *arg)
+{
+	fprintf(stderr, "gateway inbox: %s '%s'\n", what, arg);
+	return 2;
+}
+
+/* One argument at *i (advanced past an option's value): 0, or 2 on error. */
+static int cli_arg(int argc, char **argv, int *i, struct inbox_cli *o)
+{
+	const char *a = argv[*i];
+	const char *value = *i + 1 < argc ? argv[*i + 1] : NULL;
+
+	if (strcmp(a, "--json") == 0) {
+		o->json = true;
+	} else if (strcmp(a, "--config") == 0 && value) {
+		o->config = value;
+		(*i)++;
+	} else if (strcmp(a, "--schemas") == 0 && value) {
+		o->schemas = value;
+		(*i)++;
+	} else if (a[0] == '-') {
+		return cli_bad("unknown or incomplete option", a);
+	} else if (!o->command) {
+		o->command = a;
+	} else if (!o->message_id) {
+		o->message_id = a;
+	} else {
+		return cli_bad("unexpected argument", a);
+	}
+	return 0;
+}
+
 /* 0 to run, 1 for --help, 2 on a usage error. */
 static int cli_parse(int argc, char **argv, struct inbox_cli *o)
 {
 	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
 			return 1;
-		if (strcmp(a, "--json") == 0)
-			o->json = true;
-		else if ((strcmp(a, "--config") == 0 || strcmp(a, "--schemas") == 0) && i + 1 < argc)
-			*(a[2] == 'c' ? &o->config : &o->schemas) = argv[++i];
-		else if (a[0] == '-')
-			return fprintf(stderr, "gateway inbox: unknown option '%s'\n", a), 2;
-		else if (!o->command)
-			o->command = a;
-		else if (!o->message_id)
-			o->message_id = a;
-		else
-			return fprintf(stderr, "gateway inbox: unexpected argument '%s'\n", a), 2;
+		if (cli_arg(argc, argv, &i, o) != 0)
+			return 2;
 	}
 	if (!o->command || !o->config) {
 		fprintf(stderr, "gateway inbox: a command and --config FILE are required\n");
