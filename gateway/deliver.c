@@ -760,7 +760,9 @@ static int store_outcome(deliver *d, const struct transfer *t, const struct atte
 		rc = st->ops->receipt_insert(st, &r);
 	}
 	if (rc == 0) {
-		rc = st->ops->message_update(st, t->message_id, MSG_SENDING, f->to, f->result.reason,
+		/* A delivered message has no reason to show; the receipt says the rest. */
+		const char *reason = f->to == MSG_DELIVERED ? "" : f->result.reason;
+		rc = st->ops->message_update(st, t->message_id, MSG_SENDING, f->to, reason,
 					     f->next_attempt_ms, 1);
 		if (rc < 0 && state_moved_on(d, t->message_id, MSG_SENDING)) {
 			gw_log(GW_LOG_WARN, "state-changed", "msg", t->message_id, "endpoint",
