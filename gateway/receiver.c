@@ -726,6 +726,7 @@ static void worker_request(struct evhttp_request *req, void *arg)
 	struct receiver_answer answer;
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(in);
+	const unsigned char *body;
 	char org[10];
 	int gate;
 
@@ -737,8 +738,14 @@ static void worker_request(struct evhttp_request *req, void *arg)
 		reply(req, gate, NULL);
 		return;
 	}
-	receiver_accept(w->rs, w->ib, org, len ? evbuffer_pullup(in, -1) : (const unsigned char *)"",
-			len, &answer);
+	body = len ? evbuffer_pullup(in, -1) : (const unsigned char *)"";
+	if (!body) {
+		gw_log(GW_LOG_ERROR, "failed", "peer_org", org, "detail",
+		       "out of memory reading the request body", NULL);
+		reply(req, 503, NULL);
+		return;
+	}
+	receiver_accept(w->rs, w->ib, org, body, len, &answer);
 	log_answer(&answer, org);
 	reply(req, answer.http_status, &answer.body);
 	receiver_answer_clear(&answer);
