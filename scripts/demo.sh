@@ -5,7 +5,7 @@
 # who got what, stops everything, and leaves build/demo/ for inspection:
 #   build/demo/pki/ca.pem                   the CA to verify with
 #   build/demo/<partner>/inbox/new/*.xml    what each partner's system gets
-#   build/demo/<partner>/evidence/*.message.xml, *.receipt.xml
+#   build/demo/<partner>/inbox/evidence/*.message.xml, *.receipt.xml
 set -euo pipefail
 
 build=${1:-build}
@@ -42,12 +42,12 @@ printf '%-20s %-9s %-10s %-20s %s\n' NOTICE SERVICE RECIPIENT STATE "RECEIPT VER
   if [ "$state" = delivered ]; then
     verified="no"
     for partner in housing nav health prison; do
-      r="$LAB/$partner/evidence/$msg.receipt.xml"
+      r="$LAB/$partner/inbox/evidence/$msg.receipt.xml"
       [ -f "$r" ] || continue
       if "$GW" show --config "$LAB/gateway/gateway.conf" "$msg" | grep -q 'signature verified' &&
          xmlsec1 --verify --trusted-pem "$PKI/ca.pem" --enabled-reference-uris empty "$r" >/dev/null 2>&1 &&
          xmlsec1 --verify --trusted-pem "$PKI/ca.pem" --enabled-reference-uris empty \
-           "$LAB/$partner/evidence/$msg.message.xml" >/dev/null 2>&1; then
+           "$LAB/$partner/inbox/evidence/$msg.message.xml" >/dev/null 2>&1; then
         verified="yes (xmlsec1 too)"
       fi
     done
@@ -63,4 +63,11 @@ for partner in housing nav health prison; do
 done
 echo
 echo "Verify any evidence yourself, for example:"
-echo "  xmlsec1 --verify --trusted-pem $build/demo/pki/ca.pem --enabled-reference-uris empty $build/demo/nav/evidence/*.receipt.xml"
+echo "  xmlsec1 --verify --trusted-pem $build/demo/pki/ca.pem --enabled-reference-uris empty $build/demo/nav/inbox/evidence/*.receipt.xml"
+
+undelivered=$("$GW" list --config "$LAB/gateway/gateway.conf" | awk '$6 != "delivered" && $6 != "held:"' | wc -l)
+if [ "$undelivered" -ne 0 ]; then
+  echo "demo: $undelivered consented recipient(s) were not delivered; see $build/demo/gateway/gateway.log" >&2
+  exit 1
+fi
+echo "demo: every consented recipient delivered with a verified receipt."
