@@ -109,9 +109,9 @@ struct store_ops {
 	int (*notice_get)(store *st, const char *notice_id, int revision, struct store_notice *out);
 	int (*message_insert)(store *st, const struct store_message *m);
 
-	/* Supersede/cancel: set state on every message of notice_id (all
-	 * revisions below `below_revision`, any service in `services` mask,
-	 * 0 = all) currently in one of the states in `from_mask`. */
+	/* Supersede/cancel: set state on every message of notice_id with a
+	 * revision below `below_revision` that is currently in one of the
+	 * states in `from_mask` (bit per enum msg_state). */
 	int (*messages_transition)(store *st, const char *notice_id, int below_revision,
 				   unsigned from_mask, enum msg_state to, const char *reason,
 				   int *changed);
@@ -123,9 +123,15 @@ struct store_ops {
 
 	/* One message, its attempts, its receipt. */
 	int (*message_get)(store *st, const char *message_id, struct store_message *out);
+	/* Compare-and-set: GW_ENOTFOUND / GW_EINVALID when the message is not
+	 * in `expected`. reason NULL keeps the current reason; next_attempt_ms
+	 * below 0 keeps the current time. */
 	int (*message_update)(store *st, const char *message_id, enum msg_state expected,
 			      enum msg_state to, const char *reason, int64_t next_attempt_ms,
 			      int attempts_delta);
+	/* held -> queued once its cause is gone: m carries the resolved
+	 * endpoint, recipient, signed bytes, digest, next attempt and deadline. */
+	int (*message_release_held)(store *st, const struct store_message *m);
 	int (*attempt_insert)(store *st, const struct store_attempt *a);
 	int (*attempts_list)(store *st, const char *message_id, store_attempt_cb cb, void *ctx);
 	int (*receipt_insert)(store *st, const struct store_receipt *r);

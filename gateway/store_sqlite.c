@@ -133,7 +133,7 @@ enum stmt_id {
 	ST_SEEN, ST_NOTICE_LATEST, ST_NOTICE_INSERT, ST_NOTICE_GET,
 	ST_MSG_INSERT, ST_MSG_TRANSITION,
 	ST_DUE_NEXT_DATE, ST_DUE_IN_DATE, ST_NEXT_DUE, ST_RECOVER,
-	ST_MSG_GET, ST_MSG_STATE, ST_MSG_UPDATE,
+	ST_MSG_GET, ST_MSG_STATE, ST_MSG_UPDATE, ST_MSG_RELEASE,
 	ST_ATTEMPT_INSERT, ST_ATTEMPTS_LIST, ST_RECEIPT_INSERT, ST_RECEIPT_GET,
 	ST_LIST_ALL, ST_LIST_STATE, ST_LIST_NOTICE, ST_LIST_NOTICE_STATE, ST_COUNTS,
 	ST_COUNT
@@ -170,6 +170,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_MSG_UPDATE] = "UPDATE messages SET state = ?1, reason = coalesce(?2, reason),"
 			  " next_attempt_ms = CASE WHEN ?3 < 0 THEN next_attempt_ms ELSE ?3 END,"
 			  " attempts = attempts + ?4 WHERE message_id = ?5 AND state = ?6",
+	[ST_MSG_RELEASE] = "UPDATE messages SET state = 'queued', reason = '', endpoint = ?1,"
+			   " recipient_orgnr = ?2, digest_b64 = ?3, signed_bytes = ?4,"
+			   " next_attempt_ms = ?5, deadline_ms = ?6"
+			   " WHERE message_id = ?7 AND state = 'held'",
 	[ST_ATTEMPT_INSERT] = "INSERT INTO attempts (message_id, started_ms, duration_ms,"
 			      " http_status, error, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[ST_ATTEMPTS_LIST] = "SELECT message_id, started_ms, duration_ms, http_status, error,"
@@ -734,6 +738,31 @@ static int sq_message_update(store *st, const char *message_id, enum msg_state e
 	return 0;
 }
 
+static int sq_message_release_held(store *st, const struct store_message *m)
+{
+	struct sqlite_store *s = S(st);
+	sqlite3_stmt *q;
+	int rc;
+
+	if (!m->signed_bytes.len || !m->endpoint[0] || !m->recipient_orgnr[0])
+		return gw_error_set(GW_EINVALID,
+				    "message %s: a held message is released only with an endpoint,"
+				    " a recipient and signed bytes", m->message_id);
+	q = stmt(s, ST_MSG_RELEASE);
+	bind_text(q, 1, m->endpoint);
+	bind_text(q, 2, m->recipient_orgnr);
+	bind_text(q, 3, m->digest_b64);
+	bind_blob(q, 4, &m->signed_bytes);
+	sqlite3_bind_int64(q, 5, m->next_attempt_ms);
+	sqlite3_bind_int64(q, 6, m->deadline_ms);
+	bind_text(q, 7, m->message_id);
+	if ((rc = exec_stmt(s, q, "release a held message")) < 0)
+		return rc;
+	if (sqlite3_changes(s->db) == 0)
+		return update_refused(s, m->message_id, MSG_HELD, MSG_QUEUED);
+	return 0;
+}
+
 static int sq_attempt_insert(store *st, const struct store_attempt *a)
 {
 	struct sqlite_store *s = S(st);
@@ -903,6 +932,7 @@ static const struct store_ops sqlite_ops = {
 	.recover_sending = sq_recover_sending,
 	.message_get = sq_message_get,
 	.message_update = sq_message_update,
+	.message_release_held = sq_message_release_held,
 	.attempt_insert = sq_attempt_insert,
 	.attempts_list = sq_attempts_list,
 	.receipt_insert = sq_receipt_insert,

@@ -241,6 +241,45 @@ static void test_transition_supersedes_older_revisions_only(void **state)
 	assert_int_equal(state_of(st, "q2"), MSG_QUEUED);
 }
 
+static void test_release_held_attaches_bytes_and_queues(void **state)
+{
+	struct fixture *f = *state;
+	store *st = f->st;
+	struct store_message m, got;
+
+	add_notice(st, "N-HELD", 1, "sha-held");
+	fill_message(&m, "m-held", "N-HELD", 1, MSG_HELD, "2026-12-04", NOW, 0);
+	m.endpoint[0] = m.recipient_orgnr[0] = '\0';
+	snprintf(m.reason, sizeof(m.reason), "no endpoint");
+	assert_int_equal(st->ops->message_insert(st, &m), 0);
+
+	/* Without bytes or an endpoint a held message stays held. */
+	assert_int_equal(st->ops->message_release_held(st, &m), GW_EINVALID);
+	assert_int_equal(state_of(st, "m-held"), MSG_HELD);
+
+	snprintf(m.endpoint, sizeof(m.endpoint), "oslo-housing");
+	snprintf(m.recipient_orgnr, sizeof(m.recipient_orgnr), "958935420");
+	snprintf(m.digest_b64, sizeof(m.digest_b64), "BBBB");
+	assert_int_equal(gw_buf_puts(&m.signed_bytes, "<Message>signed</Message>"), 0);
+	m.next_attempt_ms = NOW + 5;
+	assert_int_equal(st->ops->message_release_held(st, &m), 0);
+
+	memset(&got, 0, sizeof(got));
+	assert_int_equal(st->ops->message_get(st, "m-held", &got), 0);
+	assert_int_equal(got.state, MSG_QUEUED);
+	assert_string_equal(got.reason, "");
+	assert_string_equal(got.endpoint, "oslo-housing");
+	assert_string_equal(got.recipient_orgnr, "958935420");
+	assert_string_equal(got.digest_b64, "BBBB");
+	assert_int_equal(got.next_attempt_ms, NOW + 5);
+	assert_memory_equal(got.signed_bytes.data, "<Message>signed</Message>", 25);
+	store_message_clear(&got);
+
+	/* Only a held message can be released: the second call is refused. */
+	assert_true(st->ops->message_release_held(st, &m) < 0);
+	store_message_clear(&m);
+}
+
 static void test_rollback_discards(void **state)
 {
 	store *st = ((struct fixture *)*state)->st;
@@ -489,6 +528,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_update_is_compare_and_set, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transition_supersedes_older_revisions_only,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_release_held_attaches_bytes_and_queues, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_rollback_discards, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_due_earliest_release_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_due_callback_may_update_and_recover_sending,

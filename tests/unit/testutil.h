@@ -13,7 +13,11 @@
 
 #include "buf.h"
 
-/* A path under the development PKI, e.g. tu_pki("nav-ec.pem"). Static buffer ring. */
+/*
+ * Path helpers return one of 8 static slots, reused round-robin by tu_pki,
+ * tu_src and tu_tmpdir: copy a path you keep across more than a few calls.
+ */
+/* A path under the development PKI, e.g. tu_pki("nav-ec.pem"). */
 const char *tu_pki(const char *name);
 /* A path under the source tree, e.g. tu_src("schemas"). */
 const char *tu_src(const char *rel);
