@@ -5,7 +5,11 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_OPTS ?=
 
-.PHONY: all deps build test asan demo bench crash-test fuzz clean
+FUZZ_SECONDS  ?= 300
+CRASH_NOTICES ?= 2000
+CRASH_KILLS   ?= 50
+
+.PHONY: all deps build test asan demo bench crash-test fuzz ci-long clean
 
 all: build
 
@@ -28,5 +32,16 @@ asan: deps
 demo: build
 	@scripts/demo.sh $(BUILD)
 
+# The long suites: their own targets, short forms in CI (.ci/run).
+bench: build
+	bash tests/bench/run.sh $(BUILD)
+
+crash-test: build
+	bash tests/crash/run.sh $(BUILD) $(CRASH_NOTICES) $(CRASH_KILLS)
+
+fuzz:
+	@GW_DEPS_EXTRA="clang libclang-rt-14-dev" scripts/deps.sh
+	bash tests/fuzz/run.sh $(FUZZ_SECONDS) build-fuzz
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
