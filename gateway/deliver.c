@@ -31,10 +31,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_TRUST_FILE_BYTES (1024 * 1024)
 #define MAX_RETRY_AFTER_SECONDS (7L * 24 * 3600)
+#define PARKED_MAX 16384 /* message ids remembered per down endpoint */
+
+/*
+ * The messages parked for a down endpoint, so its recovery can release them
+ * at once (an open-addressing set of MessageIds; power-of-two slots, never
+ * more than half full). Beyond PARKED_MAX a parked message just waits for
+ * its parked time, which is at most the retry cap.
+ */
+struct parked_set {
+	char (*slot)[37];
+	size_t n, cap;
+};
 
 struct endpoint_state {
 	struct endpoint_state *next;
@@ -49,6 +62,7 @@ struct endpoint_state {
 	int consecutive_failures;
 	unsigned identity_refusals;  /* handshakes refused for a wrong organisation */
 	char identity_error[192];
+	struct parked_set parked;    /* waiting for this endpoint to answer */
 };
 
 struct sock {
@@ -69,7 +83,8 @@ struct transfer {
 	char digest_b64[45];     /* of the bytes sent */
 	int failed_before;
 	int64_t deadline_ms;
-	int64_t started_ms;
+	int64_t started_ms;  /* the scheduler's clock (attempt time) */
+	int64_t started_mono; /* the monotonic clock (attempt duration) */
 	unsigned identity_refusals_at_start;
 	gw_buf body;
 	gw_buf response;
@@ -113,10 +128,73 @@ struct attempt_facts {
 	int64_t retry_after_ms;
 	int64_t next_attempt_ms;
 	int64_t finished_ms;
+	int64_t finished_mono;
 	enum msg_state to;
 };
 
 static int ssl_ex_index = -1;
+
+/* Milliseconds of a clock that neither jumps nor is replaced by a test clock. */
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the parked set ------------------------------------------------------ */
+
+static size_t parked_hash(const char *id)
+{
+	size_t h = 1469598103934665603ULL & SIZE_MAX; /* FNV-1a */
+
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * (1099511628211ULL & SIZE_MAX);
+	return h;
+}
+
+static bool parked_place(char (*slot)[37], size_t cap, const char *id)
+{
+	size_t i = parked_hash(id) & (cap - 1);
+
+	while (slot[i][0]) {
+		if (strcmp(slot[i], id) == 0)
+			return false;
+		i = (i + 1) & (cap - 1);
+	}
+	snprintf(slot[i], sizeof(slot[i]), "%s", id);
+	return true;
+}
+
+/* Remember id; false when the set is full (or out of memory). */
+static bool parked_add(struct parked_set *p, const char *id)
+{
+	if (p->n >= PARKED_MAX)
+		return false;
+	if ((p->n + 1) * 2 > p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 64;
+		char (*slot)[37] = calloc(cap, sizeof(*slot));
+
+		if (!slot)
+			return false;
+		for (size_t i = 0; i < p->cap; i++)
+			if (p->slot[i][0])
+				parked_place(slot, cap, p->slot[i]);
+		free(p->slot);
+		p->slot = slot;
+		p->cap = cap;
+	}
+	if (parked_place(p->slot, p->cap, id))
+		p->n++;
+	return true;
+}
+
+static void parked_clear(struct parked_set *p)
+{
+	free(p->slot);
+	memset(p, 0, sizeof(*p));
+}
 
 /* ---- endpoints ---------------------------------------------------------- */
 
@@ -605,6 +683,7 @@ static int transfer_setup_easy(struct transfer *t)
 	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, d->connect_timeout_ms);
 	SETOPT(CURLOPT_TIMEOUT_MS, d->total_timeout_ms);
 	SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+	SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS); /* h2 via ALPN when offered */
 	if (rc != CURLE_OK)
 		return gw_error_set(GW_ERROR, "cannot set up the transfer: %s",
 				    curl_easy_strerror(rc));
@@ -715,7 +794,7 @@ static void fill_attempt(const struct transfer *t, const struct attempt_facts *f
 	memset(a, 0, sizeof(*a));
 	snprintf(a->message_id, sizeof(a->message_id), "%s", t->message_id);
 	a->started_ms = t->started_ms;
-	a->duration_ms = f->finished_ms - t->started_ms;
+	a->duration_ms = f->finished_mono - t->started_mono;
 	a->http_status = (int)f->in.http_status;
 	if (f->result.kind != OUTCOME_DELIVERED)
 		snprintf(a->error, sizeof(a->error), "%s", f->result.reason);
@@ -863,6 +942,44 @@ static void decide(deliver *d, const struct transfer *t, struct attempt_facts *f
 	f->next_attempt_ms = -1;
 }
 
+/*
+ * The endpoint answers again: its parked messages are due now, in one
+ * transaction, so dispatch sends the backlog at the endpoint's concurrency
+ * limit instead of waiting for each parked time. A message that moved on
+ * meanwhile (started, cancelled) is left alone.
+ */
+static void release_parked(deliver *d, struct endpoint_state *ep)
+{
+	store *st = d->st;
+	int64_t now = d->now_ms();
+	size_t released = 0;
+	char n[24];
+
+	if (ep->parked.n == 0)
+		return;
+	if (st->ops->begin(st) < 0) {
+		gw_log(GW_LOG_ERROR, "store-error", "endpoint", ep->name, "reason", gw_error_last(),
+		       NULL);
+		parked_clear(&ep->parked);
+		return;
+	}
+	for (size_t i = 0; i < ep->parked.cap; i++) {
+		const char *id = ep->parked.slot[i];
+		if (id[0] && st->ops->message_update(st, id, MSG_QUEUED, MSG_QUEUED, "", now, 0) == 0)
+			released++;
+	}
+	gw_error_clear();
+	if (st->ops->commit(st) < 0) {
+		gw_log(GW_LOG_ERROR, "store-error", "endpoint", ep->name, "reason", gw_error_last(),
+		       NULL);
+		st->ops->rollback(st);
+		released = 0;
+	}
+	parked_clear(&ep->parked);
+	snprintf(n, sizeof(n), "%zu", released);
+	gw_log(GW_LOG_INFO, "released", "endpoint", ep->name, "messages", n, NULL);
+}
+
 static void endpoint_record(deliver *d, struct endpoint_state *ep, const struct outcome *o)
 {
 	bool was_probing = ep->consecutive_failures >= d->probe_after;
@@ -871,6 +988,7 @@ static void endpoint_record(deliver *d, struct endpoint_state *ep, const struct 
 		if (was_probing)
 			gw_log(GW_LOG_INFO, "endpoint-up", "endpoint", ep->name, NULL);
 		ep->consecutive_failures = 0;
+		release_parked(d, ep);
 		return;
 	}
 	if (o->kind == OUTCOME_DELIVERED)
@@ -887,7 +1005,7 @@ static void log_outcome(const struct transfer *t, const struct attempt_facts *f)
 	enum gw_log_level level = f->result.kind == OUTCOME_DELIVERED ? GW_LOG_INFO : GW_LOG_WARN;
 
 	snprintf(status, sizeof(status), "%ld", f->in.http_status);
-	snprintf(ms, sizeof(ms), "%lld", (long long)(f->finished_ms - t->started_ms));
+	snprintf(ms, sizeof(ms), "%lld", (long long)(f->finished_mono - t->started_mono));
 	snprintf(next, sizeof(next), "%lld",
 		 (long long)(f->next_attempt_ms > 0 ? (f->next_attempt_ms - f->finished_ms) / 1000 : 0));
 	if (f->result.kind == OUTCOME_RETRY)
@@ -905,6 +1023,7 @@ static void transfer_finish(deliver *d, struct transfer *t, CURLcode result)
 
 	memset(&f, 0, sizeof(f));
 	f.finished_ms = d->now_ms();
+	f.finished_mono = mono_ms();
 	gather_transport(t, result, &f);
 	if (f.in.transport == TRANSPORT_OK)
 		check_receipt(d, t, &f);
@@ -973,7 +1092,7 @@ bool deliver_full(const deliver *d)
 
 int deliver_park(deliver *d, const struct store_message *m)
 {
-	const struct endpoint_state *ep = endpoint_find(d, m->endpoint);
+	struct endpoint_state *ep = endpoint_find(d, m->endpoint);
 	int64_t now, next, deadline;
 	char reason[160];
 	int rc;
@@ -993,6 +1112,7 @@ int deliver_park(deliver *d, const struct store_message *m)
 		 ep->name, ep->consecutive_failures);
 	if ((rc = store_move(d, m->message_id, MSG_QUEUED, MSG_QUEUED, reason, next)) < 0)
 		return rc;
+	parked_add(&ep->parked, m->message_id); /* when full: waits for its time */
 	gw_log(GW_LOG_DEBUG, "parked", "msg", m->message_id, "endpoint", ep->name, NULL);
 	return 0;
 }
@@ -1031,6 +1151,7 @@ int deliver_start(deliver *d, const struct store_message *m)
 		goto fail;
 	}
 	t->started_ms = d->now_ms();
+	t->started_mono = mono_ms();
 	if (curl_multi_add_handle(d->multi, t->easy) != CURLM_OK) {
 		store_move(d, m->message_id, MSG_SENDING, MSG_QUEUED, NULL, -1);
 		rc = gw_error_set(GW_ERROR, "cannot start the transfer of message %s", m->message_id);
@@ -1054,6 +1175,7 @@ static int multi_setup(deliver *d)
 	curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d);
 	curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
 	curl_multi_setopt(d->multi, CURLMOPT_TIMERDATA, d);
+	curl_multi_setopt(d->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
 	return 0;
 }
 
@@ -1089,6 +1211,32 @@ int deliver_new(deliver **out, const struct deliver_options *opt)
 	return 0;
 }
 
+/*
+ * A transfer given up at shutdown: the attempt is recorded and the message
+ * is queued again, due at once, in one transaction. Should that fail, it
+ * stays 'sending' and recover_sending() queues it at the next start. The
+ * partner may have stored it: the resend is answered 'duplicate'.
+ */
+static void abandon(deliver *d, struct transfer *t)
+{
+	struct attempt_facts f;
+	const char *how = "queued again";
+
+	curl_multi_remove_handle(d->multi, t->easy);
+	memset(&f, 0, sizeof(f));
+	f.finished_ms = d->now_ms();
+	f.finished_mono = mono_ms();
+	f.result.kind = OUTCOME_RETRY;
+	snprintf(f.result.reason, sizeof(f.result.reason),
+		 "abandoned: the gateway stopped while sending");
+	f.to = MSG_QUEUED;
+	f.next_attempt_ms = f.finished_ms;
+	if (store_outcome(d, t, &f) < 0)
+		how = "left sending; queued again at next start";
+	gw_log(GW_LOG_WARN, "abandoned", "msg", t->message_id, "endpoint", t->ep->name, "reason",
+	       "stopped while sending", "then", how, NULL);
+}
+
 void deliver_free(deliver *d)
 {
 	struct endpoint_state *ep;
@@ -1097,9 +1245,7 @@ void deliver_free(deliver *d)
 		return;
 	while (d->transfers) {
 		struct transfer *t = d->transfers;
-		gw_log(GW_LOG_WARN, "abandoned", "msg", t->message_id, "endpoint", t->ep->name,
-		       "reason", "stopped while sending; queued again at next start", NULL);
-		curl_multi_remove_handle(d->multi, t->easy);
+		abandon(d, t);
 		transfer_unlink(d, t);
 		transfer_free(t);
 	}
@@ -1112,6 +1258,7 @@ void deliver_free(deliver *d)
 	while ((ep = d->endpoints)) {
 		d->endpoints = ep->next;
 		gw_buf_free(&ep->anchors);
+		parked_clear(&ep->parked);
 		free(ep);
 	}
 	crl_bundle_remove(d);

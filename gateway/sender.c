@@ -16,6 +16,19 @@
  *   - SIGHUP: load the configuration into a new struct and swap it in when
  *     valid (endpoints, limits, retry schedule, log level); keep the old one
  *     on error. Identity, database and spool changes need a restart.
+ *   - SIGUSR1: look at the queue now (after an operator's retry, or a test
+ *     that moved its clock).
+ *
+ * Test aids, read from the environment at start and never set in
+ * production (the daemon logs event=test-clock / event=test-timeouts when
+ * they are):
+ *   GW_TEST_CLOCK_FILE=PATH       the scheduler's "now" is the number of ms
+ *                                 since the epoch written in PATH, re-read at
+ *                                 every use, so a test moves time forward
+ *                                 and checks the retry schedule without
+ *                                 sleeping (curl's timeouts and the grace
+ *                                 period stay on real time);
+ *   GW_TEST_TRANSFER_TIMEOUT_MS=N the whole-transfer timeout (default 60 s).
  *
  * --until-idle exits 0 once the spool is empty, nothing queued is due and
  * nothing is in flight (the demo and tests). --max-seconds N stops the same
@@ -49,6 +62,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -83,12 +97,67 @@ struct sender {
 	size_t pseudonym_key_len;
 	int inotify_fd;
 	struct event *ev_inotify, *ev_rescan, *ev_due, *ev_work, *ev_grace, *ev_limit;
-	struct event *ev_signal[3];
+	struct event *ev_signal[4];
 	bool scan_wanted;
 	bool stopping;
 	int64_t last_expire_ms;
 	int exit_code;
 };
+
+/* ---- the clock ----------------------------------------------------------- */
+
+static char test_clock_file[PATH_MAX]; /* GW_TEST_CLOCK_FILE; empty: real time */
+
+/* The test clock's value; the real time when its file cannot be read. */
+static int64_t test_clock_read(void)
+{
+	char text[32];
+	ssize_t n;
+	char *end;
+	long long v;
+	int fd = open(test_clock_file, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return timeutil_now_ms();
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n <= 0)
+		return timeutil_now_ms();
+	text[n] = '\0';
+	errno = 0;
+	v = strtoll(text, &end, 10);
+	if (errno || end == text || v <= 0)
+		return timeutil_now_ms();
+	return (int64_t)v;
+}
+
+/* The scheduler's clock: every due time, attempt time and intake stamp. */
+static int64_t sender_now_ms(void)
+{
+	return test_clock_file[0] ? test_clock_read() : timeutil_now_ms();
+}
+
+static void test_aids_from_env(long *transfer_timeout_ms)
+{
+	const char *clock = getenv("GW_TEST_CLOCK_FILE");
+	const char *timeout = getenv("GW_TEST_TRANSFER_TIMEOUT_MS");
+
+	*transfer_timeout_ms = 0;
+	if (clock && *clock) {
+		snprintf(test_clock_file, sizeof(test_clock_file), "%s", clock);
+		gw_log(GW_LOG_WARN, "test-clock", "file", test_clock_file, "reason",
+		       "GW_TEST_CLOCK_FILE is set: the schedule follows that file, not real time",
+		       NULL);
+	}
+	if (timeout && *timeout) {
+		char *end;
+		long v = strtol(timeout, &end, 10);
+		if (*end == '\0' && v > 0 && v <= DELIVER_TOTAL_TIMEOUT_MS) {
+			*transfer_timeout_ms = v;
+			gw_log(GW_LOG_WARN, "test-timeouts", "transfer_ms", timeout, NULL);
+		}
+	}
+}
 
 /* ---- options ----------------------------------------------------------- */
 
@@ -301,7 +370,7 @@ static void intake_setup(struct sender *s)
 	s->intake.pseudonym_key = s->pseudonym_key;
 	s->intake.pseudonym_key_len = s->pseudonym_key_len;
 	s->intake.spool = &s->spool;
-	s->intake.now_ms = timeutil_now_ms;
+	s->intake.now_ms = sender_now_ms;
 }
 
 /* ---- the work: scan, dispatch, re-arm, idle ------------------------------- */
@@ -466,14 +535,14 @@ static void on_work(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (s->stopping)
 		return;
-	now = timeutil_now_ms();
+	now = sender_now_ms();
 	if (s->scan_wanted) {
 		scan(s);
 		expire_processed(s, now);
 	}
 	dispatch(s, now, &ds);
 	arm_due(s, now, &ds);
-	if (s->opt.until_idle && idle(s, timeutil_now_ms())) {
+	if (s->opt.until_idle && idle(s, sender_now_ms())) {
 		gw_log(GW_LOG_INFO, "idle", "reason", "spool empty, nothing due, nothing in flight",
 		       NULL);
 		event_base_loopbreak(s->base);
@@ -647,6 +716,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	if (sig == SIGHUP)
 		reload(s);
+	else if (sig == SIGUSR1)
+		kick(s);
 	else
 		stop(s, sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }
@@ -671,7 +742,7 @@ static int watch_spool(struct sender *s)
 
 static int setup_events(struct sender *s)
 {
-	static const int signals[3] = { SIGTERM, SIGINT, SIGHUP };
+	static const int signals[4] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
 	struct timeval rescan = { RESCAN_SECONDS, 0 };
 
 	s->ev_work = event_new(s->base, -1, 0, on_work, s);
@@ -681,7 +752,7 @@ static int setup_events(struct sender *s)
 	s->ev_limit = evtimer_new(s->base, on_limit, s);
 	if (!s->ev_work || !s->ev_rescan || !s->ev_due || !s->ev_grace || !s->ev_limit)
 		return gw_error_set(GW_ENOMEM, "cannot create the event loop's events");
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		s->ev_signal[i] = evsignal_new(s->base, signals[i], on_signal, s);
 		if (!s->ev_signal[i] || event_add(s->ev_signal[i], NULL) < 0)
 			return gw_error_set(GW_ERROR, "cannot handle signal %d", signals[i]);
@@ -709,6 +780,8 @@ static int start_engine(struct sender *s)
 	backoff_policy_init(&o.backoff, s->cfg->gateway.retry_base, s->cfg->gateway.retry_cap);
 	o.on_done = on_delivered;
 	o.ctx = s;
+	o.now_ms = sender_now_ms;
+	test_aids_from_env(&o.total_timeout_ms);
 	return deliver_new(&s->dl, &o);
 }
 
@@ -730,7 +803,7 @@ static void sender_close(struct sender *s)
 	free_event(&s->ev_work);
 	free_event(&s->ev_grace);
 	free_event(&s->ev_limit);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		free_event(&s->ev_signal[i]);
 	if (s->inotify_fd >= 0)
 		close(s->inotify_fd);
