@@ -16,26 +16,42 @@
  *
  * A recipient is held, not dropped, when it has no endpoint ("no
  * endpoint"), its endpoint needs consent and has no Grant ("no consent"),
- * or its endpoint wants encryption, which intake_encrypt_body() does not
- * yet provide ("encryption is not supported by this build").
+ * or its endpoint wants encryption and none of its certificates can be
+ * used ("encryption certificate unusable: ..."): never sent in clear.
+ *
+ * Per message: notice_filtered_copy() (core + granted Needs, no Recipients
+ * or Consent) -> message_build() -> intake_encrypt_body() when the
+ * endpoint has encrypt_cert (xmlenc_encrypt_element on the Body's Notice)
+ * -> signer_sign_to_bytes(). Encrypt, then sign.
+ *
+ * intake_release_held() runs the same steps later for messages held "no
+ * endpoint" (or for an unusable certificate), from the original notice in
+ * processed/, checked against the SHA-256 recorded at intake.
  *
  * Each file gives one log line: event=accepted|rejected|duplicate. A person
  * appears only as the keyed pseudonym (person=); texts never hold a nin.
  */
 #include "intake.h"
 #include "err.h"
+#include "fsutil.h"
 #include "ident.h"
 #include "log.h"
 #include "message.h"
 #include "notice.h"
+#include "pki.h"
 #include "receipt.h"
 #include "timeutil.h"
+#include "xmlenc.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MS_PER_HOUR INT64_C(3600000)
 #define MS_PER_DAY (24 * MS_PER_HOUR)
@@ -244,18 +260,204 @@ static void hold(struct store_message *m, const char *reason)
 	gw_buf_reset(&m->signed_bytes);
 }
 
+/* ---- encryption certificates, cached per endpoint ---- */
+
+/* One certificate file as loaded, and how to tell it was replaced. */
+struct cert_slot {
+	char path[PATH_MAX];
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	X509 *cert;
+};
+
+struct cert_entry {
+	char endpoint[64];
+	size_t n; /* 0: nothing loaded */
+	struct cert_slot slot[2];
+};
+
+struct intake_certs {
+	struct cert_entry *v;
+	size_t n, cap;
+};
+
+static void entry_clear(struct cert_entry *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		X509_free(e->slot[i].cert);
+	e->n = 0;
+	memset(e->slot, 0, sizeof(e->slot));
+}
+
+void intake_close(struct intake *in)
+{
+	if (!in || !in->certs)
+		return;
+	for (size_t i = 0; i < in->certs->n; i++)
+		entry_clear(&in->certs->v[i]);
+	free(in->certs->v);
+	free(in->certs);
+	in->certs = NULL;
+}
+
+static const char *base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? slash + 1 : path;
+}
+
+static bool same_file(const struct cert_slot *c, const char *path, const struct stat *st)
+{
+	return !strcmp(c->path, path) && c->dev == st->st_dev && c->ino == st->st_ino &&
+	       c->size == st->st_size && c->mtime.tv_sec == st->st_mtim.tv_sec &&
+	       c->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+static struct cert_entry *entry_for(struct intake *in, const char *endpoint)
+{
+	struct intake_certs *c = in->certs;
+	struct cert_entry *e;
+
+	if (!c && !(c = in->certs = calloc(1, sizeof(*c)))) {
+		gw_error_set(GW_ENOMEM, "out of memory caching encryption certificates");
+		return NULL;
+	}
+	for (size_t i = 0; i < c->n; i++)
+		if (!strcmp(c->v[i].endpoint, endpoint))
+			return &c->v[i];
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 4;
+		struct cert_entry *v = realloc(c->v, cap * sizeof(*v));
+		if (!v) {
+			gw_error_set(GW_ENOMEM, "out of memory caching encryption certificates");
+			return NULL;
+		}
+		c->v = v;
+		c->cap = cap;
+	}
+	e = &c->v[c->n++];
+	memset(e, 0, sizeof(*e));
+	copy_str(e->endpoint, sizeof(e->endpoint), endpoint);
+	return e;
+}
+
+/* One certificate file into a slot: readable, a certificate, RSA. */
+static int load_slot(const struct config_endpoint *ep, size_t i, const struct stat *st,
+		     struct cert_slot *slot)
+{
+	const char *path = ep->encrypt_cert[i];
+	EVP_PKEY *pub;
+	X509 *cert = NULL;
+
+	if (pki_cert_load(&cert, path) < 0)
+		return gw_error_set(GW_EINVALID, INTAKE_HELD_CERT "endpoint %s certificate %zu (%s) "
+				    "cannot be read as a PEM certificate", ep->name, i + 1,
+				    base_name(path));
+	pub = X509_get0_pubkey(cert);
+	if (!pub || EVP_PKEY_base_id(pub) != EVP_PKEY_RSA) {
+		X509_free(cert);
+		return gw_error_set(GW_EINVALID, INTAKE_HELD_CERT "endpoint %s certificate %zu (%s) "
+				    "is not an RSA certificate", ep->name, i + 1, base_name(path));
+	}
+	copy_str(slot->path, sizeof(slot->path), path);
+	slot->dev = st->st_dev;
+	slot->ino = st->st_ino;
+	slot->size = st->st_size;
+	slot->mtime = st->st_mtim;
+	slot->cert = cert;
+	return 0;
+}
+
+/* ep's certificates, from the cache while their files are unchanged. */
+static int endpoint_certs(struct intake *in, const struct config_endpoint *ep,
+			  struct cert_entry **out)
+{
+	struct cert_entry *e = entry_for(in, ep->name);
+	struct stat st[2];
+	bool fresh;
+	int rc;
+
+	if (!e)
+		return GW_ENOMEM;
+	if (ep->n_encrypt_cert < 1 || ep->n_encrypt_cert > 2)
+		return gw_error_set(GW_EINVALID, INTAKE_HELD_CERT "endpoint %s has %zu encryption "
+				    "certificates", ep->name, ep->n_encrypt_cert);
+	for (size_t i = 0; i < ep->n_encrypt_cert; i++)
+		if (stat(ep->encrypt_cert[i], &st[i]) < 0)
+			return gw_error_set(GW_EINVALID, INTAKE_HELD_CERT "endpoint %s certificate "
+					    "%zu (%s): %s", ep->name, i + 1,
+					    base_name(ep->encrypt_cert[i]), strerror(errno));
+	fresh = e->n == ep->n_encrypt_cert;
+	for (size_t i = 0; fresh && i < e->n; i++)
+		fresh = same_file(&e->slot[i], ep->encrypt_cert[i], &st[i]);
+	if (!fresh) {
+		entry_clear(e);
+		for (size_t i = 0; i < ep->n_encrypt_cert; i++) {
+			if ((rc = load_slot(ep, i, &st[i], &e->slot[i])) < 0) {
+				entry_clear(e);
+				return rc;
+			}
+			e->n = i + 1;
+		}
+	}
+	*out = e;
+	return 0;
+}
+
+/* Why cert cannot be used now (wall clock), or NULL. */
+static const char *cert_unusable(X509 *cert)
+{
+	if (X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0)
+		return "has expired";
+	if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0)
+		return "is not valid yet";
+	return NULL;
+}
+
 int intake_encrypt_body(struct intake *in, const struct config_endpoint *ep, xmlDocPtr msg)
 {
-	(void)in;
-	(void)ep;
-	(void)msg;
-	return gw_error_set(GW_ERROR, "encryption is not supported by this build");
+	struct cert_entry *e;
+	X509 *usable[2];
+	size_t n = 0;
+	const char *why = NULL;
+	size_t why_i = 0;
+	xmlNodePtr body = message_body_content(msg);
+	int rc;
+
+	if ((rc = endpoint_certs(in, ep, &e)) < 0)
+		return rc;
+	for (size_t i = 0; i < e->n; i++) {
+		const char *bad = cert_unusable(e->slot[i].cert);
+		if (!bad) {
+			usable[n++] = e->slot[i].cert;
+		} else if (!why) {
+			why = bad;
+			why_i = i;
+		}
+	}
+	if (n == 0)
+		return gw_error_set(GW_EINVALID, INTAKE_HELD_CERT "endpoint %s certificate %zu "
+				    "(%s) %s", ep->name, why_i + 1,
+				    base_name(e->slot[why_i].path), why);
+	if (why)
+		gw_log(GW_LOG_WARN, "encryption-certificate-skipped", "endpoint", ep->name,
+		       "certificate", base_name(e->slot[why_i].path), "reason", why, NULL);
+	if (!body)
+		return gw_error_set(GW_ERROR, "message for %s has no Body content to encrypt",
+				    ep->name);
+	rc = xmlenc_encrypt_element(body, usable, n);
+	if (rc == GW_EINVALID)
+		return gw_error_wrap(rc, INTAKE_HELD_CERT "endpoint %s", ep->name);
+	return rc;
 }
 
 /*
  * The filtered copy for ep in a Message, its Body content encrypted when ep
  * asks for it, then signed: m gets the bytes and their digest, or is held
- * when encryption is not available (never sent in clear).
+ * when no encryption certificate of ep can be used (never sent in clear).
  */
 static int seal(struct job *j, const struct config_endpoint *ep, unsigned categories,
 		struct store_message *m)
@@ -279,12 +481,20 @@ static int seal(struct job *j, const struct config_endpoint *ep, unsigned catego
 	xmlFreeDoc(body);
 	if (rc < 0)
 		return gw_error_wrap(rc, "message to %s for %s", ep->name, m->service);
-	if (ep->n_encrypt_cert > 0 && intake_encrypt_body(j->in, ep, msg) < 0)
-		hold(m, gw_error_last());
-	else if ((rc = signer_sign_to_bytes(j->in->sig, msg, &m->signed_bytes)) < 0 ||
-		 (rc = receipt_digest(m->signed_bytes.data, m->signed_bytes.len,
-				      m->digest_b64)) < 0)
+	if (ep->n_encrypt_cert > 0 && (rc = intake_encrypt_body(j->in, ep, msg)) < 0) {
+		if (rc == GW_EINVALID) {
+			hold(m, gw_error_last());
+			gw_log(GW_LOG_WARN, "held", "msg", m->message_id, "notice", j->n.id,
+			       "endpoint", ep->name, "reason", m->reason, NULL);
+			rc = 0;
+		} else {
+			rc = gw_error_wrap(rc, "message to %s for %s", ep->name, m->service);
+		}
+	} else if ((rc = signer_sign_to_bytes(j->in->sig, msg, &m->signed_bytes)) < 0 ||
+		   (rc = receipt_digest(m->signed_bytes.data, m->signed_bytes.len,
+					m->digest_b64)) < 0) {
 		rc = gw_error_wrap(rc, "message to %s for %s", ep->name, m->service);
+	}
 	xmlFreeDoc(msg);
 	return rc;
 }
@@ -315,9 +525,9 @@ static int plan_recipient(struct job *j, const struct notice_recipient *r)
 			       j->n.event_date)) < 0)
 		return rc;
 	if (!ep)
-		hold(&m, "no endpoint");
+		hold(&m, INTAKE_HELD_NO_ENDPOINT);
 	else if (ep->consent_required && !grant)
-		hold(&m, "no consent");
+		hold(&m, INTAKE_HELD_NO_CONSENT);
 	else
 		rc = seal(j, ep, ep->consent_required ? grant->categories : NEED_ALL, &m);
 	if (rc == 0)
@@ -451,7 +661,7 @@ static int plan_withdrawal_message(struct job *j, const struct prior *e)
 	if ((rc = message_init(j, &m, e->service, e->orgnr, ep, e->event_date)) < 0)
 		return rc;
 	if (!ep)
-		hold(&m, "no endpoint");
+		hold(&m, INTAKE_HELD_NO_ENDPOINT);
 	else
 		rc = seal(j, ep, 0, &m);
 	if (rc == 0)
@@ -690,5 +900,283 @@ int intake_scan(struct intake *in, int *accepted, int *rejected, int *duplicates
 		      : outcome == INTAKE_DUPLICATE ? duplicates : rejected);
 	}
 	spool_list_free(&list);
+	return first_error;
+}
+
+/* ---- held messages whose cause went away ---- */
+
+/* What release needs of a held message (the list runs a read statement). */
+struct held {
+	struct store_message m; /* signed_bytes unused (empty) */
+	bool done;
+};
+
+struct held_rows {
+	struct held *v;
+	size_t n, cap;
+};
+
+static bool releasable(const struct store_message *m)
+{
+	return m->state == MSG_HELD && (!strcmp(m->reason, INTAKE_HELD_NO_ENDPOINT) ||
+					!strncmp(m->reason, INTAKE_HELD_CERT,
+						 strlen(INTAKE_HELD_CERT)));
+}
+
+static int collect_held(const struct store_message *m, void *ctx)
+{
+	struct held_rows *r = ctx;
+	struct held *h;
+
+	if (!releasable(m))
+		return 0;
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 16;
+		struct held *v = realloc(r->v, cap * sizeof(*v));
+		if (!v)
+			return gw_error_set(GW_ENOMEM, "out of memory listing held messages");
+		r->v = v;
+		r->cap = cap;
+	}
+	h = &r->v[r->n++];
+	memset(h, 0, sizeof(*h));
+	h->m = *m;
+	memset(&h->m.signed_bytes, 0, sizeof(h->m.signed_bytes)); /* not ours */
+	return 0;
+}
+
+/* processed/NAME or processed/NAME.<digits> (spool_accept's free name). */
+static bool processed_name_of(const char *entry, const char *source)
+{
+	size_t len = strlen(source);
+	const char *p;
+
+	if (strncmp(entry, source, len) != 0)
+		return false;
+	if (entry[len] == '\0')
+		return true;
+	if (entry[len] != '.' || !entry[len + 1])
+		return false;
+	for (p = entry + len + 1; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
+/*
+ * The original bytes of a notice: a file in processed/ under its recorded
+ * name (or that name with a suffix) whose SHA-256 is the recorded one.
+ * GW_ENOTFOUND when there is none.
+ */
+static int read_original(struct intake *in, const struct store_notice *sn, gw_buf *out)
+{
+	DIR *d = opendir(in->spool->processed);
+	struct dirent *de;
+	char sha[65];
+	int rc = GW_ENOTFOUND;
+
+	if (!d)
+		return gw_error_set(GW_ERROR, "cannot open processed/: %s", strerror(errno));
+	while (rc == GW_ENOTFOUND && (de = readdir(d)) != NULL) {
+		const char *reason = NULL;
+
+		if (!processed_name_of(de->d_name, sn->source_name))
+			continue;
+		gw_buf_reset(out);
+		if (fsutil_read_untrusted(in->spool->processed, de->d_name, max_bytes(in), out,
+					  &reason) < 0)
+			continue;
+		if (sha256_hex(out->data, out->len, sha) == 0 && !strcmp(sha, sn->content_sha256))
+			rc = 0;
+	}
+	closedir(d);
+	if (rc < 0)
+		return gw_error_set(GW_ENOTFOUND, "the original of notice %s revision %d (%s, "
+				    "SHA-256 %.16s) is no longer in processed/", sn->notice_id,
+				    sn->revision, sn->source_name, sn->content_sha256);
+	return 0;
+}
+
+/* The notice of a held message, parsed as it was at intake. */
+static int load_notice(struct job *j, const char *notice_id, int revision)
+{
+	struct store_notice sn;
+	struct notice_rules rules;
+	gw_buf bytes = GW_BUF_INIT;
+	const char *code = NULL;
+	int rc;
+
+	memset(&sn, 0, sizeof(sn));
+	if ((rc = j->in->st->ops->notice_get(j->in->st, notice_id, revision, &sn)) < 0)
+		return rc;
+	if ((rc = read_original(j->in, &sn, &bytes)) < 0)
+		goto out;
+	memset(&rules, 0, sizeof(rules));
+	rules.allow_synthetic_nin = j->in->cfg->identity.test_nins;
+	rules.now_ms = sn.received_ms; /* the verdict it had: its date may have passed since */
+	rules.max_bytes = max_bytes(j->in);
+	rc = notice_parse(&j->n, bytes.data, bytes.len, &rules, sn.source_name, &code);
+	if (rc == 0 && (strcmp(j->n.id, notice_id) != 0 || j->n.revision != revision))
+		rc = gw_error_set(GW_EINVALID, "%s does not hold notice %s revision %d",
+				  sn.source_name, notice_id, revision);
+	if (rc == 0)
+		copy_str(j->person, sizeof(j->person), sn.person_ref);
+out:
+	gw_buf_free(&bytes);
+	return rc;
+}
+
+/* The endpoint a held message goes to now, and the Need categories it may see. */
+static const struct config_endpoint *route_held(const struct job *j, const struct store_message *m,
+						unsigned *categories, bool *no_consent)
+{
+	const struct config_endpoint *ep;
+	enum gw_service s;
+
+	*categories = 0;
+	*no_consent = false;
+	if (notice_service_parse(m->service, &s) < 0)
+		return NULL;
+	if (!strcmp(m->kind, "withdrawal")) { /* routed by whom the earlier revision reached */
+		ep = m->endpoint[0] ? config_endpoint_by_name(j->in->cfg, m->endpoint) : NULL;
+		return ep ? ep : config_endpoint_resolve(j->in->cfg, s, m->recipient_orgnr, NULL);
+	}
+	for (size_t i = 0; i < j->n.n_recipients; i++) {
+		const struct notice_recipient *r = &j->n.recipients[i];
+		const struct notice_grant *grant;
+		const char *orgnr;
+
+		if (r->service != s)
+			continue;
+		ep = resolve(j, r, &orgnr);
+		if (strcmp(orgnr, m->recipient_orgnr) != 0 &&
+		    !(ep && !strcmp(ep->orgnr, m->recipient_orgnr)))
+			continue;
+		if (!ep)
+			return NULL;
+		grant = notice_grant_for(&j->n, s);
+		if (ep->consent_required && !grant) {
+			*no_consent = true;
+			return ep;
+		}
+		*categories = ep->consent_required ? grant->categories : NEED_ALL;
+		return ep;
+	}
+	return NULL;
+}
+
+/* A held message gets a new reason (still held). */
+static int rehold(struct intake *in, const struct store_message *m, const char *reason)
+{
+	store *st = in->st;
+	int rc;
+
+	if (!strcmp(m->reason, reason))
+		return 0;
+	if ((rc = st->ops->begin(st)) < 0)
+		return rc;
+	if ((rc = st->ops->message_update(st, m->message_id, MSG_HELD, MSG_HELD, reason, -1,
+					  0)) < 0 ||
+	    (rc = st->ops->commit(st)) < 0) {
+		st->ops->rollback(st);
+		return rc;
+	}
+	gw_log(GW_LOG_WARN, "held", "msg", m->message_id, "notice", m->notice_id, "reason", reason,
+	       NULL);
+	return 0;
+}
+
+/* One held message of the loaded notice: queued with signed bytes, or left held. */
+static int release_one(struct job *j, const struct store_message *held, int *released)
+{
+	store *st = j->in->st;
+	struct store_message m;
+	unsigned categories;
+	bool no_consent;
+	const struct config_endpoint *ep = route_held(j, held, &categories, &no_consent);
+	int rc;
+
+	if (!ep)
+		return 0; /* still no endpoint */
+	if (no_consent)
+		return rehold(j->in, held, INTAKE_HELD_NO_CONSENT);
+	m = *held;
+	memset(&m.signed_bytes, 0, sizeof(m.signed_bytes));
+	m.state = MSG_QUEUED; /* seal() holds it again if it must */
+	m.reason[0] = '\0';
+	copy_str(m.endpoint, sizeof(m.endpoint), ep->name);
+	copy_str(m.recipient_orgnr, sizeof(m.recipient_orgnr), ep->orgnr);
+	m.next_attempt_ms = j->now;
+	m.deadline_ms = deadline_for(j, held->event_date);
+	if ((rc = seal(j, ep, categories, &m)) < 0)
+		goto out;
+	if (m.state == MSG_HELD) { /* its certificates still cannot be used */
+		rc = rehold(j->in, held, m.reason);
+		goto out;
+	}
+	if ((rc = st->ops->begin(st)) < 0)
+		goto out;
+	if ((rc = st->ops->message_release_held(st, &m)) < 0 || (rc = st->ops->commit(st)) < 0) {
+		st->ops->rollback(st);
+		goto out;
+	}
+	(*released)++;
+	gw_log(GW_LOG_INFO, "released", "msg", m.message_id, "notice", m.notice_id, "service",
+	       m.service, "endpoint", ep->name, "was", held->reason, NULL);
+out:
+	store_message_clear(&m);
+	return rc;
+}
+
+int intake_release_held(struct intake *in, int *released)
+{
+	struct store_filter f = { .state = MSG_HELD, .notice_id = NULL };
+	struct held_rows rows = { NULL, 0, 0 };
+	int count = 0, first_error = 0, rc;
+
+	if (released)
+		*released = 0;
+	rc = in->st->ops->messages_list(in->st, &f, collect_held, &rows);
+	if (rc < 0) {
+		free(rows.v);
+		return rc;
+	}
+	for (size_t i = 0; i < rows.n; i++) {
+		struct job j;
+		int one;
+
+		if (rows.v[i].done)
+			continue;
+		memset(&j, 0, sizeof(j));
+		j.in = in;
+		j.name = rows.v[i].m.notice_id;
+		j.now = clock_now(in);
+		rc = load_notice(&j, rows.v[i].m.notice_id, rows.v[i].m.revision);
+		/* Every held message of this notice revision, with the notice read once. */
+		for (size_t k = i; k < rows.n; k++) {
+			struct held *h = &rows.v[k];
+
+			if (h->done || strcmp(h->m.notice_id, rows.v[i].m.notice_id) != 0 ||
+			    h->m.revision != rows.v[i].m.revision)
+				continue;
+			h->done = true;
+			if (rc < 0) {
+				gw_log(GW_LOG_WARN, "release-skipped", "msg", h->m.message_id,
+				       "notice", h->m.notice_id, "reason", gw_error_last(), NULL);
+				continue;
+			}
+			one = release_one(&j, &h->m, &count);
+			if (one < 0) {
+				gw_log(GW_LOG_ERROR, "release-failed", "msg", h->m.message_id,
+				       "notice", h->m.notice_id, "error", gw_error_last(), NULL);
+				if (!first_error)
+					first_error = one;
+			}
+		}
+		notice_free(&j.n);
+	}
+	free(rows.v);
+	if (released)
+		*released = count;
 	return first_error;
 }

@@ -6,9 +6,21 @@
  * recognise bytes seen before (a harmless duplicate), parse and check the
  * notice, apply the revision rules, then, in ONE store transaction, record
  * the notice and one message per recipient: queued with signed bytes, or
- * held with the reason (no endpoint, no consent, encryption unavailable).
- * Only after COMMIT is the file moved to processed/. Rejections go to
- * rejected/ with a reason file and touch nothing in the store.
+ * held with the reason (no endpoint, no consent, encryption certificate
+ * unusable). Only after COMMIT is the file moved to processed/. Rejections
+ * go to rejected/ with a reason file and touch nothing in the store.
+ *
+ * Encryption (SPEC section 5): for an endpoint with encrypt_cert, the
+ * Body's Notice is replaced by xenc:EncryptedData for its certificates
+ * before the message is signed (encrypt, then sign). The certificates are
+ * loaded once per endpoint and kept in struct intake until their files
+ * change; intake_close() frees them.
+ *
+ * Held messages go out when their cause is gone: intake_release_held()
+ * (after a configuration reload and at start-up) builds, filters, encrypts
+ * and signs those held for "no endpoint" (or an unusable encryption
+ * certificate) whose recipient now resolves, from the original notice kept
+ * in processed/.
  *
  * A file whose handling failed for an operational reason (store, signer,
  * disk) stays in incoming/new and is tried again on the next scan.
@@ -27,6 +39,13 @@
 
 enum intake_outcome { INTAKE_ACCEPTED, INTAKE_REJECTED, INTAKE_DUPLICATE };
 
+/* The reasons intake holds a message with (store_message.reason). */
+#define INTAKE_HELD_NO_ENDPOINT "no endpoint"
+#define INTAKE_HELD_NO_CONSENT "no consent"
+#define INTAKE_HELD_CERT "encryption certificate unusable: " /* then the detail */
+
+struct intake_certs; /* encryption certificates per endpoint (intake.c) */
+
 struct intake {
 	const struct gw_config *cfg;
 	store *st;
@@ -35,7 +54,11 @@ struct intake {
 	size_t pseudonym_key_len;
 	struct spool *spool;
 	int64_t (*now_ms)(void); /* injectable clock; NULL: timeutil_now_ms */
+	struct intake_certs *certs; /* NULL at first; filled on use, freed by intake_close */
 };
+
+/* Free what intake keeps between calls (the certificate cache). */
+void intake_close(struct intake *in);
 
 /*
  * Take one file from incoming/new. 0 when the file was dealt with (see
@@ -52,13 +75,33 @@ int intake_file(struct intake *in, const char *name, enum intake_outcome *outcom
 int intake_scan(struct intake *in, int *accepted, int *rejected, int *duplicates);
 
 /*
- * The hook where the Body content of msg (an unsigned Message for ep, which
- * has encrypt_cert) is to be replaced by xenc:EncryptedData for ep's
- * certificates (SPEC section 5: encrypt, then sign; message_body_content()
- * and xmlenc_encrypt_element() fit here). This build does not encrypt: it
- * fails with "encryption is not supported by this build", and intake holds
- * the message with that reason instead of sending it in clear.
+ * Replace the Body content of msg (an unsigned Message for ep, which has
+ * encrypt_cert) by xenc:EncryptedData for ep's certificates (xmlenc.h),
+ * before it is signed. Certificates that have expired or are not yet valid
+ * (by the wall clock) are left out when another one is usable, as during a
+ * rollover. GW_EINVALID, msg unchanged, with a sentence beginning
+ * INTAKE_HELD_CERT when no certificate can be used (a file that cannot be
+ * read, not RSA, all expired): the caller holds the message with that
+ * reason; it is never sent in clear. Other negative codes are faults.
  */
 int intake_encrypt_body(struct intake *in, const struct config_endpoint *ep, xmlDocPtr msg);
+
+/*
+ * Release held messages whose cause has gone away: those held "no endpoint"
+ * whose recipient resolves now (the configuration was reloaded) and those
+ * held INTAKE_HELD_CERT whose endpoint's certificates are usable now. Each
+ * is built from the original notice, consent-filtered, encrypted when its
+ * endpoint asks, signed, and set queued with store message_release_held,
+ * one transaction each. The original is read from spool processed/ (the
+ * recorded source name, or the name with the .N suffix spool_accept gave
+ * it) and used only when its SHA-256 equals the recorded content_sha256;
+ * when it is gone (expired from processed/) the message stays held and a
+ * warning says why. A recipient that resolves to an endpoint needing
+ * consent without a Grant gets "no consent" instead. "no consent" holds
+ * are never released here: consent comes only with a new revision.
+ * *released (may be NULL) counts the messages queued. 0, or the first
+ * store or signer fault (the rest are still tried).
+ */
+int intake_release_held(struct intake *in, int *released);
 
 #endif

@@ -11,20 +11,41 @@
  * twice (or after a crash before the move) produce nothing; revision rules
  * (supersede, revision-conflict, stale-revision); withdrawal; hostile and
  * badly named files are rejected unread with a reason file; timeliness
- * flags; the encryption hook holds instead of sending in clear; logs and
- * reasons never hold the nin.
+ * flags; logs and reasons never hold the nin.
+ *
+ * Encryption: the school endpoint's copy is stored encrypted then signed
+ * (xenc:EncryptedData, aes256-gcm, rsa-oaep-mgf1p, the recipient's
+ * X509Certificate, no Need text in clear), the signature verifies, and both
+ * our xmlenc and the `xmlsec1 --decrypt` command open it with housing.key
+ * (the school endpoint encrypts for housing.pem here) into the filtered
+ * Notice. Rollover: two certificates, two EncryptedKeys; an expired one
+ * beside a valid one is left out. An expired only, an EC, or a missing
+ * certificate holds "encryption certificate unusable: ..." instead.
+ *
+ * Release of held messages (intake_release_held): nav held "no endpoint"
+ * under a configuration without nav is queued with verifiable signed bytes
+ * once the configuration has nav, read from processed/ (also under the .1
+ * suffix spool_accept gives a taken name), checked by SHA-256; a missing or
+ * altered original leaves it held; "no consent" stays held; a held
+ * encryption message goes out once its certificate is usable.
  */
 #include "testutil.h"
 #include "config.h"
 #include "err.h"
 #include "intake.h"
+#include "message.h"
 #include "pki.h"
 #include "receipt.h"
 #include "signer.h"
 #include "spool.h"
 #include "store.h"
 #include "verify.h"
+#include "xmlenc.h"
 #include "xmlread.h"
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <sys/wait.h>
 
 #include <fcntl.h>
 #include <limits.h>
@@ -146,6 +167,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	intake_close(&fx.in);
 	signer_close(fx.sig);
 	fx.st->ops->close(fx.st);
 	tu_rmrf(fx.dir);
@@ -571,21 +593,418 @@ static void test_transfer_to_prison_without_consent_gets_all_needs(void **state)
 	gw_buf_free(&body);
 }
 
-static void test_encryption_endpoint_is_held_not_sent_in_clear(void **state)
+/* ---- encryption ---- */
+
+static struct config_endpoint *endpoint_named(struct gw_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->n_endpoints; i++)
+		if (!strcmp(cfg->endpoints[i].name, name))
+			return &cfg->endpoints[i];
+	fail_msg("no endpoint %s", name);
+	return NULL;
+}
+
+static void school_certs(const char *first, const char *second)
+{
+	struct config_endpoint *ep = endpoint_named(&fx.cfg, "oslo-school");
+
+	snprintf(ep->encrypt_cert[0], sizeof(ep->encrypt_cert[0]), "%s", first);
+	ep->n_encrypt_cert = 1;
+	if (second) {
+		snprintf(ep->encrypt_cert[1], sizeof(ep->encrypt_cert[1]), "%s", second);
+		ep->n_encrypt_cert = 2;
+	}
+}
+
+/* The certificate file's DER as one base64 line. */
+static char *cert_base64(const char *path)
+{
+	X509 *c = NULL;
+	unsigned char *der = NULL;
+	int len;
+	char *b64;
+
+	assert_ok(pki_cert_load(&c, path));
+	len = i2d_X509(c, &der);
+	assert_true(len > 0);
+	b64 = malloc((size_t)len * 2 + 4);
+	assert_non_null(b64);
+	EVP_EncodeBlock((unsigned char *)b64, der, len);
+	OPENSSL_free(der);
+	X509_free(c);
+	return b64;
+}
+
+/* The bytes without whitespace, NUL-terminated (base64 may be wrapped). */
+static char *squeezed(const gw_buf *b)
+{
+	char *out = malloc(b->len + 1), *w = out;
+
+	assert_non_null(out);
+	for (size_t i = 0; i < b->len; i++)
+		if (!strchr(" \t\r\n", b->data[i]))
+			*w++ = (char)b->data[i];
+	*w = '\0';
+	return out;
+}
+
+static size_t occurrences(const gw_buf *b, const char *text)
+{
+	size_t n = 0;
+
+	for (const char *p = (const char *)b->data; (p = strstr(p, text)) != NULL; p++)
+		n++;
+	return n;
+}
+
+static int run(const char *cmd)
+{
+	int status = system(cmd);
+
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The one message of the school notice: its signed bytes, verified. */
+static const char *school_message(gw_buf *body)
+{
+	static char id[37];
+	struct rows r;
+
+	list("INTAKE-2027-000006", 0, &r);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.m[0].state, MSG_QUEUED);
+	assert_string_equal(r.m[0].endpoint, "oslo-school");
+	snprintf(id, sizeof(id), "%s", r.m[0].message_id);
+	signed_body(id, body);
+	return id;
+}
+
+static void assert_encrypted_for(const gw_buf *body, const char *const *certs, size_t n)
+{
+	char *flat = squeezed(body);
+
+	assert_true(has(body, "<xenc:EncryptedData"));
+	assert_true(has(body, "Type=\"http://www.w3.org/2001/04/xmlenc#Element\""));
+	assert_true(has(body, "Algorithm=\"http://www.w3.org/2009/xmlenc11#aes256-gcm\""));
+	assert_true(has(body, "Algorithm=\"http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p\""));
+	assert_int_equal(occurrences(body, "<xenc:EncryptedKey"), n);
+	for (size_t i = 0; i < n; i++) {
+		char *b64 = cert_base64(certs[i]);
+		if (!strstr(flat, b64))
+			fail_msg("the EncryptedKey does not name certificate %s", certs[i]);
+		free(b64);
+	}
+	/* Nothing of the notice in clear: not the Need, not the person. */
+	assert_false(has(body, "Wants to finish school"));
+	assert_false(has(body, "category="));
+	assert_false(has(body, NIN));
+	assert_false(has(body, "Intakeperson"));
+	assert_false(has(body, "<Notice "));
+	/* The signature comes after: encrypt, then sign. */
+	assert_true(strstr((char *)body->data, "<xenc:EncryptedData") <
+		    strstr((char *)body->data, "<ds:Signature"));
+	free(flat);
+}
+
+/* Our own decryption (what the receiver uses) gives back the filtered Notice. */
+static void we_decrypt(const gw_buf *body, const char *key, const char *cert)
+{
+	xmlenc_keys *k = NULL;
+	xmlDocPtr doc;
+	xmlNodePtr plain = NULL;
+	xmlBufferPtr out = xmlBufferCreate();
+	char cert_copy[PATH_MAX], key_copy[PATH_MAX];
+
+	snprintf(key_copy, sizeof(key_copy), "%s", tu_pki(key));
+	snprintf(cert_copy, sizeof(cert_copy), "%s", tu_pki(cert));
+	assert_ok(xmlenc_keys_new(&k));
+	assert_ok(xmlenc_keys_add(k, key_copy, cert_copy));
+	assert_ok(xmlread_parse(&doc, body->data, body->len, 0, "message"));
+	assert_ok(xmlenc_decrypt_element(k, message_body_content(doc), &plain));
+	assert_true(xmlNodeDump(out, doc, plain, 0, 0) > 0);
+	assert_non_null(strstr((const char *)xmlBufferContent(out), "Wants to finish school"));
+	assert_null(strstr((const char *)xmlBufferContent(out), "Recipients"));
+	assert_null(strstr((const char *)xmlBufferContent(out), "Consent"));
+	xmlBufferFree(out);
+	xmlFreeDoc(doc);
+	xmlenc_keys_free(k);
+}
+
+static void test_encryption_then_signature_for_the_school(void **state)
+{
+	const char *certs[1];
+	char cert[PATH_MAX], path[PATH_MAX + 64], cmd[4 * PATH_MAX + 256];
+	gw_buf body = GW_BUF_INIT, plain = GW_BUF_INIT;
+
+	snprintf(cert, sizeof(cert), "%s", tu_pki("housing.pem"));
+	certs[0] = cert;
+	drop("encrypted-school.xml", "school.xml");
+	take("school.xml", INTAKE_ACCEPTED);
+	school_message(&body); /* signature verifies over the encrypted form */
+	assert_encrypted_for(&body, certs, 1);
+	assert_true(has(&body, "<To orgnr=\"910000004\" service=\"school\"/>"));
+	we_decrypt(&body, "housing.key", "housing.pem");
+
+	/* Interop: the xmlsec1 command decrypts the message file we stored. */
+	snprintf(path, sizeof(path), "%s/signed.xml", fx.dir);
+	tu_write(path, body.data, body.len);
+	snprintf(cmd, sizeof(cmd),
+		 "xmlsec1 --decrypt --privkey-pem '%s' '%s' >'%s/plain.xml' 2>'%s/xmlsec1.err'",
+		 tu_pki("housing.key"), path, fx.dir, fx.dir);
+	assert_int_equal(run(cmd), 0);
+	snprintf(path, sizeof(path), "%s/plain.xml", fx.dir);
+	tu_read(path, &plain);
+	assert_true(has(&plain, "<Notice"));
+	assert_true(has(&plain, "<Need category=\"education\">Wants to finish school.</Need>"));
+	assert_true(has(&plain, "nin=\"" NIN "\""));
+	assert_false(has(&plain, "Recipients"));
+	assert_false(has(&plain, "Consent"));
+	assert_false(has(&plain, "EncryptedData"));
+
+	/* The wrong key does not open it. */
+	snprintf(path, sizeof(path), "%s/signed.xml", fx.dir);
+	snprintf(cmd, sizeof(cmd), "xmlsec1 --decrypt --privkey-pem '%s' '%s' >/dev/null 2>&1",
+		 tu_pki("nav.key"), path);
+	assert_int_not_equal(run(cmd), 0);
+	gw_buf_free(&body);
+	gw_buf_free(&plain);
+}
+
+static void test_encryption_rollover_two_certificates(void **state)
+{
+	const char *certs[2];
+	char a[PATH_MAX], b[PATH_MAX];
+	gw_buf body = GW_BUF_INIT;
+
+	snprintf(a, sizeof(a), "%s", tu_pki("housing.pem"));
+	snprintf(b, sizeof(b), "%s", tu_pki("nav.pem"));
+	certs[0] = a;
+	certs[1] = b;
+	school_certs(a, b);
+	drop("encrypted-school.xml", "school.xml");
+	take("school.xml", INTAKE_ACCEPTED);
+	school_message(&body);
+	assert_encrypted_for(&body, certs, 2);
+	we_decrypt(&body, "housing.key", "housing.pem"); /* either key alone */
+	we_decrypt(&body, "nav.key", "nav.pem");
+	gw_buf_free(&body);
+}
+
+static void test_expired_certificate_left_out_beside_a_valid_one(void **state)
+{
+	const char *certs[1];
+	char expired[PATH_MAX], valid[PATH_MAX];
+	gw_buf body = GW_BUF_INIT;
+
+	snprintf(expired, sizeof(expired), "%s", tu_pki("expired.pem"));
+	snprintf(valid, sizeof(valid), "%s", tu_pki("housing.pem"));
+	certs[0] = valid;
+	school_certs(expired, valid);
+	drop("encrypted-school.xml", "school.xml");
+	take("school.xml", INTAKE_ACCEPTED);
+	school_message(&body);
+	assert_encrypted_for(&body, certs, 1);
+	gw_buf_free(&body);
+}
+
+/* The school's message with an unusable certificate: held with why, no bytes. */
+static void assert_school_held(const char *reason)
 {
 	struct store_message m;
 	struct rows r;
 
-	drop("encrypted-school.xml", "school.xml");
-	take("school.xml", INTAKE_ACCEPTED);
 	list("INTAKE-2027-000006", 0, &r);
 	assert_int_equal(r.n, 1);
 	assert_int_equal(r.m[0].state, MSG_HELD);
-	assert_string_equal(r.m[0].reason, "encryption is not supported by this build");
+	assert_string_equal(r.m[0].reason, reason);
+	assert_string_equal(r.m[0].endpoint, "oslo-school");
 	memset(&m, 0, sizeof(m));
 	assert_ok(fx.st->ops->message_get(fx.st, r.m[0].message_id, &m));
-	assert_int_equal(m.signed_bytes.len, 0);
+	assert_int_equal(m.signed_bytes.len, 0); /* never in clear */
 	store_message_clear(&m);
+}
+
+static void test_unusable_certificate_holds_with_reason(void **state)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s", tu_pki("expired.pem"));
+	school_certs(path, NULL);
+	drop("encrypted-school.xml", "school.xml");
+	take("school.xml", INTAKE_ACCEPTED);
+	assert_school_held("encryption certificate unusable: endpoint oslo-school certificate 1 "
+			   "(expired.pem) has expired");
+}
+
+static void test_ec_certificate_holds_with_reason(void **state)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s", tu_pki("nav-ec.pem"));
+	school_certs(path, NULL);
+	drop("encrypted-school.xml", "school.xml");
+	take("school.xml", INTAKE_ACCEPTED);
+	assert_school_held("encryption certificate unusable: endpoint oslo-school certificate 1 "
+			   "(nav-ec.pem) is not an RSA certificate");
+}
+
+static void test_missing_certificate_holds_with_reason(void **state)
+{
+	char path[PATH_MAX + 32];
+
+	snprintf(path, sizeof(path), "%s/gone.pem", fx.dir);
+	school_certs(path, NULL);
+	drop("encrypted-school.xml", "school.xml");
+	take("school.xml", INTAKE_ACCEPTED);
+	assert_school_held("encryption certificate unusable: endpoint oslo-school certificate 1 "
+			   "(gone.pem): No such file or directory");
+}
+
+/* A certificate file replaced in place is read again (the cache follows the file). */
+static void test_certificate_cache_follows_the_file(void **state)
+{
+	char path[PATH_MAX + 32];
+	gw_buf pem = GW_BUF_INIT, body = GW_BUF_INIT;
+	const char *certs[1];
+	struct rows r;
+	int released = -1;
+
+	snprintf(path, sizeof(path), "%s/school-enc.pem", fx.dir);
+	tu_read(tu_pki("expired.pem"), &pem);
+	tu_write(path, pem.data, pem.len);
+	school_certs(path, NULL);
+	drop("encrypted-school.xml", "school.xml");
+	take("school.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000006", 0, &r);
+	assert_int_equal(r.m[0].state, MSG_HELD);
+
+	/* The operator installs the new certificate under the same name. */
+	unlink(path);
+	tu_read(tu_pki("housing.pem"), &pem);
+	tu_write(path, pem.data, pem.len);
+	assert_ok(intake_release_held(&fx.in, &released));
+	assert_int_equal(released, 1);
+	school_message(&body);
+	certs[0] = path;
+	assert_encrypted_for(&body, certs, 1);
+	gw_buf_free(&pem);
+	gw_buf_free(&body);
+}
+
+/* ---- held -> queued when the cause goes away ---- */
+
+/* fx.cfg without the nav endpoint. */
+static void config_without_nav(struct gw_config *out)
+{
+	size_t w = 0;
+
+	*out = fx.cfg;
+	for (size_t i = 0; i < fx.cfg.n_endpoints; i++)
+		if (strcmp(fx.cfg.endpoints[i].name, "oslo-nav") != 0)
+			out->endpoints[w++] = fx.cfg.endpoints[i];
+	out->n_endpoints = w;
+}
+
+static void test_release_held_when_endpoint_appears(void **state)
+{
+	static struct gw_config without;
+	struct rows r;
+	const struct store_message *nav;
+	gw_buf body = GW_BUF_INIT;
+	char nav_id[37];
+	int released = -1;
+
+	config_without_nav(&without);
+	fx.in.cfg = &without;
+	/* Another notice took the name first: this one is kept as r1.xml.1. */
+	drop("transfer.xml", "r1.xml");
+	take("r1.xml", INTAKE_ACCEPTED);
+	drop("release-r1.xml", "r1.xml");
+	take("r1.xml", INTAKE_ACCEPTED);
+	assert_true(present(fx.spool.processed, "r1.xml.1"));
+	list("INTAKE-2027-000001", 0, &r);
+	nav = by_service(&r, "nav");
+	assert_int_equal(nav->state, MSG_HELD);
+	assert_string_equal(nav->reason, "no endpoint");
+	snprintf(nav_id, sizeof(nav_id), "%s", nav->message_id);
+
+	/* Still no nav: nothing changes. */
+	assert_ok(intake_release_held(&fx.in, &released));
+	assert_int_equal(released, 0);
+
+	/* The reload brings nav. */
+	fx.in.cfg = &fx.cfg;
+	assert_ok(intake_release_held(&fx.in, &released));
+	assert_int_equal(released, 1);
+	list("INTAKE-2027-000001", 0, &r);
+	nav = by_service(&r, "nav");
+	assert_string_equal(nav->message_id, nav_id);
+	assert_int_equal(nav->state, MSG_QUEUED);
+	assert_string_equal(nav->reason, "");
+	assert_string_equal(nav->endpoint, "oslo-nav");
+	assert_string_equal(nav->recipient_orgnr, ORG_NAV);
+	assert_int_equal(nav->next_attempt_ms, NOW);
+	assert_int_equal(nav->deadline_ms, DEADLINE);
+	signed_body(nav_id, &body);
+	assert_true(has(&body, nav_id));
+	assert_true(has(&body, "<To orgnr=\"" ORG_NAV "\" service=\"nav\"/>"));
+	assert_true(has(&body, "<NoticeRef id=\"INTAKE-2027-000001\" revision=\"1\" kind=\"release\"/>"));
+	assert_true(has(&body, "category=\"income\""));
+	assert_true(has(&body, "category=\"employment\""));
+	assert_false(has(&body, "category=\"housing\""));
+	assert_false(has(&body, "category=\"mental-health\""));
+	assert_false(has(&body, "Recipients"));
+	assert_false(has(&body, "Consent"));
+
+	/* Done once: a second call finds nothing to release. */
+	assert_ok(intake_release_held(&fx.in, &released));
+	assert_int_equal(released, 0);
+	gw_buf_free(&body);
+}
+
+static void test_release_needs_the_unaltered_original(void **state)
+{
+	static struct gw_config without;
+	char path[PATH_MAX + 64];
+	gw_buf b = GW_BUF_INIT;
+	struct rows r;
+	int released = -1;
+
+	config_without_nav(&without);
+	fx.in.cfg = &without;
+	drop("release-r1.xml", "r1.xml");
+	take("r1.xml", INTAKE_ACCEPTED);
+	/* Someone edits the kept original: it is not used. */
+	snprintf(path, sizeof(path), "%s/r1.xml", fx.spool.processed);
+	tu_read(path, &b);
+	b.data[b.len - 2] = ' ';
+	unlink(path);
+	tu_write(path, b.data, b.len);
+	fx.in.cfg = &fx.cfg;
+	assert_ok(intake_release_held(&fx.in, &released));
+	assert_int_equal(released, 0);
+	list("INTAKE-2027-000001", 0, &r);
+	assert_int_equal(by_service(&r, "nav")->state, MSG_HELD);
+	assert_string_equal(by_service(&r, "nav")->reason, "no endpoint");
+	/* Gone (expired from processed/): still held. */
+	unlink(path);
+	assert_ok(intake_release_held(&fx.in, &released));
+	assert_int_equal(released, 0);
+	gw_buf_free(&b);
+}
+
+static void test_no_consent_is_never_released(void **state)
+{
+	struct rows r;
+	int released = -1;
+
+	drop("refuse-health.xml", "refuse.xml");
+	take("refuse.xml", INTAKE_ACCEPTED);
+	assert_ok(intake_release_held(&fx.in, &released));
+	assert_int_equal(released, 0);
+	list("INTAKE-2027-000002", 0, &r);
+	assert_int_equal(by_service(&r, "health")->state, MSG_HELD);
+	assert_string_equal(by_service(&r, "health")->reason, "no consent");
 }
 
 /* ---- the log ---- */
@@ -643,7 +1062,16 @@ int main(void)
 		T(test_scan_rejects_hostile_files_unread),
 		T(test_timeliness_flags),
 		T(test_transfer_to_prison_without_consent_gets_all_needs),
-		T(test_encryption_endpoint_is_held_not_sent_in_clear),
+		T(test_encryption_then_signature_for_the_school),
+		T(test_encryption_rollover_two_certificates),
+		T(test_expired_certificate_left_out_beside_a_valid_one),
+		T(test_unusable_certificate_holds_with_reason),
+		T(test_ec_certificate_holds_with_reason),
+		T(test_missing_certificate_holds_with_reason),
+		T(test_certificate_cache_follows_the_file),
+		T(test_release_held_when_endpoint_appears),
+		T(test_release_needs_the_unaltered_original),
+		T(test_no_consent_is_never_released),
 		T(test_log_line_names_pseudonym_never_the_person),
 #undef T
 	};
