@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# it_web: the operator port (metrics and the read-only web view) over a
+# store filled by a real run with mixed outcomes:
+#   delivered (demo notices), held: no consent (the refusal), failed (health
+#   answers 403: our organisation is not on its allow-list), late (a release
+#   three days from now with a 14-day lead time).
+# opweb_serve (tests/web/opweb_serve.c) serves that store on 127.0.0.1.
+# Checks: metric lines and the exposition format, the gaps come first, the
+# drill-down pages, escaping of a hostile reason, no name or nin on any page,
+# 405 for other methods, the security headers, the bounds (headers, idle
+# timeout), the refusal of a non-loopback address without TLS, and TLS with
+# operator client certificates (served with one, refused without).
+. "$(dirname "$0")/common.sh"
+
+cfg="$LAB/gateway/gateway.conf"
+db="$LAB/gateway/gateway.db"
+
+# ---- opweb_serve: the CMake target when there is one, else built here ------
+SERVE="${GW_BINARY_DIR}/bin/opweb_serve"
+if [ ! -x "$SERVE" ] || [ "$SERVE" -ot "$SRC/tests/web/opweb_serve.c" ] ||
+   [ "$SERVE" -ot "${GW_BINARY_DIR}/libgwcore.a" ]; then
+  SERVE="$LAB/opweb_serve"
+  pkgs="openssl libcurl libxml-2.0 xmlsec1-openssl sqlite3 libevent libevent_openssl inih"
+  # shellcheck disable=SC2046
+  cc -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$SRC/gateway" \
+    $(pkg-config --cflags $pkgs) "$SRC/tests/web/opweb_serve.c" \
+    "${GW_BINARY_DIR}/libgwcore.a" $(pkg-config --libs $pkgs) -lpthread -lm -o "$SERVE"
+fi
+
+# ---- a run with mixed outcomes ---------------------------------------------
+lab_receiver housing "$ORGNR_HOUSING"
+lab_receiver nav "$ORGNR_NAV"
+lab_receiver health "$ORGNR_HEALTH"
+lab_receiver prison "$ORGNR_PRISON"
+# health does not allow us: 403, failed without retry.
+health_port=$RECEIVER_PORT_HEALTH
+kill "$(cat "$LAB/health/pid")"
+wait "$(cat "$LAB/health/pid")" 2>/dev/null || true
+sed -i "s/^allow = .*/allow = $ORGNR_NAV/; s/^listen = .*/listen = 127.0.0.1:$health_port/" \
+  "$LAB/health/receiver.conf"
+"$GW" receive --config "$LAB/health/receiver.conf" 2>>"$LAB/health/receiver.log" &
+LAB_PIDS+=($!)
+for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$health_port") 2>/dev/null && break
+  sleep 0.05
+done
+lab_gateway_config
+
+# A release three days from now (Oslo): inside the lead time, so late.
+soon=$(TZ=Europe/Oslo date -d '+3 days' +%F)
+sed -e 's/id="KDI-2027-004101"/id="KDI-2027-009901"/' \
+    -e "s/<Release date=\"[0-9-]*\"/<Release date=\"$soon\"/" \
+    "$SRC/spool/demo/01-release-full-consent.xml" > "$LAB/late.xml"
+lab_drop "$SRC"/spool/demo/*.xml "$LAB/late.xml"
+check "gateway send runs until idle" lab_send
+check "some message failed (health 403)" test "$("$GW" list --config "$cfg" --state failed | wc -l)" -ge 1
+check "some message is held" test "$("$GW" list --config "$cfg" --state held | wc -l)" -ge 1
+
+# A hostile reason on one failed message, as if a partner's text came back:
+# markup and a nin-shaped number; the page must escape and mask it.
+failed_msg=$("$GW" list --config "$cfg" --state failed | awk 'NR==1 {print $1}')
+sqlite3 "$db" "UPDATE messages SET reason = '<script>alert(1)</script> x 02918510055 \"q\" & y'
+  WHERE message_id = '$failed_msg'"
+
+# ---- the server ----------------------------------------------------------------
+start_serve() { # start_serve NAME ARGS...: sets SERVE_PORT
+  local name=$1
+  shift
+  rm -f "$LAB/$name.port"
+  "$SERVE" --config "$cfg" --port-file "$LAB/$name.port" --max-seconds 120 "$@" \
+    2>>"$LAB/gateway/$name.log" &
+  LAB_PIDS+=($!)
+  for _ in $(seq 1 100); do
+    [ -s "$LAB/$name.port" ] && break
+    sleep 0.05
+  done
+  SERVE_PORT=$(cat "$LAB/$name.port")
+}
+start_serve web --timeout 2
+base="http://127.0.0.1:$SERVE_PORT"
+get() { curl -sS --max-time 10 "$base$1"; }
+code() { curl -s -o /dev/null --max-time 10 -w '%{http_code}' "$@"; }
+
+# ---- /metrics ------------------------------------------------------------------
+get /metrics > "$LAB/metrics.txt"
+n_delivered=$("$GW" list --config "$cfg" --state delivered | wc -l)
+n_failed=$("$GW" list --config "$cfg" --state failed | wc -l)
+n_held=$("$GW" list --config "$cfg" --state held | wc -l)
+check "metrics: delivered gauge matches the store" \
+  grep -qx "notice_gateway_messages{state=\"delivered\"} $n_delivered" "$LAB/metrics.txt"
+check "metrics: failed gauge matches the store" \
+  grep -qx "notice_gateway_messages{state=\"failed\"} $n_failed" "$LAB/metrics.txt"
+check "metrics: held gauge matches the store" \
+  grep -qx "notice_gateway_messages{state=\"held\"} $n_held" "$LAB/metrics.txt"
+check "metrics: one late notice" grep -qx 'notice_gateway_late_notices 1' "$LAB/metrics.txt"
+check "metrics: nothing undelivered, age 0" \
+  grep -qx 'notice_gateway_oldest_undelivered_age_seconds 0.000' "$LAB/metrics.txt"
+check "metrics: identity certificate expiry in days" \
+  grep -qE '^notice_gateway_certificate_expiry_days\{role="identity",endpoint="",file="[^"]*gateway.pem",sha256="[0-9a-f]{16}"\} [0-9]+\.[0-9]{3}$' \
+  "$LAB/metrics.txt"
+check "metrics: trust anchor expiry" \
+  grep -qE '^notice_gateway_certificate_expiry_days\{role="trust",' "$LAB/metrics.txt"
+check "metrics: histogram declared" \
+  grep -qx '# TYPE notice_gateway_attempt_duration_seconds histogram' "$LAB/metrics.txt"
+check "metrics: content type 0.0.4" \
+  bash -c "curl -sS -D - -o /dev/null '$base/metrics' | tr -d '\r' | grep -qix 'content-type: text/plain; version=0.0.4; charset=utf-8'"
+# The format: every line a comment (# HELP/# TYPE name ...) or a sample
+# name{labels} value; every sample's family declared by a TYPE line first.
+format_ok() {
+  awk '
+    /^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .+$/ { next }
+    /^# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram|summary|untyped)$/ { typed[$3] = 1; next }
+    /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\[\\"n])*",?)*\})? -?[0-9.e+Inf]+$/ {
+      name = $0; sub(/[{ ].*/, "", name); fam = name
+      sub(/_(bucket|sum|count)$/, "", fam)
+      if (!(name in typed) && !(fam in typed)) { print "undeclared: " $0; bad = 1 }
+      next
+    }
+    { print "bad line: " $0; bad = 1 }
+    END { exit bad }' "$1"
+}
+check "metrics: every line is valid exposition format" format_ok "$LAB/metrics.txt"
+
+# ---- the overview: gaps first ------------------------------------------------------
+get / > "$LAB/overview.html"
+line_of() { grep -n "$1" "$LAB/overview.html" | head -n1 | cut -d: -f1; }
+check "overview: held section before failed before late" \
+  bash -c "[ $(line_of 'id="held"') -lt $(line_of 'id="failed"') ] && [ $(line_of 'id="failed"') -lt $(line_of 'id="late"') ]"
+check "overview: gaps before the counts" \
+  bash -c "[ $(line_of 'id="late"') -lt $(line_of 'id="states"') ]"
+check "overview: counts before the notices" \
+  bash -c "[ $(line_of 'id="states"') -lt $(line_of 'id="notices"') ]"
+check "overview: the late notice is listed under Late" \
+  bash -c "sed -n '/id=\"late\"/,/id=\"states\"/p' '$LAB/overview.html' | grep -q KDI-2027-009901"
+check "overview: held no consent shown" grep -q 'held: no consent' "$LAB/overview.html"
+check "overview: the hostile reason is escaped" \
+  grep -q '&lt;script&gt;alert(1)&lt;/script&gt; x \*\*\*\*\*\*\*\*\*\*\* &quot;q&quot; &amp; y' \
+  "$LAB/overview.html"
+check "overview: no raw <script" bash -c "! grep -qi '<script' '$LAB/overview.html'"
+
+# ---- drill-down ------------------------------------------------------------------
+get /notice/KDI-2027-004102 > "$LAB/notice.html"
+check "notice page links each recipient's message" \
+  eq "$(grep -c 'href="/message/' "$LAB/notice.html")" "$("$GW" list --config "$cfg" --notice KDI-2027-004102 | wc -l)"
+check "notice page shows the held recipient" grep -q 'held: no consent' "$LAB/notice.html"
+delivered_msg=$("$GW" list --config "$cfg" --notice KDI-2027-004101 --state delivered | awk 'NR==1 {print $1}')
+get "/message/$delivered_msg" > "$LAB/message.html"
+check "message page shows the attempt" grep -q '<td>delivered</td>' "$LAB/message.html"
+check "message page: receipt verified" grep -q 'Signature verified</dt><dd class="s-delivered">yes' "$LAB/message.html"
+check "message page: receipt XML escaped" grep -q '&lt;Receipt' "$LAB/message.html"
+get "/message/$delivered_msg/receipt.xml" > "$LAB/receipt.xml"
+"$GW" show --config "$cfg" "$delivered_msg" >/dev/null
+check "receipt download: the exact stored bytes" \
+  eq "$(sha256sum < "$LAB/receipt.xml")" "$(sqlite3 "$db" "SELECT writefile('$LAB/receipt.db.xml', bytes) FROM receipts WHERE message_id='$delivered_msg'" >/dev/null; sha256sum < "$LAB/receipt.db.xml")"
+check "receipt download is an attachment" \
+  bash -c "curl -sS -D - -o /dev/null '$base/message/$delivered_msg/receipt.xml' | grep -qi '^content-disposition: attachment'"
+check "unknown notice: 404" eq "$(code "$base/notice/NO-SUCH")" 404
+check "path traversal shape: 404" eq "$(code --path-as-is "$base/message/../metrics")" 404
+
+# ---- personal data ---------------------------------------------------------------
+pages=("$LAB/overview.html" "$LAB/notice.html" "$LAB/message.html" "$LAB/metrics.txt")
+for m in $("$GW" list --config "$cfg" | awk '{print $1}'); do
+  get "/message/$m" >> "$LAB/all-messages.html"
+done
+for n in $("$GW" list --config "$cfg" | awk '{print $2}' | sort -u); do
+  get "/notice/$n" >> "$LAB/all-notices.html"
+done
+pages+=("$LAB/all-messages.html" "$LAB/all-notices.html")
+nins=$(grep -ho 'nin="[0-9]*"' "$SRC"/spool/demo/*.xml | cut -d'"' -f2)
+names=$(grep -hoE '(givenName|familyName|name)="[^"]*"' "$SRC"/spool/demo/*.xml | cut -d'"' -f2 | tr ' ' '\n' | sort -u | awk 'length($0) > 3')
+leak=no
+for word in $nins $names; do
+  grep -qF "$word" "${pages[@]}" && leak="yes ($word)"
+done
+check "no nin or name on any page" eq "$leak" no
+# The store: only the signed bytes (sent to the partner, never shown) hold them.
+store_leak=no
+for n in $nins; do
+  [ "$(sqlite3 "$db" "SELECT count(*) FROM messages WHERE instr(coalesce(reason,''),'$n') AND message_id <> '$failed_msg'")" = 0 ] || store_leak="messages.reason"
+  [ "$(sqlite3 "$db" "SELECT count(*) FROM notices WHERE instr(person_ref||sender_unit||source_name,'$n')")" = 0 ] || store_leak="notices"
+  [ "$(sqlite3 "$db" "SELECT count(*) FROM attempts WHERE instr(error,'$n')")" = 0 ] || store_leak="attempts"
+  [ "$(sqlite3 "$db" "SELECT count(*) FROM receipts WHERE instr(bytes,'$n')")" = 0 ] || store_leak="receipts"
+done
+check "the store holds no nin outside the signed message bytes" eq "$store_leak" no
+
+# ---- methods, headers, bounds ------------------------------------------------------
+check "POST: 405" eq "$(code -X POST --data x "$base/")" 405
+check "DELETE: 405" eq "$(code -X DELETE "$base/message/$delivered_msg")" 405
+check "HEAD: 405" eq "$(code -I "$base/")" 405
+check "405 names GET in Allow" \
+  bash -c "curl -s -D - -o /dev/null -X POST '$base/' | tr -d '\r' | grep -qix 'allow: GET'"
+hdrs=$(curl -sS -D - -o /dev/null "$base/" | tr -d '\r')
+check "CSP header" grep -qx "Content-Security-Policy: default-src 'none'; style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'" <<<"$hdrs"
+check "nosniff header" grep -qix 'X-Content-Type-Options: nosniff' <<<"$hdrs"
+check "no-store header" grep -qix 'Cache-Control: no-store' <<<"$hdrs"
+check "healthz" eq "$(get /healthz)" ok
+big=$(head -c 10000 /dev/zero | tr '\0' a)
+check "oversized headers refused" bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Big: $big' '$base/')\" -ge 400 ]"
+check "oversized body refused" bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' -X POST --data-binary @<(head -c 5000 /dev/zero) '$base/')\" = 413 ]"
+idle_closed() { # a connection that sends nothing is closed after the 2 s timeout
+  local start end
+  start=$(date +%s)
+  exec 3<>"/dev/tcp/127.0.0.1/$SERVE_PORT"
+  timeout 8 cat <&3 >/dev/null || true
+  exec 3<&-
+  end=$(date +%s)
+  [ $((end - start)) -le 6 ]
+}
+check "idle connection closed by the timeout" idle_closed
+check "still serving after that" eq "$(get /healthz)" ok
+
+# ---- binding rules -----------------------------------------------------------------
+out=$("$SERVE" --config "$cfg" --listen 0.0.0.0:0 --max-seconds 1 2>&1 || true)
+check "non-loopback without TLS refused" grep -q 'not loopback, needs TLS' <<<"$out"
+out=$("$SERVE" --config "$cfg" --listen localhost:0 --max-seconds 1 2>&1 || true)
+check "host names refused (literal addresses only)" grep -q 'not a literal' <<<"$out"
+
+# ---- TLS with operator client certificates -------------------------------------------
+start_serve tls --listen 127.0.0.1:0 --tls-cert "$PKI/gateway.pem" --tls-key "$PKI/gateway.key" \
+  --client-ca "$PKI/ca.pem"
+tbase="https://127.0.0.1:$SERVE_PORT"
+check "TLS: served with an operator client certificate" \
+  eq "$(curl -sS --max-time 10 --cacert "$PKI/ca.pem" --cert "$PKI/nav.pem" --key "$PKI/nav.key" "$tbase/healthz")" ok
+check "TLS: refused without a client certificate" \
+  bash -c "! curl -s --max-time 10 --cacert '$PKI/ca.pem' '$tbase/healthz' >/dev/null"
+check "TLS: refused with a certificate of another CA" \
+  bash -c "! curl -s --max-time 10 --cacert '$PKI/ca.pem' --cert '$PKI/untrusted.pem' --key '$PKI/untrusted.key' '$tbase/healthz' >/dev/null"
+check "TLS: plain HTTP gets nothing" \
+  bash -c "! curl -s --max-time 5 'http://127.0.0.1:$SERVE_PORT/healthz' | grep -q ok"
+
+finish
