@@ -32,6 +32,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -229,6 +231,25 @@ void inbox_entry_clear(struct inbox_entry *e)
 	gw_buf_free(&e->receipt);
 }
 
+void inbox_fault_point(const char *name)
+{
+	const char *want = getenv("GW_FAULT_POINT");
+	const char *once = getenv("GW_FAULT_ONCE");
+	int fd;
+
+	if (!want || strcmp(want, name) != 0)
+		return;
+	if (once && *once) {
+		fd = open(once, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return; /* fired already */
+		close(fd);
+	}
+	gw_log(GW_LOG_WARN, "fault-point", "point", name, "detail",
+	       "GW_FAULT_POINT is set (tests only): killing this process with SIGKILL", NULL);
+	raise(SIGKILL);
+}
+
 /* ---- reading ----------------------------------------------------------- */
 
 int inbox_lookup(inbox *ib, const char *message_id, struct inbox_entry *out)
@@ -418,12 +439,15 @@ static int files_write(inbox *ib, const struct inbox_entry *e, const unsigned ch
 		    fsutil_write_durable(ib->tmp, name, item, item_len, 0600) < 0)
 			return GW_ERROR;
 	}
+	inbox_fault_point("after-tmp-write");
 	if (evidence_name(id, "message", name, sizeof(name)) < 0 ||
 	    fsutil_write_durable(ib->evidence, name, message, message_len, 0600) < 0)
 		return GW_ERROR;
+	inbox_fault_point("after-evidence-message");
 	if (evidence_name(id, "receipt", name, sizeof(name)) < 0 ||
 	    fsutil_write_durable(ib->evidence, name, e->receipt.data, e->receipt.len, 0600) < 0)
 		return GW_ERROR;
+	inbox_fault_point("after-evidence");
 	return 0;
 }
 
@@ -513,6 +537,7 @@ int inbox_store(inbox *ib, const struct inbox_entry *e, const unsigned char *mes
 		return GW_EINVALID;
 	if (db_exec(ib, "BEGIN IMMEDIATE;") < 0)
 		return gw_error_wrap(GW_ETEMP, "cannot take the inbox write lock");
+	inbox_fault_point("after-lock");
 	rc = store_in_tx(ib, e, message, message_len, item, item_len, &have);
 	if (rc != 0) {
 		db_exec(ib, "ROLLBACK;");
@@ -526,8 +551,19 @@ int inbox_store(inbox *ib, const struct inbox_entry *e, const unsigned char *mes
 		db_exec(ib, "ROLLBACK;");
 		return GW_ERROR;
 	}
+	inbox_fault_point("after-commit");
 	*outcome = INBOX_STORED;
-	return item_publish(ib, e->header.message_id);
+	rc = item_publish(ib, e->header.message_id);
+	if (rc == 0)
+		inbox_fault_point("after-rename");
+	return rc;
+}
+
+int inbox_publish(inbox *ib, const char *message_id)
+{
+	if (check_id(message_id) < 0)
+		return GW_EINVALID;
+	return item_publish(ib, message_id);
 }
 
 /* ---- recovery ---------------------------------------------------------- */

@@ -85,6 +85,14 @@ int inbox_store(inbox *ib, const struct inbox_entry *entry, const unsigned char 
 		size_t message_len, const unsigned char *item, size_t item_len,
 		enum inbox_outcome *outcome);
 
+/*
+ * For a MessageId whose row is committed: make sure its item has left tmp/
+ * for new/ (a crash between the commit and the move leaves it in tmp/).
+ * Call before answering a duplicate found by inbox_lookup(); 0 when done or
+ * when there was nothing to move.
+ */
+int inbox_publish(inbox *ib, const char *message_id);
+
 /* Called per row, oldest first; return non-zero to stop. */
 typedef int (*inbox_entry_cb)(const struct inbox_entry *e, void *ctx);
 int inbox_list(inbox *ib, inbox_entry_cb cb, void *ctx);
@@ -99,5 +107,18 @@ int inbox_evidence_path(inbox *ib, const char *message_id, const char *what, cha
 			size_t pathlen);
 
 void inbox_entry_clear(struct inbox_entry *e);
+
+/*
+ * TEST ONLY. When the environment variable GW_FAULT_POINT equals `name`,
+ * log event=fault-point and kill this process with SIGKILL, so a test can
+ * prove what a crash at that step leaves behind. With GW_FAULT_ONCE=FILE as
+ * well, only the process that manages to create FILE (O_EXCL) is killed:
+ * the point fires once per test. Without GW_FAULT_POINT this does nothing;
+ * it never skips or weakens a check. Points, in the order a new message
+ * reaches them: after-lock, after-tmp-write, after-evidence-message,
+ * after-evidence, after-commit, after-rename (inbox_store), before-answer
+ * (the receiver, after the store and before the 200 is written).
+ */
+void inbox_fault_point(const char *name);
 
 #endif

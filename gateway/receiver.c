@@ -52,6 +52,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -106,6 +107,65 @@ static int signer_load(struct receiver_setup *rs)
 	return 0;
 }
 
+static bool same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	if (strcmp(a, b) == 0)
+		return true;
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	       sa.st_ino == sb.st_ino;
+}
+
+/* The certificate that names a decrypt_key (see receiver.h). */
+static int decrypt_cert_for(const struct gw_config *cfg, const char *key, char *cert,
+			    size_t len)
+{
+	static const char *const suffixes[] = { ".pem", ".crt" };
+	size_t n = strlen(key);
+
+	if (same_file(key, cfg->identity.key)) {
+		snprintf(cert, len, "%s", cfg->identity.cert);
+		return 0;
+	}
+	if (n < 4 || strcmp(key + n - 4, ".key") != 0)
+		return gw_error_set(GW_EINVALID,
+				    "[receiver] decrypt_key %s: a key other than [identity] key must "
+				    "end in .key, with its certificate next to it as .pem or .crt",
+				    key);
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		if ((size_t)snprintf(cert, len, "%.*s%s", (int)(n - 4), key, suffixes[i]) >= len)
+			return gw_error_set(GW_EINVALID, "[receiver] decrypt_key %s: path too long",
+					    key);
+		if (access(cert, R_OK) == 0)
+			return 0;
+	}
+	return gw_error_set(GW_EINVALID,
+			    "[receiver] decrypt_key %s: no certificate next to it (%.*s.pem or .crt)",
+			    key, (int)(n - 4), key);
+}
+
+static int decrypt_keys_load(struct receiver_setup *rs)
+{
+	const struct config_receiver *rc = &rs->cfg->receiver;
+	char cert[PATH_MAX];
+	int r;
+
+	if (rc->n_decrypt_key == 0)
+		return 0;
+	if (xmlenc_keys_new(&rs->decrypt) < 0)
+		return GW_ERROR;
+	for (size_t i = 0; i < rc->n_decrypt_key; i++) {
+		if ((r = decrypt_cert_for(rs->cfg, rc->decrypt_key[i], cert, sizeof(cert))) < 0)
+			return r;
+		if ((r = xmlenc_keys_add(rs->decrypt, rc->decrypt_key[i], cert)) < 0)
+			return gw_error_wrap(r == GW_ENOMEM ? r : GW_EINVALID,
+					     "[receiver] decrypt_key %s with certificate %s",
+					     rc->decrypt_key[i], cert);
+	}
+	return 0;
+}
+
 static int schemas_open(struct receiver_setup *rs, const char *schemas_dir)
 {
 	const char *dir = schemas_dir ? schemas_dir : rs->cfg->identity.schemas;
@@ -143,13 +203,15 @@ int receiver_setup_open(struct receiver_setup *rs, const char *config_path,
 	rs->dsig_ready = true;
 	if ((rc = trust_open(rs)) < 0)
 		return rc;
-	if (with_signer && (rc = signer_load(rs)) < 0)
+	if (with_signer && ((rc = signer_load(rs)) < 0 || (rc = decrypt_keys_load(rs)) < 0))
 		return rc;
 	return 0;
 }
 
 void receiver_setup_close(struct receiver_setup *rs)
 {
+	if (rs->decrypt)
+		xmlenc_keys_free(rs->decrypt);
 	if (rs->signer)
 		signer_close(rs->signer);
 	if (rs->verifier)
@@ -328,14 +390,38 @@ static int notice_extract(xmlNodePtr notice, gw_buf *out)
 	return rc;
 }
 
+/*
+ * Decrypt an encrypted Body in place (the signature was verified before:
+ * encrypt, then sign). Only the parsed copy changes; the evidence keeps the
+ * bytes as received.
+ */
+static int decrypt_body(struct accept_run *run, xmlNodePtr *content)
+{
+	char text[256];
+	xmlNodePtr plain = NULL;
+	int rc;
+
+	if (!run->rs->decrypt)
+		return reject(run, 400, "malformed",
+			      "the Body is encrypted, but this receiver has no decrypt_key");
+	rc = xmlenc_decrypt_element(run->rs->decrypt, *content, &plain);
+	if (rc == GW_EINVALID) {
+		snprintf(text, sizeof(text), "cannot decrypt the Body: %s", gw_error_last());
+		return reject(run, 400, "malformed", text);
+	}
+	if (rc < 0)
+		return temporary(run, "decryption failed");
+	*content = plain;
+	return 0;
+}
+
 static int check_body(struct accept_run *run)
 {
 	xmlNodePtr content = message_body_content(run->doc);
 	int rc;
 
-	if (node_is(content, NS_XENC, "EncryptedData"))
-		return reject(run, 400, "malformed",
-			      "encrypted messages are not supported by this receiver yet");
+	if (node_is(content, NS_XENC, "EncryptedData") && (rc = decrypt_body(run, &content)) < 0)
+		return rc;
 	if (!node_is(content, NS_NOTICE, "Notice"))
 		return reject(run, 400, "schema-invalid", "the Body does not hold a Notice");
 	rc = notice_extract(content, &run->item);
@@ -361,6 +447,10 @@ static int check_known(struct accept_run *run)
 	if (!same)
 		return reject(run, 409, "message-id-conflict",
 			      "this MessageId was received before with other content");
+	/* A worker that died between its commit and its move left the item in
+	 * tmp/: finish the move before the sender is told it is delivered. */
+	if (inbox_publish(run->ib, run->header.message_id) < 0)
+		return temporary(run, "cannot move the stored item into new/");
 	run->out->http_status = 200;
 	run->out->status = "duplicate";
 	return 1;
@@ -480,11 +570,29 @@ int receiver_accept(struct receiver_setup *rs, inbox *ib, const char *peer_orgnr
  * TLS
  * ====================================================================== */
 
-/* Per-process: the SSL ex_data slot that ties a connection to its worker. */
+/*
+ * One accepted connection, tied to its SSL (ex_data) so that it lives
+ * exactly as long as the connection: OpenSSL frees it with the SSL.
+ *
+ * Every connection has a deadline (read_timeout): the TLS handshake and the
+ * first request, and after each request the next one, must be complete by
+ * then, however slowly the bytes trickle in (evhttp's own timeout only
+ * measures silence). When it passes, the socket is shut down and evhttp,
+ * reading end-of-file, closes the connection itself.
+ */
+struct conn {
+	struct worker *w;
+	struct bufferevent *bev;
+	struct event *deadline;
+	struct conn *prev, *next; /* w->conns, oldest first */
+	bool admitted;            /* counted in w->live */
+	bool handshaken;          /* the TLS handshake completed */
+};
+
+/* Per-process: the SSL ex_data slot that ties a connection to its struct conn. */
 static int conn_slot = -1;
 
-struct worker;
-static void worker_connection_gone(struct worker *w);
+static void conn_gone(struct conn *c);
 
 /* OpenSSL calls this when a connection's SSL is freed: it is gone. */
 static void conn_slot_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
@@ -496,17 +604,32 @@ static void conn_slot_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
 	(void)argl;
 	(void)argp;
 	if (ptr)
-		worker_connection_gone(ptr);
+		conn_gone(ptr);
 }
 
 /* Over the connection cap the handshake is refused before any crypto. */
 static int client_hello(SSL *ssl, int *alert, void *arg)
 {
+	struct conn *c = SSL_get_ex_data(ssl, conn_slot);
+
 	(void)arg;
-	if (SSL_get_ex_data(ssl, conn_slot) != NULL)
+	if (c && c->admitted)
 		return SSL_CLIENT_HELLO_SUCCESS;
 	*alert = SSL_AD_INTERNAL_ERROR;
 	return SSL_CLIENT_HELLO_ERROR;
+}
+
+/* A connection past its handshake can no longer be evicted for a newcomer. */
+static void tls_info(const SSL *ssl, int where, int ret)
+{
+	struct conn *c;
+
+	(void)ret;
+	if (!(where & SSL_CB_HANDSHAKE_DONE))
+		return;
+	c = SSL_get_ex_data(ssl, conn_slot);
+	if (c)
+		c->handshaken = true;
 }
 
 static const char *ssl_reason(void)
@@ -575,6 +698,7 @@ static int tls_context(SSL_CTX **out, struct receiver_setup *rs)
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	SSL_CTX_set_verify_depth(ctx, 8);
 	SSL_CTX_set_client_hello_cb(ctx, client_hello, NULL);
+	SSL_CTX_set_info_callback(ctx, tls_info);
 	SSL_CTX_set1_cert_store(ctx, pki_trust_store(rs->trust));
 	if (tls_identity(ctx, &rs->cfg->identity) < 0 || tls_client_cas(ctx, rs->trust) < 0) {
 		SSL_CTX_free(ctx);
@@ -596,41 +720,159 @@ struct worker {
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
 	struct event *on_term, *on_int, *drain;
-	int live;     /* connections open now */
+	struct conn *conns, *conns_tail; /* every open connection, oldest first */
+	int live;     /* admitted connections open now */
 	int max_live; /* this worker's share of max_connections */
 	bool stopping;
 	int64_t stop_deadline_ms;
 };
 
-static void worker_connection_gone(struct worker *w)
+static void conn_gone(struct conn *c)
 {
-	w->live--;
+	struct worker *w = c->w;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		w->conns_tail = c->prev;
+	if (c->admitted)
+		w->live--;
+	if (c->deadline)
+		event_free(c->deadline);
+	free(c);
+}
+
+/* Close a connection from our side: evhttp sees end-of-file and frees it. */
+static void conn_cut(struct conn *c)
+{
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+
+	if (fd >= 0)
+		shutdown(fd, SHUT_RDWR);
+}
+
+static void conn_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->admitted)
+		gw_log(GW_LOG_WARN, "connection-timeout", "detail",
+		       c->handshaken ? "no complete request within read_timeout; closed"
+				     : "the TLS handshake did not complete within read_timeout; closed",
+		       NULL);
+	conn_cut(c);
+}
+
+/* (Re)start the connection's deadline: read_timeout seconds from now. */
+static void conn_arm(struct conn *c, int seconds)
+{
+	struct timeval tv = { seconds, 0 };
+
+	if (c->deadline)
+		event_add(c->deadline, &tv);
 }
 
 /*
- * evhttp asks for a bufferevent per accepted connection. Beyond the cap the
- * connection gets an SSL without a worker mark, and client_hello() refuses
- * it. Should SSL_new fail, evhttp falls back to a plain socket; such a
- * connection has no peer certificate and is answered 403.
+ * At the cap, the oldest connection that has not completed its TLS
+ * handshake gives its place to the newcomer: connections that never finish
+ * a handshake (half-open, or trickling a ClientHello) cannot lock senders
+ * out. Connections with a verified client certificate keep their place
+ * until their deadline.
+ */
+static bool conn_evict_one(struct worker *w)
+{
+	for (struct conn *c = w->conns; c; c = c->next) {
+		if (!c->admitted || c->handshaken)
+			continue;
+		c->admitted = false;
+		w->live--;
+		gw_log(GW_LOG_WARN, "connection-evicted", "detail",
+		       "the connection limit is reached; the oldest connection without a "
+		       "completed TLS handshake was closed for a new one",
+		       NULL);
+		conn_cut(c);
+		return true;
+	}
+	return false;
+}
+
+/* A new connection's struct conn; NULL when out of memory. */
+static struct conn *conn_new(struct worker *w, SSL *ssl)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->w = w;
+	c->deadline = evtimer_new(w->base, conn_deadline, c);
+	if (!c->deadline || !SSL_set_ex_data(ssl, conn_slot, c)) {
+		if (c->deadline)
+			event_free(c->deadline);
+		free(c);
+		return NULL;
+	}
+	c->prev = w->conns_tail;
+	if (w->conns_tail)
+		w->conns_tail->next = c;
+	else
+		w->conns = c;
+	w->conns_tail = c;
+	return c;
+}
+
+/*
+ * evhttp asks for a bufferevent per accepted connection (it sets the socket
+ * right after). A connection past the cap, when no unauthenticated one can
+ * make room, is closed at once (its deadline is now), and client_hello()
+ * refuses it should its ClientHello be read first. Should SSL_new fail,
+ * evhttp falls back to a plain socket; such a connection has no peer
+ * certificate and is answered 403.
  */
 static struct bufferevent *worker_new_connection(struct event_base *base, void *arg)
 {
 	struct worker *w = arg;
 	SSL *ssl = SSL_new(w->ssl_ctx);
+	struct bufferevent *bev;
+	struct conn *c;
 
 	if (!ssl) {
 		gw_log(GW_LOG_ERROR, "tls-failed", "detail", ssl_reason(), NULL);
 		return NULL;
 	}
-	if (w->live < w->max_live && !w->stopping) {
-		SSL_set_ex_data(ssl, conn_slot, w);
+	c = conn_new(w, ssl);
+	if (c && !w->stopping && (w->live < w->max_live || conn_evict_one(w))) {
+		c->admitted = true;
 		w->live++;
 	} else {
 		gw_log(GW_LOG_WARN, "connection-refused", "detail",
 		       "the connection limit is reached", NULL);
 	}
-	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					      BEV_OPT_CLOSE_ON_FREE);
+	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		SSL_free(ssl); /* frees c too */
+		return NULL;
+	}
+	if (c) {
+		c->bev = bev;
+		conn_arm(c, c->admitted ? w->rs->cfg->receiver.read_timeout : 0);
+	}
+	return bev;
+}
+
+static struct conn *request_conn(struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+	return ssl ? SSL_get_ex_data(ssl, conn_slot) : NULL;
 }
 
 /* The verified client certificate's organisation; "" when there is none. */
@@ -727,9 +969,13 @@ static void worker_request(struct evhttp_request *req, void *arg)
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(in);
 	const unsigned char *body;
+	struct conn *c;
 	char org[10];
 	int gate;
 
+	/* This request is in; the answer and the next request get a new deadline. */
+	if ((c = request_conn(req)) != NULL)
+		conn_arm(c, w->rs->cfg->receiver.read_timeout);
 	request_peer_orgnr(req, org);
 	if ((gate = request_gate(w, req, org)) != 0) {
 		if (gate == 403)
@@ -746,6 +992,8 @@ static void worker_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	receiver_accept(w->rs, w->ib, org, body, len, &answer);
+	if (answer.http_status == 200 && answer.status && strcmp(answer.status, "accepted") == 0)
+		inbox_fault_point("before-answer");
 	log_answer(&answer, org);
 	reply(req, answer.http_status, &answer.body);
 	receiver_answer_clear(&answer);
@@ -820,6 +1068,13 @@ static int worker_events(struct worker *w)
 
 static void worker_free(struct worker *w)
 {
+	/* Connections are freed below, some only as the event loop is torn
+	 * down: their timers go first, while the loop is whole. */
+	for (struct conn *c = w->conns; c; c = c->next) {
+		if (c->deadline)
+			event_free(c->deadline);
+		c->deadline = NULL;
+	}
 	if (w->http)
 		evhttp_free(w->http); /* frees connections: live drops to 0 */
 	if (w->drain)

@@ -11,7 +11,15 @@
  *
  * receiver_setup_open() is what both `gateway receive` and `gateway inbox`
  * need from a configuration: libxml2 and xmlsec initialised, schemas
- * loaded, the trust and a verifier, and (for the server) our signer.
+ * loaded, the trust and a verifier, and (for the server) our signer and
+ * the decryption keys.
+ *
+ * Decryption keys: each [receiver] decrypt_key is a PEM private key whose
+ * certificate (how an EncryptedKey names its recipient) is [identity] cert
+ * when the key is the [identity] key, else the file next to the key with
+ * ".key" replaced by ".pem" (or ".crt"). During a rollover both keys are
+ * held; every key is tried, the one whose certificate the sender named
+ * first.
  */
 #ifndef GW_RECEIVER_H
 #define GW_RECEIVER_H
@@ -22,6 +30,7 @@
 #include "pki.h"
 #include "signer.h"
 #include "verify.h"
+#include "xmlenc.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,6 +43,7 @@ struct receiver_setup {
 	pki_trust *trust;
 	verifier *verifier;
 	signer *signer;        /* NULL unless with_signer */
+	xmlenc_keys *decrypt;  /* [receiver] decrypt_key; NULL when none or !with_signer */
 	bool xml_ready, dsig_ready; /* what receiver_setup_close() shuts down */
 };
 

@@ -9,7 +9,8 @@
 # the TLS gate (no certificate, an organisation not allowed, expired, revoked
 # and untrusted certificates), the size bound, malformed, tampered,
 # wrong-signer, wrong-recipient and stale messages, 404/405, the header
-# bound, the read timeout, the connection cap, a concurrent resend over two
+# bound, the read timeout, the connection cap (refusal past it, eviction of
+# connections without a handshake), a concurrent resend over two
 # workers, a worker restart,
 # `gateway inbox list|show|verify`, and a clean exit on SIGTERM.
 #
@@ -371,22 +372,49 @@ sed -e "s/^max_connections = .*/max_connections = 2/" -e "s/^workers = .*/worker
 pid2=$!
 for _ in $(seq 1 100); do [ -s "$work/port2" ] && break; sleep 0.1; done
 [ -s "$work/port2" ] || fail "the second receiver did not start"
-url2="https://127.0.0.1:$(tr -d '\n' < "$work/port2")/notices"
-exec 4<>"/dev/tcp/127.0.0.1/$(tr -d '\n' < "$work/port2")"
-exec 5<>"/dev/tcp/127.0.0.1/$(tr -d '\n' < "$work/port2")"
-sleep 0.5
+port2=$(tr -d '\n' < "$work/port2")
+url2="https://127.0.0.1:$port2/notices"
+# Two connections that completed their TLS handshake (a verified client
+# certificate) hold both places until their deadline (read_timeout 3 s).
+hold() {
+  (sleep 6) | timeout 8 openssl s_client -connect "127.0.0.1:$port2" -CAfile "$PKI/ca.pem" \
+    -cert "$PKI/gateway.pem" -key "$PKI/gateway.key" > "$work/hold$1.out" 2>&1 &
+}
+hold 1
+hold 2
+for _ in $(seq 1 50); do
+  grep -q '^Verify return code' "$work/hold1.out" 2>/dev/null &&
+    grep -q '^Verify return code' "$work/hold2.out" 2>/dev/null && break
+  sleep 0.05
+done
+sleep 0.2
 id9=$(new_id)
 make_message "$work/m9.xml" "$id9" "$(now_utc)" "$ME" "Past the connection cap."
 post "$work/m9.xml" gateway "$url2"
 [ "$code" = 000 ] || { kill "$pid2"; fail "a third connection past max_connections=2: HTTP $code"; }
-exec 4<&- 5<&-
-sleep 0.5
+grep -q "event=connection-refused" "$work/receiver2.log" || { kill "$pid2"; fail "the refusal was not logged"; }
+start=$(date +%s)
+for _ in $(seq 1 80); do
+  post "$work/m9.xml" gateway "$url2"
+  [ "$code" = 200 ] && break
+  sleep 0.1
+done
+elapsed=$(( $(date +%s) - start ))
+[ "$code" = 200 ] || { kill "$pid2"; fail "not served again after the held connections' deadline: HTTP $code"; }
+[ "$elapsed" -le 5 ] || { kill "$pid2"; fail "served again only after $elapsed s (read_timeout 3)"; }
+ok "max_connections: past the cap of verified connections a newcomer is refused; served again within read_timeout (${elapsed}s)"
+
+# Connections without a TLS handshake make room for a newcomer at the cap.
+exec 4<>"/dev/tcp/127.0.0.1/$port2"
+exec 5<>"/dev/tcp/127.0.0.1/$port2"
+sleep 0.3
 post "$work/m9.xml" gateway "$url2"
-[ "$code" = 200 ] || { kill "$pid2"; fail "after the idle connections closed: HTTP $code"; }
+exec 4<&- 5<&-
+[ "$code" = 200 ] || { kill "$pid2"; fail "half-open connections at the cap locked a sender out: HTTP $code"; }
+grep -q "event=connection-evicted" "$work/receiver2.log" || { kill "$pid2"; fail "the eviction was not logged"; }
 kill -TERM "$pid2"
 wait "$pid2" || fail "the second receiver exited $? after SIGTERM"
-grep -q "event=connection-refused" "$work/receiver2.log" || fail "the refusal was not logged"
-ok "max_connections: a connection past the cap is refused, served again once below it"
+ok "max_connections: two half-open connections at the cap are evicted for a sender, who is served"
 
 # ---- gateway inbox -----------------------------------------------------------
 
