@@ -213,7 +213,7 @@ void metrics_observe_attempt(struct metrics *m, const char *endpoint, double sec
 	for (size_t i = 0; i < m->n_latency && !h; i++)
 		if (!strcmp(m->latency[i].endpoint, key))
 			h = &m->latency[i];
-	if (!h && m->n_latency == METRICS_MAX_SERIES - 1)
+	if (!h && m->n_latency >= METRICS_MAX_SERIES - 1)
 		label_copy(key, "other");
 	for (size_t i = 0; i < m->n_latency && !h; i++)
 		if (!strcmp(m->latency[i].endpoint, key))
@@ -344,11 +344,15 @@ static int oldest_undelivered(store *st, int64_t *oldest)
 	return 0;
 }
 
-/* Distinct notice ids (and revisions) among the late messages. */
+/* The late messages, and the distinct notice revisions among them. */
 struct late_notices {
-	char last[65];
-	int last_revision;
+	struct late_key {
+		char notice_id[65];
+		int revision;
+	} *keys;
+	size_t n, cap;
 	long long notices, messages;
+	int err;
 };
 
 static int count_late(const struct store_message *m, void *ctx)
@@ -356,13 +360,36 @@ static int count_late(const struct store_message *m, void *ctx)
 	struct late_notices *ln = ctx;
 
 	ln->messages++;
-	/* Rows come in creation order and a notice's messages are made together. */
-	if (strcmp(ln->last, m->notice_id) != 0 || ln->last_revision != m->revision) {
-		ln->notices++;
-		snprintf(ln->last, sizeof(ln->last), "%s", m->notice_id);
-		ln->last_revision = m->revision;
+	if (ln->n == ln->cap) {
+		size_t cap = ln->cap ? ln->cap * 2 : 64;
+		struct late_key *keys = realloc(ln->keys, cap * sizeof(*keys));
+
+		if (!keys) {
+			ln->err = gw_error_set(GW_ENOMEM, "out of memory counting late notices");
+			return 1;
+		}
+		ln->keys = keys;
+		ln->cap = cap;
 	}
+	snprintf(ln->keys[ln->n].notice_id, sizeof(ln->keys[0].notice_id), "%s", m->notice_id);
+	ln->keys[ln->n++].revision = m->revision;
 	return 0;
+}
+
+static int late_key_cmp(const void *a, const void *b)
+{
+	const struct late_key *x = a, *y = b;
+	int c = strcmp(x->notice_id, y->notice_id);
+
+	return c ? c : (x->revision > y->revision) - (x->revision < y->revision);
+}
+
+static void count_distinct(struct late_notices *ln)
+{
+	qsort(ln->keys, ln->n, sizeof(*ln->keys), late_key_cmp);
+	for (size_t i = 0; i < ln->n; i++)
+		if (i == 0 || late_key_cmp(&ln->keys[i - 1], &ln->keys[i]) != 0)
+			ln->notices++;
 }
 
 static int render_store(store *st, const struct gw_config *cfg, int64_t now_ms, gw_buf *out)
@@ -373,9 +400,15 @@ static int render_store(store *st, const struct gw_config *cfg, int64_t now_ms, 
 	int rc;
 
 	memset(&ln, 0, sizeof(ln));
-	if ((rc = st->ops->counts(st, &counts)) < 0 || (rc = oldest_undelivered(st, &oldest)) < 0 ||
-	    (rc = metrics_late_messages(st, cfg, now_ms, count_late, &ln)) < 0)
+	if ((rc = st->ops->counts(st, &counts)) < 0 || (rc = oldest_undelivered(st, &oldest)) < 0)
 		return rc;
+	rc = metrics_late_messages(st, cfg, now_ms, count_late, &ln);
+	if (ln.err || rc < 0) {
+		free(ln.keys);
+		return ln.err ? ln.err : rc;
+	}
+	count_distinct(&ln);
+	free(ln.keys);
 	family(out, "notice_gateway_messages", "gauge", "Messages in the store by state.");
 	for (int s = 0; s < MSG_STATE_COUNT; s++)
 		gw_buf_printf(out, "notice_gateway_messages{state=\"%s\"} %lld\n",

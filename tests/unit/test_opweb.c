@@ -1,0 +1,468 @@
+/*
+ * test_opweb: the operator web view. Rendering without sockets
+ * (opweb_handle): HTML escaping and nin masking, the routes and their
+ * status codes, the gaps-first order of the overview, the drill-down pages,
+ * that a message's signed bytes (which name the person) never reach a page,
+ * the receipt shown escaped and downloadable byte for byte. Then the server:
+ * the binding rules (loopback only without TLS, literal addresses only) and
+ * one live exchange over loopback with its security headers and 405.
+ */
+#include "testutil.h"
+#include "config.h"
+#include "err.h"
+#include "metrics.h"
+#include "opweb.h"
+#include "store.h"
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <strings.h>
+#include <stdio.h>
+#include <string.h>
+
+#define NOW INT64_C(1795305600000) /* 2026-11-22T00:00:00Z */
+#define HOUR INT64_C(3600000)
+#define NIN "02918510055"
+#define HOSTILE "<script>alert('x')</script> & \"" NIN "\""
+#define MSG_DELIVERED_ID "00000000-0000-4000-8000-00000000000d"
+#define MSG_FAILED_ID "00000000-0000-4000-8000-00000000000f"
+#define MSG_HELD_ID "00000000-0000-4000-8000-00000000000e"
+#define MSG_LATE_ID "00000000-0000-4000-8000-00000000000a"
+#define RECEIPT_XML "<?xml version=\"1.0\"?>\n<Receipt status=\"accepted\"><Note>a&amp;b <x/></Note></Receipt>\n"
+
+struct fixture {
+	char dir[400];
+	store *st;
+	struct gw_config cfg;
+	struct opweb_view v;
+};
+
+static void add_notice(store *st, const char *id, const char *date)
+{
+	struct store_notice n;
+	static int seq;
+
+	memset(&n, 0, sizeof(n));
+	snprintf(n.notice_id, sizeof(n.notice_id), "%s", id);
+	n.revision = 1;
+	snprintf(n.kind, sizeof(n.kind), "release");
+	snprintf(n.content_sha256, sizeof(n.content_sha256), "%064d", ++seq);
+	snprintf(n.source_name, sizeof(n.source_name), "Eirik-Solvang.xml"); /* never shown */
+	snprintf(n.sender_orgnr, sizeof(n.sender_orgnr), "974760673");
+	snprintf(n.sender_unit, sizeof(n.sender_unit), "Oslo fengsel <avd B>");
+	snprintf(n.event_date, sizeof(n.event_date), "%s", date);
+	snprintf(n.person_ref, sizeof(n.person_ref), "0123456789abcdef");
+	n.received_ms = NOW - 2 * HOUR;
+	assert_int_equal(st->ops->notice_insert(st, &n), 0);
+}
+
+static void add_message(store *st, const char *mid, const char *nid, enum msg_state state,
+			const char *date, const char *reason, int64_t created)
+{
+	struct store_message m;
+
+	memset(&m, 0, sizeof(m));
+	snprintf(m.message_id, sizeof(m.message_id), "%s", mid);
+	snprintf(m.notice_id, sizeof(m.notice_id), "%s", nid);
+	m.revision = 1;
+	snprintf(m.kind, sizeof(m.kind), "release");
+	snprintf(m.service, sizeof(m.service), "nav");
+	snprintf(m.recipient_orgnr, sizeof(m.recipient_orgnr), "889960221");
+	snprintf(m.endpoint, sizeof(m.endpoint), "%s", state == MSG_HELD ? "" : "nav");
+	m.state = state;
+	snprintf(m.reason, sizeof(m.reason), "%s", reason);
+	snprintf(m.event_date, sizeof(m.event_date), "%s", date);
+	m.created_ms = created;
+	m.next_attempt_ms = created;
+	m.deadline_ms = created + 14 * 24 * HOUR;
+	snprintf(m.digest_b64, sizeof(m.digest_b64), "ZGlnZXN0");
+	if (state != MSG_HELD)
+		assert_int_equal(gw_buf_puts(&m.signed_bytes, "<Message><Person nin=\"" NIN
+							       "\" givenName=\"Eirik\"/></Message>"), 0);
+	assert_int_equal(st->ops->message_insert(st, &m), 0);
+	store_message_clear(&m);
+}
+
+static void add_attempt(store *st, const char *mid, const char *outcome, const char *error)
+{
+	struct store_attempt a;
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.message_id, sizeof(a.message_id), "%s", mid);
+	a.started_ms = NOW - HOUR;
+	a.duration_ms = 42;
+	a.http_status = strcmp(outcome, "delivered") ? 403 : 200;
+	snprintf(a.outcome, sizeof(a.outcome), "%s", outcome);
+	snprintf(a.error, sizeof(a.error), "%s", error);
+	assert_int_equal(st->ops->attempt_insert(st, &a), 0);
+}
+
+/*
+ * N-ONE (release 2027-06-01): delivered with a receipt, failed with a
+ * hostile reason, held. N-LATE (release 2026-11-25, three days away): queued.
+ */
+static int setup(void **state)
+{
+	static struct fixture f;
+	struct store_receipt r;
+	char path[512];
+
+	memset(&f, 0, sizeof(f));
+	snprintf(f.dir, sizeof(f.dir), "%s", tu_tmpdir("opweb"));
+	config_defaults(&f.cfg);
+	snprintf(path, sizeof(path), "%s/gateway.db", f.dir);
+	if (store_sqlite_open(&f.st, path) != 0)
+		return -1;
+	add_notice(f.st, "N-ONE", "2027-06-01");
+	add_message(f.st, MSG_DELIVERED_ID, "N-ONE", MSG_DELIVERED, "2027-06-01", "", NOW - 2 * HOUR);
+	add_message(f.st, MSG_FAILED_ID, "N-ONE", MSG_FAILED, "2027-06-01", HOSTILE, NOW - 2 * HOUR);
+	add_message(f.st, MSG_HELD_ID, "N-ONE", MSG_HELD, "2027-06-01", "no consent", NOW - 2 * HOUR);
+	add_attempt(f.st, MSG_DELIVERED_ID, "delivered", "");
+	add_attempt(f.st, MSG_FAILED_ID, "failed", HOSTILE);
+	memset(&r, 0, sizeof(r));
+	snprintf(r.message_id, sizeof(r.message_id), MSG_DELIVERED_ID);
+	snprintf(r.status, sizeof(r.status), "accepted");
+	r.verified = true;
+	r.received_ms = NOW - HOUR;
+	assert_int_equal(gw_buf_puts(&r.bytes, RECEIPT_XML), 0);
+	assert_int_equal(f.st->ops->receipt_insert(f.st, &r), 0);
+	store_receipt_clear(&r);
+	add_notice(f.st, "N-LATE", "2026-11-25");
+	add_message(f.st, MSG_LATE_ID, "N-LATE", MSG_QUEUED, "2026-11-25", "", NOW - HOUR);
+	f.v.st = f.st;
+	f.v.cfg = &f.cfg;
+	f.v.metrics = NULL;
+	f.v.now_ms = NOW;
+	*state = &f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	f->st->ops->close(f->st);
+	tu_rmrf(f->dir);
+	return 0;
+}
+
+static const char *body(const struct opweb_response *r)
+{
+	return r->body.data ? (const char *)r->body.data : "";
+}
+
+static void get(struct fixture *f, const char *uri, struct opweb_response *r, int status)
+{
+	assert_int_equal(opweb_handle(&f->v, "GET", uri, r), 0);
+	if (r->status != status)
+		fprintf(stderr, "%s: status %d\n%s\n", uri, r->status, body(r));
+	assert_int_equal(r->status, status);
+}
+
+/* No page may carry the nin, the person's name or raw markup from the store. */
+static void assert_clean(const struct opweb_response *r)
+{
+	assert_null(strstr(body(r), NIN));
+	assert_null(strstr(body(r), "Eirik"));
+	assert_null(strstr(body(r), "Solvang"));
+	assert_null(strstr(body(r), "<script"));
+	assert_null(strstr(body(r), "<avd B>"));
+}
+
+/* ---- escaping ---------------------------------------------------------------- */
+
+static void test_html_escape(void **state)
+{
+	gw_buf out = GW_BUF_INIT;
+	const char *in = "<a href=\"x\">'&'</a>\x01\n";
+
+	(void)state;
+	assert_int_equal(opweb_html_escape(&out, in, strlen(in)), 0);
+	assert_string_equal((const char *)out.data,
+			    "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;&#xFFFD;\n");
+	gw_buf_free(&out);
+}
+
+static void test_masking_only_nin_shaped_runs(void **state)
+{
+	gw_buf out = GW_BUF_INIT;
+	const char *in = "nin " NIN ", orgnr 974760673, twelve 123456789012, end 02918510055";
+
+	(void)state;
+	assert_int_equal(opweb_html_escape_masked(&out, in, strlen(in)), 0);
+	assert_string_equal((const char *)out.data, "nin ***********, orgnr 974760673, twelve "
+						    "123456789012, end ***********");
+	gw_buf_free(&out);
+}
+
+/* ---- pages ---------------------------------------------------------------------- */
+
+static void test_overview_gaps_first(void **state)
+{
+	struct fixture *f = *state;
+	struct opweb_response r;
+	const char *held, *failed, *late, *states, *notices, *b;
+
+	get(f, "/", &r, 200);
+	b = body(&r);
+	assert_string_equal(r.content_type, "text/html; charset=utf-8");
+	held = strstr(b, "id=\"held\"");
+	failed = strstr(b, "id=\"failed\"");
+	late = strstr(b, "id=\"late\"");
+	states = strstr(b, "id=\"states\"");
+	notices = strstr(b, "id=\"notices\"");
+	assert_true(held && failed && late && states && notices);
+	assert_true(held < failed && failed < late && late < states && states < notices);
+	/* each gap lists its message, and only there */
+	assert_true(strstr(held, MSG_HELD_ID) < failed);
+	assert_true(strstr(failed, MSG_FAILED_ID) < late);
+	assert_true(strstr(late, MSG_LATE_ID) < states);
+	assert_non_null(strstr(held, "held: no consent"));
+	/* the hostile reason: escaped and masked */
+	assert_non_null(strstr(b, "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; "
+				  "&quot;***********&quot;"));
+	assert_non_null(strstr(b, "<link rel=\"stylesheet\" href=\"/style.css\">"));
+	assert_clean(&r);
+	opweb_response_clear(&r);
+}
+
+static void test_notice_page(void **state)
+{
+	struct fixture *f = *state;
+	struct opweb_response r;
+
+	get(f, "/notice/N-ONE", &r, 200);
+	assert_non_null(strstr(body(&r), "href=\"/message/" MSG_DELIVERED_ID "\""));
+	assert_non_null(strstr(body(&r), "href=\"/message/" MSG_FAILED_ID "\""));
+	assert_non_null(strstr(body(&r), "href=\"/message/" MSG_HELD_ID "\""));
+	assert_non_null(strstr(body(&r), "Oslo fengsel &lt;avd B&gt;"));
+	assert_null(strstr(body(&r), "0123456789abcdef")); /* the pseudonym is not shown */
+	assert_clean(&r);
+	opweb_response_clear(&r);
+	get(f, "/notice/NO-SUCH", &r, 404);
+	opweb_response_clear(&r);
+}
+
+static void test_message_page(void **state)
+{
+	struct fixture *f = *state;
+	struct opweb_response r;
+
+	get(f, "/message/" MSG_DELIVERED_ID, &r, 200);
+	assert_non_null(strstr(body(&r), "<td>delivered</td>"));
+	assert_non_null(strstr(body(&r), "Signature verified</dt><dd class=\"s-delivered\">yes"));
+	assert_non_null(strstr(body(&r), "<pre id=\"receipt-xml\">&lt;?xml version=&quot;1.0&quot;?&gt;\n"
+					 "&lt;Receipt status=&quot;accepted&quot;&gt;&lt;Note&gt;a&amp;amp;b"));
+	assert_non_null(strstr(body(&r), "href=\"/message/" MSG_DELIVERED_ID "/receipt.xml\" download"));
+	assert_non_null(strstr(body(&r), "href=\"/notice/N-ONE\""));
+	assert_null(strstr(body(&r), "givenName")); /* the signed bytes stay out */
+	assert_clean(&r);
+	opweb_response_clear(&r);
+
+	get(f, "/message/" MSG_FAILED_ID, &r, 200);
+	assert_non_null(strstr(body(&r), "No receipt stored."));
+	assert_non_null(strstr(body(&r), "<td class=\"num\">403</td>"));
+	assert_clean(&r);
+	opweb_response_clear(&r);
+
+	get(f, "/message/" MSG_DELIVERED_ID "/receipt.xml", &r, 200);
+	assert_string_equal(r.content_type, "application/octet-stream");
+	assert_string_equal(r.disposition,
+			    "attachment; filename=\"" MSG_DELIVERED_ID ".receipt.xml\"");
+	assert_int_equal(r.body.len, strlen(RECEIPT_XML));
+	assert_memory_equal(r.body.data, RECEIPT_XML, r.body.len);
+	opweb_response_clear(&r);
+	get(f, "/message/" MSG_FAILED_ID "/receipt.xml", &r, 404);
+	opweb_response_clear(&r);
+}
+
+static void test_routes(void **state)
+{
+	struct fixture *f = *state;
+	struct opweb_response r;
+	static const char *const not_found[] = {
+		"/nope", "/notice/", "/notice/a/b", "/message/../metrics", "/message/x/receipt.xmlx",
+		"/notice/%3Cscript%3E", "/notice/<script>", "//", "/metrics/", "", "/message/..",
+	};
+
+	get(f, "/metrics", &r, 200);
+	assert_string_equal(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
+	assert_non_null(strstr(body(&r), "notice_gateway_messages{state=\"failed\"} 1\n"));
+	assert_non_null(strstr(body(&r), "notice_gateway_late_notices 1\n"));
+	opweb_response_clear(&r);
+	get(f, "/healthz", &r, 200);
+	assert_string_equal(body(&r), "ok\n");
+	opweb_response_clear(&r);
+	get(f, "/style.css", &r, 200);
+	assert_string_equal(r.content_type, "text/css; charset=utf-8");
+	opweb_response_clear(&r);
+	get(f, "/?q=<b>", &r, 200); /* a query string is ignored */
+	opweb_response_clear(&r);
+	for (size_t i = 0; i < sizeof(not_found) / sizeof(not_found[0]); i++) {
+		get(f, not_found[i], &r, 404);
+		assert_null(strstr(body(&r), "<script"));
+		opweb_response_clear(&r);
+	}
+	for (const char *const *m = (const char *const[]){ "POST", "HEAD", "PUT", "DELETE", NULL }; *m;
+	     m++) {
+		assert_int_equal(opweb_handle(&f->v, *m, "/", &r), 0);
+		assert_int_equal(r.status, 405);
+		opweb_response_clear(&r);
+	}
+}
+
+/* ---- the server -------------------------------------------------------------------- */
+
+static void test_binding_rules(void **state)
+{
+	struct fixture *f = *state;
+	struct event_base *base = event_base_new();
+	struct opweb_options o;
+	opweb *w = NULL;
+
+	memset(&o, 0, sizeof(o));
+	o.st = f->st;
+	o.host = "0.0.0.0";
+	assert_int_equal(opweb_start(&w, base, &o), GW_EINVALID);
+	assert_non_null(strstr(gw_error_last(), "not loopback"));
+	o.host = "::";
+	assert_int_equal(opweb_start(&w, base, &o), GW_EINVALID);
+	o.host = "localhost";
+	assert_int_equal(opweb_start(&w, base, &o), GW_EINVALID);
+	o.host = "0.0.0.0";
+	o.tls_cert = tu_pki("gateway.pem"); /* only part of the TLS settings */
+	assert_int_equal(opweb_start(&w, base, &o), GW_EINVALID);
+	assert_null(w);
+	/* all of TLS: another address is allowed (bound on loopback here) */
+	o.host = "127.0.0.2";
+	o.port = 0;
+	o.tls_key = tu_pki("gateway.key");
+	o.client_ca = tu_pki("ca.pem");
+	assert_int_equal(opweb_start(&w, base, &o), 0);
+	assert_true(opweb_port(w) > 0);
+	opweb_free(w);
+	/* a key others can read is refused */
+	o.tls_key = tu_pki("gateway.pem");
+	assert_int_equal(opweb_start(&w, base, &o), GW_EINVALID);
+	event_base_free(base);
+}
+
+struct client {
+	int port;
+	long get_status, post_status;
+	char csp[256];
+	char body[64];
+	size_t body_len;
+	atomic_int done; /* set by the client thread; the loop polls it */
+	struct event_base *base;
+};
+
+static size_t on_header(char *data, size_t size, size_t n, void *arg)
+{
+	struct client *c = arg;
+	size_t len = size * n;
+
+	if (len > 25 && !strncasecmp(data, "Content-Security-Policy: ", 25))
+		snprintf(c->csp, sizeof(c->csp), "%.*s", (int)(len - 27), data + 25);
+	return len;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+	struct client *c = arg;
+	size_t len = size * n;
+
+	if (c->body_len + len < sizeof(c->body)) {
+		memcpy(c->body + c->body_len, data, len);
+		c->body_len += len;
+	}
+	return len;
+}
+
+static void *client_run(void *arg)
+{
+	struct client *c = arg;
+	char url[64];
+	CURL *e = curl_easy_init();
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", c->port);
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+	if (curl_easy_perform(e) == CURLE_OK)
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &c->get_status);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, "x=1");
+	if (curl_easy_perform(e) == CURLE_OK)
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &c->post_status);
+	curl_easy_cleanup(e);
+	atomic_store(&c->done, 1);
+	return NULL;
+}
+
+/* libevent is not built thread-aware here: the loop polls the client's flag. */
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (atomic_load(&c->done))
+		event_base_loopbreak(c->base);
+}
+
+static void test_live_exchange(void **state)
+{
+	struct fixture *f = *state;
+	struct event_base *base;
+	struct opweb_options o;
+	struct client c;
+	struct timeval tick = { 0, 10000 };
+	struct event *poll;
+	pthread_t t;
+	opweb *w = NULL;
+
+	base = event_base_new();
+	memset(&o, 0, sizeof(o));
+	o.st = f->st;
+	o.port = 0;
+	o.timeout_seconds = 5;
+	assert_int_equal(opweb_start(&w, base, &o), 0);
+	memset(&c, 0, sizeof(c));
+	c.port = opweb_port(w);
+	c.base = base;
+	poll = event_new(base, -1, EV_PERSIST, on_poll, &c);
+	assert_int_equal(event_add(poll, &tick), 0);
+	assert_int_equal(pthread_create(&t, NULL, client_run, &c), 0);
+	event_base_dispatch(base);
+	pthread_join(t, NULL);
+	event_free(poll);
+	assert_int_equal(c.get_status, 200);
+	assert_int_equal(c.body_len, 3);
+	assert_memory_equal(c.body, "ok\n", 3);
+	assert_string_equal(c.csp, OPWEB_CSP);
+	assert_int_equal(c.post_status, 405);
+	opweb_free(w);
+	event_base_free(base);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_html_escape),
+		cmocka_unit_test(test_masking_only_nin_shaped_runs),
+		cmocka_unit_test_setup_teardown(test_overview_gaps_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_notice_page, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_message_page, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_routes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_binding_rules, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_live_exchange, setup, teardown),
+	};
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
