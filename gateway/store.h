@@ -15,6 +15,7 @@
 #ifndef GW_STORE_H
 #define GW_STORE_H
 
+#include "audit.h"
 #include "buf.h"
 
 #include <stdbool.h>
@@ -84,9 +85,44 @@ struct store_counts {
 	long long by_state[MSG_STATE_COUNT];
 };
 
+/* One endpoint's health, from its messages and attempts. */
+struct store_endpoint_health {
+	long long queued;           /* backlog: messages waiting for it */
+	long long sending;
+	long long failed;
+	long long held;
+	int64_t last_success_ms;    /* last attempt with outcome delivered; 0: never */
+	int64_t last_attempt_ms;    /* 0: never tried */
+	char last_error[256];       /* of the last attempt when it did not deliver */
+	long long consecutive_failures; /* attempts since the last success, none delivered */
+};
+
+/*
+ * One recipient of a release notice, for the timeliness report: the notice
+ * at its latest revision (only when that revision is a release) and each
+ * message of that revision. A notice without messages comes once with an
+ * empty message_id.
+ */
+struct store_release_fact {
+	char notice_id[65];
+	int revision;
+	char sender_unit[128];
+	char event_date[11];
+	bool weekend_release;
+	bool late_at_intake;
+	char message_id[37];      /* empty: the notice has no message */
+	char service[16];
+	char endpoint[64];
+	enum msg_state state;
+	char reason[256];
+	int64_t reached_ms;       /* first verified accepted/duplicate receipt; 0: none */
+};
+
 /* Called once per row by the list functions; return non-zero to stop. */
 typedef int (*store_message_cb)(const struct store_message *m, void *ctx);
 typedef int (*store_attempt_cb)(const struct store_attempt *a, void *ctx);
+typedef int (*store_audit_cb)(const struct audit_row *row, void *ctx);
+typedef int (*store_fact_cb)(const struct store_release_fact *f, void *ctx);
 
 struct store_filter {
 	int state;                /* -1: any */
@@ -141,6 +177,35 @@ struct store_ops {
 	int (*messages_list)(store *st, const struct store_filter *f, store_message_cb cb,
 			     void *ctx);
 	int (*counts)(store *st, struct store_counts *out);
+	/* Health of the endpoint named `endpoint` (the config name); all zero
+	 * when it has no messages. */
+	int (*endpoint_health)(store *st, const char *endpoint, struct store_endpoint_health *out);
+	/* Release notices whose date (latest revision) is within [from, to]
+	 * (YYYY-MM-DD, inclusive; NULL or "": open), ordered by sender unit,
+	 * date, notice id, message id. cb may read the store. */
+	int (*release_facts)(store *st, const char *from_date, const char *to_date,
+			     store_fact_cb cb, void *ctx);
+
+	/* Operator moves, each with its own audit row (event retry / cancel)
+	 * and detail (e.g. "uid=1000"). retry: failed -> queued, due at
+	 * next_attempt_ms, retried until deadline_ms, attempts kept. cancel:
+	 * queued, held or failed -> cancelled with reason. Compare-and-set as
+	 * message_update: GW_EINVALID with a sentence when the message is in
+	 * another state, GW_ENOTFOUND when unknown. */
+	int (*message_retry)(store *st, const char *message_id, int64_t next_attempt_ms,
+			     int64_t deadline_ms, const char *detail);
+	int (*message_cancel)(store *st, const char *message_id, const char *reason,
+			      const char *detail);
+
+	/* Audit trail. audit_append adds an event that is not a state change
+	 * (e.g. "config-reload", subject "", detail "file=/etc/..."): no
+	 * personal data in any field. In the caller's transaction, or its own. */
+	int (*audit_append)(store *st, const char *event, const char *subject, const char *detail);
+	/* Every row in seq order; malformed rows come with row->malformed. */
+	int (*audit_walk)(store *st, store_audit_cb cb, void *ctx);
+	/* The head recorded outside the table (the head file); GW_ENOTFOUND
+	 * when there is none. where gets a name for it (the file's path). */
+	int (*audit_recorded_head)(store *st, struct audit_head *out, char *where, size_t wherelen);
 };
 
 struct store {

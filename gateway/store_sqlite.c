@@ -29,6 +29,24 @@
  * State machine. message_update() is a compare-and-set on the current
  * state and allows only the transitions in allowed_transition().
  *
+ * Audit trail (schema version 2). Every op that changes a state appends
+ * its audit row (audit_add) with the change, in the caller's transaction
+ * or, when none is open, in one of its own (tx_open/tx_close): the change
+ * and its row commit together or not at all. The next row's number and
+ * prev_hash come from the table's last row, read inside the write
+ * transaction (BEGIN IMMEDIATE holds the write lock), so two processes
+ * (the sender, an operator's retry) can never fork the chain. The table
+ * refuses UPDATE and DELETE by trigger: a slip in a sqlite3 shell fails;
+ * someone who drops the triggers is caught by `gateway audit verify`.
+ *
+ * Head. After a commit that added rows the new head (seq, hash) goes to
+ * the log (event=audit-head) and to <db>.audit-head: one fixed-size line,
+ * rewritten in place under flock(2), only ever forward (a process that
+ * committed an older row does not overwrite a newer head) and never over a
+ * head the table no longer holds (truncation stays visible). It is not
+ * fsynced: after a power loss it may lag the database by the last commits,
+ * which verify reports as a note, never as a tamper.
+ *
  * SQL. Every statement is prepared once at open and kept in the store;
  * values are only ever bound, never formatted into SQL text. State names in
  * the SQL are the constants of store.c, spelled out so the partial indexes
@@ -36,16 +54,21 @@
  */
 #include "store.h"
 #include "store_sqlite.h"
+#include "audit.h"
 #include "err.h"
 #include "fsutil.h"
+#include "log.h"
+#include "timeutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -116,6 +139,25 @@ static const char *const schema_steps[] = {
 	");"
 	"CREATE INDEX idx_receipts_message ON receipts (message_id);"
 	"PRAGMA user_version = 1;",
+	/* version 2: the operator audit trail (audit.h). The chain starts at
+	 * the first change after the upgrade: what happened before has no row. */
+	"CREATE TABLE audit ("
+	"  seq INTEGER PRIMARY KEY,"
+	"  time_ms INTEGER NOT NULL,"
+	"  event TEXT NOT NULL,"
+	"  subject TEXT NOT NULL,"
+	"  from_state TEXT NOT NULL,"
+	"  to_state TEXT NOT NULL,"
+	"  detail TEXT NOT NULL,"
+	"  prev_hash TEXT NOT NULL,"
+	"  hash TEXT NOT NULL"
+	");"
+	"CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+	"  BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;"
+	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+	"  BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;"
+	"CREATE INDEX idx_messages_endpoint ON messages (endpoint, state);"
+	"PRAGMA user_version = 2;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(schema_steps) / sizeof(schema_steps[0])))
 
@@ -136,6 +178,8 @@ enum stmt_id {
 	ST_MSG_GET, ST_MSG_STATE, ST_MSG_UPDATE, ST_MSG_RELEASE,
 	ST_ATTEMPT_INSERT, ST_ATTEMPTS_LIST, ST_RECEIPT_INSERT, ST_RECEIPT_GET,
 	ST_LIST_ALL, ST_LIST_STATE, ST_LIST_NOTICE, ST_LIST_NOTICE_STATE, ST_COUNTS,
+	ST_MSG_RETRY, ST_EP_COUNTS, ST_EP_LAST_OK, ST_EP_LAST, ST_EP_FAILS, ST_FACTS,
+	ST_AUDIT_TAIL, ST_AUDIT_INSERT, ST_AUDIT_WALK, ST_AUDIT_HASH_AT,
 	ST_COUNT
 };
 
@@ -152,7 +196,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_MSG_INSERT] = "INSERT INTO messages (" MSG_COLS ", signed_bytes) VALUES"
 			  " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
 	[ST_MSG_TRANSITION] = "UPDATE messages SET state = ?1, reason = ?2"
-			      " WHERE notice_id = ?3 AND revision < ?4 AND state = ?5",
+			      " WHERE notice_id = ?3 AND revision < ?4 AND state = ?5"
+			      " RETURNING message_id",
 	[ST_DUE_NEXT_DATE] = "SELECT event_date FROM messages INDEXED BY idx_messages_due"
 			     " WHERE state = 'queued'"
 			     " AND event_date > ?1 ORDER BY event_date LIMIT 1",
@@ -164,7 +209,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 			" WHERE state = 'queued'",
 	[ST_RECOVER] = "UPDATE messages SET state = 'queued',"
 		       " reason = 'interrupted while sending; will be sent again'"
-		       " WHERE state = 'sending'",
+		       " WHERE state = 'sending' RETURNING message_id",
 	[ST_MSG_GET] = "SELECT " MSG_COLS ", signed_bytes FROM messages WHERE message_id = ?1",
 	[ST_MSG_STATE] = "SELECT state FROM messages WHERE message_id = ?1",
 	[ST_MSG_UPDATE] = "UPDATE messages SET state = ?1, reason = coalesce(?2, reason),"
@@ -192,6 +237,39 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_LIST_NOTICE_STATE] = "SELECT " MSG_COLS ", NULL FROM messages WHERE notice_id = ?1"
 				 " AND state = ?2 ORDER BY revision, created_ms, message_id",
 	[ST_COUNTS] = "SELECT state, count(*) FROM messages GROUP BY state",
+	[ST_MSG_RETRY] = "UPDATE messages SET state = 'queued', reason = 'retried by an operator',"
+			 " next_attempt_ms = ?1, deadline_ms = ?2"
+			 " WHERE message_id = ?3 AND state = 'failed'",
+	[ST_EP_COUNTS] = "SELECT state, count(*) FROM messages WHERE endpoint = ?1 GROUP BY state",
+	[ST_EP_LAST_OK] = "SELECT max(a.started_ms) FROM attempts a"
+			  " JOIN messages m ON m.message_id = a.message_id"
+			  " WHERE m.endpoint = ?1 AND a.outcome = 'delivered'",
+	[ST_EP_LAST] = "SELECT a.started_ms, a.outcome, a.error FROM attempts a"
+		       " JOIN messages m ON m.message_id = a.message_id WHERE m.endpoint = ?1"
+		       " ORDER BY a.started_ms DESC, a.attempt_id DESC LIMIT 1",
+	[ST_EP_FAILS] = "SELECT count(*) FROM attempts a"
+			" JOIN messages m ON m.message_id = a.message_id"
+			" WHERE m.endpoint = ?1 AND a.started_ms > ?2 AND a.outcome <> 'delivered'",
+	/* The latest revision of each notice, when it is a release, with the
+	 * messages of that revision and the first receipt that proved arrival. */
+	[ST_FACTS] = "SELECT n.notice_id, n.revision, n.sender_unit, n.event_date,"
+		     " n.weekend_release, n.late_at_intake, m.message_id, m.service, m.endpoint,"
+		     " m.state, m.reason,"
+		     " (SELECT r.received_ms FROM receipts r WHERE r.message_id = m.message_id"
+		     "   AND r.verified = 1 AND r.status IN ('accepted', 'duplicate')"
+		     "   ORDER BY r.received_ms, r.receipt_id LIMIT 1)"
+		     " FROM notices n LEFT JOIN messages m"
+		     "   ON m.notice_id = n.notice_id AND m.revision = n.revision"
+		     " WHERE n.kind = 'release' AND n.event_date >= ?1 AND n.event_date <= ?2"
+		     " AND n.revision = (SELECT max(x.revision) FROM notices x"
+		     "   WHERE x.notice_id = n.notice_id)"
+		     " ORDER BY n.sender_unit, n.event_date, n.notice_id, m.message_id",
+	[ST_AUDIT_TAIL] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+	[ST_AUDIT_INSERT] = "INSERT INTO audit (seq, time_ms, event, subject, from_state, to_state,"
+			    " detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[ST_AUDIT_WALK] = "SELECT seq, time_ms, event, subject, from_state, to_state, detail,"
+			  " prev_hash, hash FROM audit ORDER BY seq",
+	[ST_AUDIT_HASH_AT] = "SELECT hash FROM audit WHERE seq = ?1",
 };
 
 struct sqlite_store {
@@ -199,6 +277,9 @@ struct sqlite_store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[ST_COUNT];
 	char path[PATH_MAX];
+	char head_path[PATH_MAX + 16]; /* <path>.audit-head */
+	struct audit_head head;        /* the last row this transaction added */
+	bool head_pending;             /* publish head after COMMIT */
 };
 
 static struct sqlite_store *S(store *st)
@@ -339,6 +420,96 @@ static int read_attempt(sqlite3_stmt *q, struct store_attempt *a)
 	return 0;
 }
 
+/* ---- the audit head outside the table ---- */
+
+#define HEAD_LINE_LEN 86 /* "%020lld %64s\n" */
+
+static int head_parse(const char *line, size_t len, struct audit_head *out)
+{
+	char text[HEAD_LINE_LEN + 1];
+
+	if (len != HEAD_LINE_LEN || line[20] != ' ' || line[85] != '\n')
+		return GW_EINVALID;
+	memcpy(text, line, len);
+	text[20] = ':';
+	text[85] = '\0';
+	return audit_head_parse(text, out) < 0 ? GW_EINVALID : 0;
+}
+
+/* The hash of row seq, "" when the table has no such row. */
+static int hash_at(struct sqlite_store *s, int64_t seq, char out[AUDIT_HASH_HEX])
+{
+	sqlite3_stmt *q = stmt(s, ST_AUDIT_HASH_AT);
+	int rc, err = 0;
+
+	out[0] = '\0';
+	sqlite3_bind_int64(q, 1, seq);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		audit_field_set(out, AUDIT_HASH_HEX, (const char *)sqlite3_column_text(q, 0));
+	else if (rc != SQLITE_DONE)
+		err = db_fail(s, rc, "read an audit row");
+	sqlite3_reset(q);
+	return err;
+}
+
+/*
+ * Move the head file forward to s->head. Runs after COMMIT, so failures
+ * are logged, not returned: the change itself is durable.
+ */
+static void head_file_update(struct sqlite_store *s)
+{
+	char line[HEAD_LINE_LEN + 1], buf[HEAD_LINE_LEN + 8], have[AUDIT_HASH_HEX];
+	struct audit_head recorded;
+	ssize_t n;
+	int fd = open(s->head_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+	if (fd < 0) {
+		gw_log(GW_LOG_WARN, "audit-head-unwritten", "file", s->head_path, "error",
+		       strerror(errno), NULL);
+		return;
+	}
+	if (flock(fd, LOCK_EX) < 0)
+		goto fail;
+	n = pread(fd, buf, sizeof(buf), 0);
+	if (n > 0 && head_parse(buf, (size_t)n, &recorded) == 0) {
+		if (recorded.seq >= s->head.seq)
+			goto done; /* another process recorded a newer head */
+		if (hash_at(s, recorded.seq, have) < 0 || strcmp(have, recorded.hash) != 0) {
+			char seq[24];
+			snprintf(seq, sizeof(seq), "%" PRId64, recorded.seq);
+			gw_log(GW_LOG_ERROR, "audit-trail-damaged", "file", s->head_path,
+			       "recorded_seq", seq, "detail",
+			       "the table no longer holds the recorded head; the head file is kept."
+			       " Run gateway audit verify", NULL);
+			goto done;
+		}
+	}
+	snprintf(line, sizeof(line), "%020" PRId64 " %s\n", s->head.seq, s->head.hash);
+	if (pwrite(fd, line, HEAD_LINE_LEN, 0) != HEAD_LINE_LEN || ftruncate(fd, HEAD_LINE_LEN) < 0)
+		goto fail;
+done:
+	close(fd);
+	return;
+fail:
+	gw_log(GW_LOG_WARN, "audit-head-unwritten", "file", s->head_path, "error", strerror(errno),
+	       NULL);
+	close(fd);
+}
+
+/* After a COMMIT that added audit rows: the head to the log and the file. */
+static void head_publish(struct sqlite_store *s)
+{
+	char seq[24];
+
+	if (!s->head_pending)
+		return;
+	s->head_pending = false;
+	snprintf(seq, sizeof(seq), "%" PRId64, s->head.seq);
+	gw_log(GW_LOG_INFO, "audit-head", "seq", seq, "hash", s->head.hash, NULL);
+	head_file_update(s);
+}
+
 /* ---- transactions ---- */
 
 static int sq_begin(store *st)
@@ -347,6 +518,7 @@ static int sq_begin(store *st)
 
 	if (!sqlite3_get_autocommit(s->db))
 		return gw_error_set(GW_EINVALID, "store %s: a transaction is already open", s->path);
+	s->head_pending = false;
 	return exec_stmt(s, stmt(s, ST_BEGIN), "begin a transaction");
 }
 
@@ -354,6 +526,7 @@ static int sq_rollback(store *st)
 {
 	struct sqlite_store *s = S(st);
 
+	s->head_pending = false;
 	if (sqlite3_get_autocommit(s->db))
 		return 0; /* nothing open (SQLite may already have rolled back) */
 	return exec_stmt(s, stmt(s, ST_ROLLBACK), "roll back a transaction");
@@ -373,7 +546,114 @@ static int sq_commit(store *st)
 		sq_rollback(st);
 		return gw_error_set(rc, "%s", saved);
 	}
+	head_publish(s);
 	return 0;
+}
+
+/* A state change and its audit row: in the caller's transaction, or ours. */
+static int tx_open(struct sqlite_store *s, bool *own)
+{
+	*own = sqlite3_get_autocommit(s->db) != 0;
+	return *own ? sq_begin(&s->base) : 0;
+}
+
+static int tx_close(struct sqlite_store *s, bool own, int rc)
+{
+	char saved[512];
+
+	if (!own)
+		return rc;
+	if (rc == 0)
+		return sq_commit(&s->base);
+	snprintf(saved, sizeof(saved), "%s", gw_error_last());
+	sq_rollback(&s->base);
+	return gw_error_set(rc, "%s", saved);
+}
+
+/* Append one audit row; the caller holds a write transaction. */
+static int audit_add(struct sqlite_store *s, const char *event, const char *subject,
+		     const char *from, const char *to, const char *detail)
+{
+	struct audit_row r;
+	sqlite3_stmt *q;
+	int rc, err = 0;
+
+	if (sqlite3_get_autocommit(s->db))
+		return gw_error_set(GW_ERROR, "store %s: an audit row outside a transaction",
+				    s->path);
+	memset(&r, 0, sizeof(r));
+	q = stmt(s, ST_AUDIT_TAIL);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		r.seq = sqlite3_column_int64(q, 0) + 1;
+		audit_field_set(r.prev_hash, sizeof(r.prev_hash),
+				(const char *)sqlite3_column_text(q, 1));
+	} else if (rc == SQLITE_DONE) {
+		r.seq = 1;
+		memcpy(r.prev_hash, audit_genesis, sizeof(r.prev_hash));
+	} else {
+		err = db_fail(s, rc, "read the end of the audit trail");
+	}
+	sqlite3_reset(q);
+	if (err < 0)
+		return err;
+	r.time_ms = timeutil_now_ms();
+	audit_field_set(r.event, sizeof(r.event), event);
+	audit_field_set(r.subject, sizeof(r.subject), subject);
+	audit_field_set(r.from_state, sizeof(r.from_state), from);
+	audit_field_set(r.to_state, sizeof(r.to_state), to);
+	audit_field_set(r.detail, sizeof(r.detail), detail);
+	if ((err = audit_row_hash(&r, r.hash)) < 0)
+		return err;
+	q = stmt(s, ST_AUDIT_INSERT);
+	sqlite3_bind_int64(q, 1, r.seq);
+	sqlite3_bind_int64(q, 2, r.time_ms);
+	bind_text(q, 3, r.event);
+	bind_text(q, 4, r.subject);
+	bind_text(q, 5, r.from_state);
+	bind_text(q, 6, r.to_state);
+	bind_text(q, 7, r.detail);
+	bind_text(q, 8, r.prev_hash);
+	bind_text(q, 9, r.hash);
+	if ((err = exec_stmt(s, q, "append to the audit trail")) < 0)
+		return err;
+	s->head.seq = r.seq;
+	memcpy(s->head.hash, r.hash, sizeof(s->head.hash));
+	s->head_pending = true;
+	return 0;
+}
+
+/* Message ids returned by an UPDATE ... RETURNING, collected so the
+ * statement is reset before audit rows are written. */
+struct id_list {
+	char (*ids)[37];
+	size_t n, cap;
+};
+
+static int collect_ids(struct sqlite_store *s, sqlite3_stmt *q, struct id_list *l,
+		       const char *what)
+{
+	int rc, err = 0;
+
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		if (l->n == l->cap) {
+			size_t cap = l->cap ? l->cap * 2 : 16;
+			char (*ids)[37] = realloc(l->ids, cap * sizeof(*ids));
+			if (!ids) {
+				err = gw_error_set(GW_ENOMEM, "out of memory to %s", what);
+				break;
+			}
+			l->ids = ids;
+			l->cap = cap;
+		}
+		if ((err = copy_text(l->ids[l->n], sizeof(l->ids[0]), q, 0)) < 0)
+			break;
+		l->n++;
+	}
+	if (!err && rc != SQLITE_DONE)
+		err = db_fail(s, rc, what);
+	sqlite3_reset(q);
+	return err;
 }
 
 /* ---- intake ---- */
@@ -418,6 +698,9 @@ static int sq_notice_insert(store *st, const struct store_notice *n)
 {
 	struct sqlite_store *s = S(st);
 	sqlite3_stmt *q = stmt(s, ST_NOTICE_INSERT);
+	char detail[160];
+	bool own;
+	int rc;
 
 	bind_text(q, 1, n->notice_id);
 	sqlite3_bind_int(q, 2, n->revision);
@@ -431,7 +714,14 @@ static int sq_notice_insert(store *st, const struct store_notice *n)
 	sqlite3_bind_int(q, 10, n->late_at_intake);
 	sqlite3_bind_int(q, 11, n->weekend_release);
 	sqlite3_bind_int64(q, 12, n->received_ms);
-	return exec_stmt(s, q, "record a notice");
+	if ((rc = tx_open(s, &own)) < 0)
+		return rc;
+	snprintf(detail, sizeof(detail), "revision=%d kind=%s sha256=%s", n->revision, n->kind,
+		 n->content_sha256);
+	rc = exec_stmt(s, q, "record a notice");
+	if (rc == 0)
+		rc = audit_add(s, "notice", n->notice_id, "", "", detail);
+	return tx_close(s, own, rc);
 }
 
 static int sq_notice_get(store *st, const char *notice_id, int revision,
@@ -458,10 +748,16 @@ static int sq_notice_get(store *st, const char *notice_id, int revision,
 static int sq_message_insert(store *st, const struct store_message *m)
 {
 	struct sqlite_store *s = S(st);
-	sqlite3_stmt *q = stmt(s, ST_MSG_INSERT);
+	sqlite3_stmt *q;
+	char detail[512];
+	bool own;
+	int rc;
 
 	if ((int)m->state < 0 || m->state >= MSG_STATE_COUNT)
 		return gw_error_set(GW_EINVALID, "message %s has no valid state", m->message_id);
+	if ((rc = tx_open(s, &own)) < 0)
+		return rc;
+	q = stmt(s, ST_MSG_INSERT);
 	bind_text(q, 1, m->message_id);
 	bind_text(q, 2, m->notice_id);
 	sqlite3_bind_int(q, 3, m->revision);
@@ -478,7 +774,14 @@ static int sq_message_insert(store *st, const struct store_message *m)
 	sqlite3_bind_int(q, 14, m->attempts);
 	bind_text(q, 15, m->digest_b64);
 	bind_blob(q, 16, &m->signed_bytes);
-	return exec_stmt(s, q, "record a message");
+	rc = exec_stmt(s, q, "record a message");
+	if (rc == 0) {
+		snprintf(detail, sizeof(detail), "notice=%s revision=%d service=%s endpoint=%s%s%s",
+			 m->notice_id, m->revision, m->service, m->endpoint[0] ? m->endpoint : "-",
+			 m->reason[0] ? " reason=" : "", m->reason);
+		rc = audit_add(s, "created", m->message_id, "", store_state_name(m->state), detail);
+	}
+	return tx_close(s, own, rc);
 }
 
 /*
@@ -491,11 +794,14 @@ static int sq_messages_transition(store *st, const char *notice_id, int below_re
 				  int *changed)
 {
 	struct sqlite_store *s = S(st);
-	int total = 0;
+	struct id_list l = { NULL, 0, 0 };
+	int total = 0, rc;
+	bool own;
 
-	for (int from = 0; from < MSG_STATE_COUNT; from++) {
+	if ((rc = tx_open(s, &own)) < 0)
+		return rc;
+	for (int from = 0; rc == 0 && from < MSG_STATE_COUNT; from++) {
 		sqlite3_stmt *q;
-		int rc;
 
 		if (!(from_mask & (1u << from)))
 			continue;
@@ -505,10 +811,16 @@ static int sq_messages_transition(store *st, const char *notice_id, int below_re
 		bind_text(q, 3, notice_id);
 		sqlite3_bind_int(q, 4, below_revision > 0 ? below_revision : INT_MAX);
 		bind_text(q, 5, store_state_name((enum msg_state)from));
-		if ((rc = exec_stmt(s, q, "change the state of a notice's messages")) < 0)
-			return rc;
-		total += sqlite3_changes(s->db);
+		l.n = 0;
+		rc = collect_ids(s, q, &l, "change the state of a notice's messages");
+		for (size_t i = 0; rc == 0 && i < l.n; i++)
+			rc = audit_add(s, "state", l.ids[i], store_state_name((enum msg_state)from),
+				       store_state_name(to), reason);
+		total += (int)l.n;
 	}
+	free(l.ids);
+	if ((rc = tx_close(s, own, rc)) < 0)
+		return rc;
 	if (changed)
 		*changed = total;
 	return 0;
@@ -635,10 +947,19 @@ static int sq_next_due_ms(store *st, int64_t *when_ms)
 static int sq_recover_sending(store *st, int *recovered)
 {
 	struct sqlite_store *s = S(st);
-	int rc = exec_stmt(s, stmt(s, ST_RECOVER), "requeue messages left in sending");
+	struct id_list l = { NULL, 0, 0 };
+	bool own;
+	int rc;
 
-	if (rc == 0 && recovered)
-		*recovered = sqlite3_changes(s->db);
+	if ((rc = tx_open(s, &own)) < 0)
+		return rc;
+	rc = collect_ids(s, stmt(s, ST_RECOVER), &l, "requeue messages left in sending");
+	for (size_t i = 0; rc == 0 && i < l.n; i++)
+		rc = audit_add(s, "recovered", l.ids[i], "sending", "queued",
+			       "interrupted while sending; will be sent again");
+	free(l.ids);
+	if ((rc = tx_close(s, own, rc)) == 0 && recovered)
+		*recovered = (int)l.n;
 	return rc;
 }
 
@@ -707,22 +1028,14 @@ static int update_refused(struct sqlite_store *s, const char *message_id, enum m
 			    message_id, current, store_state_name(expected), store_state_name(to));
 }
 
-/*
- * Compare-and-set: move message_id from `expected` to `to`. reason NULL
- * keeps the current reason; next_attempt_ms < 0 keeps the current time;
- * attempts_delta is added to the attempt count.
- */
-static int sq_message_update(store *st, const char *message_id, enum msg_state expected,
-			     enum msg_state to, const char *reason, int64_t next_attempt_ms,
-			     int attempts_delta)
+/* The compare-and-set UPDATE of message_update, without its audit row. */
+static int update_one(struct sqlite_store *s, const char *message_id, enum msg_state expected,
+		      enum msg_state to, const char *reason, int64_t next_attempt_ms,
+		      int attempts_delta)
 {
-	struct sqlite_store *s = S(st);
 	sqlite3_stmt *q;
 	int rc;
 
-	if (!allowed_transition(expected, to))
-		return gw_error_set(GW_EINVALID, "message %s: a message cannot go from %s to %s",
-				    message_id, store_state_name(expected), store_state_name(to));
 	q = stmt(s, ST_MSG_UPDATE);
 	bind_text(q, 1, store_state_name(to));
 	if (reason)
@@ -738,16 +1051,45 @@ static int sq_message_update(store *st, const char *message_id, enum msg_state e
 	return 0;
 }
 
+/*
+ * Compare-and-set: move message_id from `expected` to `to`. reason NULL
+ * keeps the current reason; next_attempt_ms < 0 keeps the current time;
+ * attempts_delta is added to the attempt count.
+ */
+static int sq_message_update(store *st, const char *message_id, enum msg_state expected,
+			     enum msg_state to, const char *reason, int64_t next_attempt_ms,
+			     int attempts_delta)
+{
+	struct sqlite_store *s = S(st);
+	bool own;
+	int rc;
+
+	if (!allowed_transition(expected, to))
+		return gw_error_set(GW_EINVALID, "message %s: a message cannot go from %s to %s",
+				    message_id, store_state_name(expected), store_state_name(to));
+	if ((rc = tx_open(s, &own)) < 0)
+		return rc;
+	rc = update_one(s, message_id, expected, to, reason, next_attempt_ms, attempts_delta);
+	if (rc == 0 && (expected != to || to == MSG_HELD))
+		rc = audit_add(s, "state", message_id, store_state_name(expected),
+			       store_state_name(to), reason ? reason : "");
+	return tx_close(s, own, rc);
+}
+
 static int sq_message_release_held(store *st, const struct store_message *m)
 {
 	struct sqlite_store *s = S(st);
 	sqlite3_stmt *q;
+	char detail[128];
+	bool own;
 	int rc;
 
 	if (!m->signed_bytes.len || !m->endpoint[0] || !m->recipient_orgnr[0])
 		return gw_error_set(GW_EINVALID,
 				    "message %s: a held message is released only with an endpoint,"
 				    " a recipient and signed bytes", m->message_id);
+	if ((rc = tx_open(s, &own)) < 0)
+		return rc;
 	q = stmt(s, ST_MSG_RELEASE);
 	bind_text(q, 1, m->endpoint);
 	bind_text(q, 2, m->recipient_orgnr);
@@ -756,11 +1098,15 @@ static int sq_message_release_held(store *st, const struct store_message *m)
 	sqlite3_bind_int64(q, 5, m->next_attempt_ms);
 	sqlite3_bind_int64(q, 6, m->deadline_ms);
 	bind_text(q, 7, m->message_id);
-	if ((rc = exec_stmt(s, q, "release a held message")) < 0)
-		return rc;
-	if (sqlite3_changes(s->db) == 0)
-		return update_refused(s, m->message_id, MSG_HELD, MSG_QUEUED);
-	return 0;
+	rc = exec_stmt(s, q, "release a held message");
+	if (rc == 0 && sqlite3_changes(s->db) == 0)
+		rc = update_refused(s, m->message_id, MSG_HELD, MSG_QUEUED);
+	if (rc == 0) {
+		snprintf(detail, sizeof(detail), "endpoint=%s recipient=%s", m->endpoint,
+			 m->recipient_orgnr);
+		rc = audit_add(s, "released", m->message_id, "held", "queued", detail);
+	}
+	return tx_close(s, own, rc);
 }
 
 static int sq_attempt_insert(store *st, const struct store_attempt *a)
@@ -898,6 +1244,296 @@ static int sq_counts(store *st, struct store_counts *out)
 	return 0;
 }
 
+static int count_query(struct sqlite_store *s, sqlite3_stmt *q, long long *out, const char *what)
+{
+	int rc = sqlite3_step(q);
+
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	return rc == SQLITE_ROW ? 0 : db_fail(s, rc, what);
+}
+
+static int sq_endpoint_health(store *st, const char *endpoint, struct store_endpoint_health *out)
+{
+	struct sqlite_store *s = S(st);
+	sqlite3_stmt *q;
+	long long last_ok = 0;
+	int rc, err = 0;
+
+	memset(out, 0, sizeof(*out));
+	q = stmt(s, ST_EP_COUNTS);
+	bind_text(q, 1, endpoint);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		enum msg_state state;
+		const char *name = (const char *)sqlite3_column_text(q, 0);
+		long long n = sqlite3_column_int64(q, 1);
+		if (!name || store_state_parse(name, &state) < 0)
+			continue;
+		if (state == MSG_QUEUED)
+			out->queued = n;
+		else if (state == MSG_SENDING)
+			out->sending = n;
+		else if (state == MSG_FAILED)
+			out->failed = n;
+		else if (state == MSG_HELD)
+			out->held = n;
+	}
+	sqlite3_reset(q);
+	if (rc != SQLITE_DONE)
+		return db_fail(s, rc, "count an endpoint's messages");
+
+	q = stmt(s, ST_EP_LAST_OK);
+	bind_text(q, 1, endpoint);
+	if ((err = count_query(s, q, &last_ok, "find an endpoint's last delivery")) < 0)
+		return err;
+	out->last_success_ms = last_ok;
+
+	q = stmt(s, ST_EP_LAST);
+	bind_text(q, 1, endpoint);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		const char *outcome = (const char *)sqlite3_column_text(q, 1);
+		out->last_attempt_ms = sqlite3_column_int64(q, 0);
+		if (!outcome || strcmp(outcome, "delivered") != 0)
+			audit_field_set(out->last_error, sizeof(out->last_error),
+					(const char *)sqlite3_column_text(q, 2));
+	} else if (rc != SQLITE_DONE) {
+		err = db_fail(s, rc, "find an endpoint's last attempt");
+	}
+	sqlite3_reset(q);
+	if (err < 0)
+		return err;
+
+	q = stmt(s, ST_EP_FAILS);
+	bind_text(q, 1, endpoint);
+	sqlite3_bind_int64(q, 2, last_ok);
+	return count_query(s, q, &out->consecutive_failures, "count an endpoint's failures");
+}
+
+static int read_fact(sqlite3_stmt *q, struct store_release_fact *f)
+{
+	memset(f, 0, sizeof(*f));
+	if (copy_text(f->notice_id, sizeof(f->notice_id), q, 0) < 0 ||
+	    copy_text(f->sender_unit, sizeof(f->sender_unit), q, 2) < 0 ||
+	    copy_text(f->event_date, sizeof(f->event_date), q, 3) < 0)
+		return GW_ERROR;
+	f->revision = sqlite3_column_int(q, 1);
+	f->weekend_release = sqlite3_column_int(q, 4) != 0;
+	f->late_at_intake = sqlite3_column_int(q, 5) != 0;
+	if (sqlite3_column_type(q, 6) == SQLITE_NULL)
+		return 0; /* a notice without messages */
+	if (copy_text(f->message_id, sizeof(f->message_id), q, 6) < 0 ||
+	    copy_text(f->service, sizeof(f->service), q, 7) < 0 ||
+	    copy_text(f->endpoint, sizeof(f->endpoint), q, 8) < 0 ||
+	    copy_text(f->reason, sizeof(f->reason), q, 10) < 0)
+		return GW_ERROR;
+	if (store_state_parse((const char *)sqlite3_column_text(q, 9), &f->state) < 0)
+		return gw_error_wrap(GW_ERROR, "store: message %s", f->message_id);
+	f->reached_ms = sqlite3_column_int64(q, 11); /* NULL reads as 0 */
+	return 0;
+}
+
+/* Rows are collected first so cb may read the store (receipts, ...). */
+static int sq_release_facts(store *st, const char *from_date, const char *to_date,
+			    store_fact_cb cb, void *ctx)
+{
+	struct sqlite_store *s = S(st);
+	sqlite3_stmt *q = stmt(s, ST_FACTS);
+	struct store_release_fact *rows = NULL;
+	size_t n = 0, cap = 0;
+	int rc, err = 0;
+
+	bind_text(q, 1, from_date && *from_date ? from_date : "");
+	bind_text(q, 2, to_date && *to_date ? to_date : "9999-99-99");
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			struct store_release_fact *more = realloc(rows, ncap * sizeof(*rows));
+			if (!more) {
+				err = gw_error_set(GW_ENOMEM, "out of memory reading release notices");
+				break;
+			}
+			rows = more;
+			cap = ncap;
+		}
+		if ((err = read_fact(q, &rows[n])) < 0)
+			break;
+		n++;
+	}
+	if (!err && rc != SQLITE_DONE)
+		err = db_fail(s, rc, "read release notices");
+	sqlite3_reset(q);
+	for (size_t i = 0; !err && i < n; i++) {
+		int r = cb(&rows[i], ctx);
+		if (r < 0)
+			err = r;
+		if (r)
+			break;
+	}
+	free(rows);
+	return err < 0 ? err : 0;
+}
+
+/* ---- operator moves ---- */
+
+static int sq_message_retry(store *st, const char *message_id, int64_t next_attempt_ms,
+			    int64_t deadline_ms, const char *detail)
+{
+	struct sqlite_store *s = S(st);
+	sqlite3_stmt *q;
+	bool own;
+	int rc;
+
+	if ((rc = tx_open(s, &own)) < 0)
+		return rc;
+	q = stmt(s, ST_MSG_RETRY);
+	sqlite3_bind_int64(q, 1, next_attempt_ms);
+	sqlite3_bind_int64(q, 2, deadline_ms);
+	bind_text(q, 3, message_id);
+	rc = exec_stmt(s, q, "retry a message");
+	if (rc == 0 && sqlite3_changes(s->db) == 0)
+		rc = update_refused(s, message_id, MSG_FAILED, MSG_QUEUED);
+	if (rc == 0)
+		rc = audit_add(s, "retry", message_id, "failed", "queued", detail);
+	return tx_close(s, own, rc);
+}
+
+static int sq_message_cancel(store *st, const char *message_id, const char *reason,
+			     const char *detail)
+{
+	struct sqlite_store *s = S(st);
+	sqlite3_stmt *q;
+	char current[16] = "", text[512];
+	enum msg_state from = MSG_QUEUED;
+	bool own;
+	int rc;
+
+	if ((rc = tx_open(s, &own)) < 0)
+		return rc;
+	q = stmt(s, ST_MSG_STATE);
+	bind_text(q, 1, message_id);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		rc = copy_text(current, sizeof(current), q, 0);
+	else if (rc == SQLITE_DONE)
+		rc = gw_error_set(GW_ENOTFOUND, "message %s is not in the store", message_id);
+	else
+		rc = db_fail(s, rc, "read a message's state");
+	sqlite3_reset(q);
+	if (rc == 0)
+		rc = store_state_parse(current, &from);
+	if (rc == 0 && from != MSG_QUEUED && from != MSG_HELD && from != MSG_FAILED)
+		rc = gw_error_set(GW_EINVALID,
+				  "message %s is %s; only a queued, held or failed message can be"
+				  " cancelled%s",
+				  message_id, current,
+				  from == MSG_SENDING ? " (it is on its way; look again when the"
+							" attempt has ended)"
+				  : from == MSG_DELIVERED ? " (the partner has it and its receipt is"
+							    " stored)"
+							  : "");
+	if (rc == 0)
+		rc = update_one(s, message_id, from, MSG_CANCELLED, reason, -1, 0);
+	if (rc == 0) {
+		snprintf(text, sizeof(text), "%s reason=%s", detail ? detail : "", reason);
+		rc = audit_add(s, "cancel", message_id, current, "cancelled", text);
+	}
+	return tx_close(s, own, rc);
+}
+
+/* ---- audit trail ---- */
+
+static int sq_audit_append(store *st, const char *event, const char *subject,
+			   const char *detail)
+{
+	struct sqlite_store *s = S(st);
+	bool own;
+	int rc;
+
+	if (!event || !*event)
+		return gw_error_set(GW_EINVALID, "an audit row needs an event name");
+	if ((rc = tx_open(s, &own)) < 0)
+		return rc;
+	rc = audit_add(s, event, subject, "", "", detail);
+	return tx_close(s, own, rc);
+}
+
+/* A text column into a row field; false when it is not text or too long. */
+static bool audit_text(char *dst, size_t size, sqlite3_stmt *q, int col)
+{
+	const char *text = (const char *)sqlite3_column_text(q, col);
+	int type = sqlite3_column_type(q, col);
+
+	audit_field_set(dst, size, text);
+	return type == SQLITE_TEXT && (size_t)sqlite3_column_bytes(q, col) < size &&
+	       strlen(dst) == (size_t)sqlite3_column_bytes(q, col);
+}
+
+/*
+ * Every row in one read transaction (a consistent snapshot while the
+ * sender writes). cb must not write to the store.
+ */
+static int sq_audit_walk(store *st, store_audit_cb cb, void *ctx)
+{
+	struct sqlite_store *s = S(st);
+	sqlite3_stmt *q = stmt(s, ST_AUDIT_WALK);
+	struct audit_row r;
+	int rc, err = 0;
+
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		bool ok;
+		memset(&r, 0, sizeof(r));
+		r.seq = sqlite3_column_int64(q, 0);
+		r.time_ms = sqlite3_column_int64(q, 1);
+		ok = sqlite3_column_type(q, 0) == SQLITE_INTEGER &&
+		     sqlite3_column_type(q, 1) == SQLITE_INTEGER;
+		ok &= audit_text(r.event, sizeof(r.event), q, 2);
+		ok &= audit_text(r.subject, sizeof(r.subject), q, 3);
+		ok &= audit_text(r.from_state, sizeof(r.from_state), q, 4);
+		ok &= audit_text(r.to_state, sizeof(r.to_state), q, 5);
+		ok &= audit_text(r.detail, sizeof(r.detail), q, 6);
+		ok &= audit_text(r.prev_hash, sizeof(r.prev_hash), q, 7);
+		ok &= audit_text(r.hash, sizeof(r.hash), q, 8);
+		r.malformed = !ok;
+		if ((err = cb(&r, ctx)) != 0)
+			break;
+	}
+	if (!err && rc != SQLITE_DONE)
+		err = db_fail(s, rc, "read the audit trail");
+	sqlite3_reset(q);
+	return err < 0 ? err : 0;
+}
+
+static int sq_audit_recorded_head(store *st, struct audit_head *out, char *where,
+				  size_t wherelen)
+{
+	struct sqlite_store *s = S(st);
+	char buf[HEAD_LINE_LEN + 8];
+	ssize_t n;
+	int fd;
+
+	if (where && wherelen)
+		snprintf(where, wherelen, "%s", s->head_path);
+	fd = open(s->head_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return gw_error_set(GW_ENOTFOUND, "%s does not exist", s->head_path);
+		return gw_error_set(GW_ERROR, "cannot open %s: %s", s->head_path, strerror(errno));
+	}
+	if (flock(fd, LOCK_SH) < 0) {
+		close(fd);
+		return gw_error_set(GW_ERROR, "cannot lock %s: %s", s->head_path, strerror(errno));
+	}
+	n = pread(fd, buf, sizeof(buf), 0);
+	close(fd);
+	if (n <= 0)
+		return gw_error_set(GW_ENOTFOUND, "%s is empty", s->head_path);
+	if (head_parse(buf, (size_t)n, out) < 0)
+		return gw_error_set(GW_EINVALID, "%s does not hold a head (SEQ HASH)", s->head_path);
+	return 0;
+}
+
 /* ---- open and close ---- */
 
 static void sq_close(store *st)
@@ -939,6 +1575,13 @@ static const struct store_ops sqlite_ops = {
 	.receipt_get = sq_receipt_get,
 	.messages_list = sq_messages_list,
 	.counts = sq_counts,
+	.endpoint_health = sq_endpoint_health,
+	.release_facts = sq_release_facts,
+	.message_retry = sq_message_retry,
+	.message_cancel = sq_message_cancel,
+	.audit_append = sq_audit_append,
+	.audit_walk = sq_audit_walk,
+	.audit_recorded_head = sq_audit_recorded_head,
 };
 
 /* Create the parent directory (0700) and the file itself with mode 0600. */
@@ -1086,6 +1729,7 @@ int store_sqlite_open(store **out, const char *path)
 		return gw_error_set(GW_EINVALID, "store path too long: %s", path);
 	}
 	memcpy(s->path, path, strlen(path) + 1);
+	snprintf(s->head_path, sizeof(s->head_path), "%s.audit-head", path);
 	if ((rc = prepare_file(path)) < 0) {
 		free(s);
 		return rc;

@@ -2,16 +2,24 @@
  * test_store: the SQLite store. Durability settings as the live connection
  * sees them, the message state machine's compare-and-set, earliest-release-
  * first scheduling, crash recovery of "sending", and that attempts and
- * receipts come back exactly as stored.
+ * receipts come back exactly as stored. The audit trail: every state
+ * change has its row in the same transaction (a rollback leaves neither),
+ * the chain verifies, the head file follows each commit, the table refuses
+ * UPDATE and DELETE, a version 1 database is upgraded; the operator moves
+ * (retry, cancel) and the read functions for status and the timeliness
+ * report.
  */
 #include "testutil.h"
 #include "store.h"
 #include "store_sqlite.h"
 #include "err.h"
 
+#include <sqlite3.h>
+
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define NOW INT64_C(1795392000000) /* 2026-11-22T00:00:00Z */
 
@@ -117,7 +125,7 @@ static void test_open_durability_settings(void **state)
 	assert_int_equal(s.synchronous, 2); /* FULL */
 	assert_int_equal(s.foreign_keys, 1);
 	assert_true(s.busy_timeout_ms > 0);
-	assert_int_equal(s.schema_version, 1);
+	assert_int_equal(s.schema_version, 2);
 
 	assert_int_equal(stat(f->path, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
@@ -125,7 +133,7 @@ static void test_open_durability_settings(void **state)
 	/* A second open of an existing file finds the schema and migrates nothing. */
 	assert_int_equal(store_sqlite_open(&again, f->path), 0);
 	assert_int_equal(store_sqlite_settings(again, &s), 0);
-	assert_int_equal(s.schema_version, 1);
+	assert_int_equal(s.schema_version, 2);
 	again->ops->close(again);
 }
 
@@ -519,6 +527,349 @@ static void test_scheduling_smoke_100k(void **state)
 	assert_int_equal(counts.by_state[MSG_QUEUED], 100000);
 }
 
+/* ---- audit trail ---- */
+
+struct rows {
+	struct audit_row v[64];
+	size_t n;
+};
+
+static int collect_row(const struct audit_row *row, void *ctx)
+{
+	struct rows *r = ctx;
+
+	if (r->n < 64)
+		r->v[r->n++] = *row;
+	return 0;
+}
+
+static void walk(store *st, struct rows *r)
+{
+	r->n = 0;
+	assert_int_equal(st->ops->audit_walk(st, collect_row, r), 0);
+}
+
+static void expect_row(const struct audit_row *row, const char *event, const char *subject,
+		       const char *from, const char *to)
+{
+	assert_string_equal(row->event, event);
+	assert_string_equal(row->subject, subject);
+	assert_string_equal(row->from_state, from);
+	assert_string_equal(row->to_state, to);
+	assert_false(row->malformed);
+}
+
+static void expect_intact(store *st, int64_t rows)
+{
+	struct audit_check c;
+	char where[600];
+
+	assert_int_equal(audit_verify(st, NULL, &c, where, sizeof(where)), 0);
+	assert_true(c.intact);
+	assert_int_equal(c.last.seq, rows);
+}
+
+static void test_audit_row_for_every_change(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	struct store_message m;
+	struct rows r;
+	int n = 0;
+
+	add_notice(st, "KDI-A", 1, "sha-a");              /* 1 notice */
+	add_message(st, "a1", "KDI-A", 1, MSG_QUEUED, "2026-12-04", NOW, NOW); /* 2 */
+	fill_message(&m, "a2", "KDI-A", 1, MSG_HELD, "2026-12-04", NOW, 0);
+	snprintf(m.reason, sizeof(m.reason), "no consent");
+	assert_int_equal(st->ops->message_insert(st, &m), 0); /* 3 */
+	/* time only: no row */
+	assert_int_equal(st->ops->message_update(st, "a1", MSG_QUEUED, MSG_QUEUED, "", NOW + 5, 0),
+			 0);
+	assert_int_equal(st->ops->message_update(st, "a1", MSG_QUEUED, MSG_SENDING, NULL, -1, 1),
+			 0); /* 4 */
+	/* a refused compare-and-set leaves no row */
+	assert_int_equal(st->ops->message_update(st, "a1", MSG_QUEUED, MSG_SENDING, NULL, -1, 1),
+			 GW_EINVALID);
+	assert_int_equal(st->ops->recover_sending(st, &n), 0); /* 5 */
+	assert_int_equal(n, 1);
+	snprintf(m.endpoint, sizeof(m.endpoint), "oslo-housing");
+	assert_int_equal(gw_buf_puts(&m.signed_bytes, "<Message/>"), 0);
+	assert_int_equal(st->ops->message_release_held(st, &m), 0); /* 6 */
+	store_message_clear(&m);
+	add_notice(st, "KDI-A", 2, "sha-a2");              /* 7 */
+	assert_int_equal(st->ops->messages_transition(st, "KDI-A", 2, 1u << MSG_QUEUED,
+						      MSG_SUPERSEDED, "superseded by revision 2",
+						      &n),
+			 0); /* 8, 9 */
+	assert_int_equal(n, 2);
+	assert_int_equal(st->ops->audit_append(st, "config-reload", "", "file=gateway.conf"), 0);
+
+	walk(st, &r);
+	assert_int_equal(r.n, 10);
+	expect_row(&r.v[0], "notice", "KDI-A", "", "");
+	assert_string_equal(r.v[0].detail, "revision=1 kind=release sha256=sha-a");
+	expect_row(&r.v[1], "created", "a1", "", "queued");
+	expect_row(&r.v[2], "created", "a2", "", "held");
+	assert_non_null(strstr(r.v[2].detail, "reason=no consent"));
+	expect_row(&r.v[3], "state", "a1", "queued", "sending");
+	expect_row(&r.v[4], "recovered", "a1", "sending", "queued");
+	expect_row(&r.v[5], "released", "a2", "held", "queued");
+	expect_row(&r.v[6], "notice", "KDI-A", "", "");
+	expect_row(&r.v[7], "state", "a1", "queued", "superseded");
+	expect_row(&r.v[8], "state", "a2", "queued", "superseded");
+	assert_string_equal(r.v[8].detail, "superseded by revision 2");
+	expect_row(&r.v[9], "config-reload", "", "", "");
+	for (size_t i = 0; i < r.n; i++) {
+		assert_int_equal(r.v[i].seq, (int64_t)i + 1);
+		assert_string_equal(r.v[i].prev_hash, i ? r.v[i - 1].hash : audit_genesis);
+	}
+	expect_intact(st, 10);
+}
+
+static void test_audit_rolls_back_with_the_change(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	struct audit_head head;
+	struct rows r;
+	char where[600];
+
+	add_notice(st, "KDI-B", 1, "sha-b");
+	assert_int_equal(st->ops->begin(st), 0);
+	add_message(st, "b1", "KDI-B", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	assert_int_equal(st->ops->audit_append(st, "retry", "b1", "uid=0"), 0);
+	/* Inside a transaction, nothing is published yet. */
+	assert_int_equal(st->ops->audit_recorded_head(st, &head, where, sizeof(where)), 0);
+	assert_int_equal(head.seq, 1);
+	assert_int_equal(st->ops->rollback(st), 0);
+	walk(st, &r);
+	assert_int_equal(r.n, 1);
+
+	/* A committed transaction moves the recorded head to its last row. */
+	assert_int_equal(st->ops->begin(st), 0);
+	add_message(st, "b1", "KDI-B", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	assert_int_equal(st->ops->message_update(st, "b1", MSG_QUEUED, MSG_SENDING, NULL, -1, 1), 0);
+	assert_int_equal(st->ops->commit(st), 0);
+	walk(st, &r);
+	assert_int_equal(r.n, 3);
+	assert_int_equal(st->ops->audit_recorded_head(st, &head, where, sizeof(where)), 0);
+	assert_int_equal(head.seq, 3);
+	assert_string_equal(head.hash, r.v[2].hash);
+	assert_non_null(strstr(where, "gateway.db.audit-head"));
+	expect_intact(st, 3);
+}
+
+static int raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	int rc;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc;
+}
+
+static void test_audit_table_refuses_update_and_delete(void **state)
+{
+	struct fixture *f = *state;
+
+	add_notice(f->st, "KDI-C", 1, "sha-c");
+	assert_int_not_equal(raw_exec(f->path, "UPDATE audit SET detail = 'x' WHERE seq = 1"),
+			     SQLITE_OK);
+	assert_int_not_equal(raw_exec(f->path, "DELETE FROM audit"), SQLITE_OK);
+	expect_intact(f->st, 1);
+}
+
+static void test_audit_upgrade_from_version_1(void **state)
+{
+	struct fixture *f = *state;
+	struct store_sqlite_settings set;
+	struct rows r;
+	store *again;
+
+	add_notice(f->st, "KDI-D", 1, "sha-d");
+	add_message(f->st, "d1", "KDI-D", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	f->st->ops->close(f->st);
+	f->st = NULL;
+	/* Make it a version 1 database with a message, as an old build left it. */
+	assert_int_equal(raw_exec(f->path, "DROP TRIGGER audit_no_update;"
+					   " DROP TRIGGER audit_no_delete; DROP TABLE audit;"
+					   " DROP INDEX idx_messages_endpoint;"
+					   " PRAGMA user_version = 1;"),
+			 SQLITE_OK);
+	{
+		char head[600];
+		snprintf(head, sizeof(head), "%s.audit-head", f->path);
+		unlink(head);
+	}
+	assert_int_equal(store_sqlite_open(&again, f->path), 0);
+	f->st = again;
+	assert_int_equal(store_sqlite_settings(again, &set), 0);
+	assert_int_equal(set.schema_version, 2);
+	walk(again, &r);
+	assert_int_equal(r.n, 0);
+	expect_intact(again, 0);
+	/* The chain starts with the first change after the upgrade. */
+	assert_int_equal(again->ops->message_update(again, "d1", MSG_QUEUED, MSG_SENDING, NULL, -1,
+						    1),
+			 0);
+	walk(again, &r);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.v[0].seq, 1);
+	assert_string_equal(r.v[0].prev_hash, audit_genesis);
+	expect_intact(again, 1);
+}
+
+/* ---- operator moves ---- */
+
+static void test_retry_and_cancel(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	struct store_message m;
+	struct rows r;
+
+	add_notice(st, "KDI-E", 1, "sha-e");
+	add_message(st, "e1", "KDI-E", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	add_message(st, "e2", "KDI-E", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	add_message(st, "e3", "KDI-E", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	assert_int_equal(st->ops->message_update(st, "e1", MSG_QUEUED, MSG_SENDING, NULL, -1, 1), 0);
+	assert_int_equal(st->ops->message_update(st, "e1", MSG_SENDING, MSG_FAILED, "refused: 403",
+						 -1, 0),
+			 0);
+	assert_int_equal(st->ops->message_update(st, "e2", MSG_QUEUED, MSG_SENDING, NULL, -1, 1), 0);
+
+	/* retry: failed -> queued, due now, attempts kept, a new horizon */
+	assert_int_equal(st->ops->message_retry(st, "e1", NOW + 7, NOW + 99, "uid=1000"), 0);
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(st->ops->message_get(st, "e1", &m), 0);
+	assert_int_equal(m.state, MSG_QUEUED);
+	assert_int_equal(m.attempts, 1);
+	assert_int_equal(m.next_attempt_ms, NOW + 7);
+	assert_int_equal(m.deadline_ms, NOW + 99);
+	store_message_clear(&m);
+	assert_int_equal(st->ops->message_retry(st, "e1", NOW, NOW, "uid=1000"), GW_EINVALID);
+	assert_non_null(strstr(gw_error_last(), "is queued, not failed"));
+	assert_int_equal(st->ops->message_retry(st, "nope", NOW, NOW, "uid=1000"), GW_ENOTFOUND);
+
+	/* cancel: queued (or held, failed) only; sending and delivered are refused */
+	assert_int_equal(st->ops->message_cancel(st, "e2", "by operator", "uid=1000"), GW_EINVALID);
+	assert_non_null(strstr(gw_error_last(), "e2 is sending"));
+	assert_int_equal(state_of(st, "e2"), MSG_SENDING);
+	assert_int_equal(st->ops->message_update(st, "e2", MSG_SENDING, MSG_DELIVERED, "", -1, 0), 0);
+	assert_int_equal(st->ops->message_cancel(st, "e2", "by operator", "uid=1000"), GW_EINVALID);
+	assert_non_null(strstr(gw_error_last(), "e2 is delivered"));
+	assert_int_equal(st->ops->message_cancel(st, "e3", "cancelled by an operator", "uid=1000"),
+			 0);
+	assert_int_equal(state_of(st, "e3"), MSG_CANCELLED);
+	assert_int_equal(st->ops->message_cancel(st, "nope", "x", "uid=1000"), GW_ENOTFOUND);
+
+	walk(st, &r);
+	expect_row(&r.v[r.n - 1], "cancel", "e3", "queued", "cancelled");
+	assert_string_equal(r.v[r.n - 1].detail, "uid=1000 reason=cancelled by an operator");
+	expect_row(&r.v[r.n - 3], "retry", "e1", "failed", "queued");
+	assert_string_equal(r.v[r.n - 3].detail, "uid=1000");
+	expect_intact(st, (int64_t)r.n);
+}
+
+static void add_attempt(store *st, const char *mid, int64_t at, const char *outcome,
+			const char *error)
+{
+	struct store_attempt a;
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.message_id, sizeof(a.message_id), "%s", mid);
+	a.started_ms = at;
+	snprintf(a.outcome, sizeof(a.outcome), "%s", outcome);
+	snprintf(a.error, sizeof(a.error), "%s", error);
+	assert_int_equal(st->ops->attempt_insert(st, &a), 0);
+}
+
+static void test_endpoint_health(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	struct store_endpoint_health h;
+
+	assert_int_equal(st->ops->endpoint_health(st, "oslo-housing", &h), 0);
+	assert_int_equal(h.queued, 0);
+	assert_int_equal(h.last_success_ms, 0);
+	assert_int_equal(h.consecutive_failures, 0);
+
+	add_notice(st, "KDI-F", 1, "sha-f");
+	add_message(st, "f1", "KDI-F", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	add_message(st, "f2", "KDI-F", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	add_message(st, "f3", "KDI-F", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	add_attempt(st, "f1", NOW + 1, "retry", "connect refused");
+	add_attempt(st, "f1", NOW + 2, "delivered", "");
+	add_attempt(st, "f2", NOW + 3, "retry", "timeout");
+	add_attempt(st, "f3", NOW + 4, "retry", "connection reset");
+	assert_int_equal(st->ops->endpoint_health(st, "oslo-housing", &h), 0);
+	assert_int_equal(h.queued, 3);
+	assert_int_equal(h.last_success_ms, NOW + 2);
+	assert_int_equal(h.last_attempt_ms, NOW + 4);
+	assert_int_equal(h.consecutive_failures, 2);
+	assert_string_equal(h.last_error, "connection reset");
+	assert_int_equal(st->ops->endpoint_health(st, "other", &h), 0);
+	assert_int_equal(h.queued, 0);
+}
+
+struct facts {
+	struct store_release_fact v[16];
+	size_t n;
+};
+
+static int collect_fact(const struct store_release_fact *f, void *ctx)
+{
+	struct facts *c = ctx;
+
+	if (c->n < 16)
+		c->v[c->n++] = *f;
+	return 0;
+}
+
+static void test_release_facts_latest_revision(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	struct store_receipt rc;
+	struct facts c = { .n = 0 };
+
+	add_notice(st, "KDI-G", 1, "sha-g1");
+	add_message(st, "g1", "KDI-G", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	add_notice(st, "KDI-G", 2, "sha-g2");
+	add_message(st, "g2", "KDI-G", 2, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	assert_int_equal(st->ops->message_update(st, "g2", MSG_QUEUED, MSG_SENDING, NULL, -1, 1), 0);
+	assert_int_equal(st->ops->message_update(st, "g2", MSG_SENDING, MSG_DELIVERED, "", -1, 0),
+			 0);
+	memset(&rc, 0, sizeof(rc));
+	snprintf(rc.message_id, sizeof(rc.message_id), "g2");
+	snprintf(rc.status, sizeof(rc.status), "rejected"); /* not proof of arrival */
+	rc.verified = true;
+	rc.received_ms = NOW + 1;
+	assert_int_equal(st->ops->receipt_insert(st, &rc), 0);
+	snprintf(rc.status, sizeof(rc.status), "accepted");
+	rc.received_ms = NOW + 2;
+	assert_int_equal(st->ops->receipt_insert(st, &rc), 0);
+	rc.received_ms = NOW + 3;
+	assert_int_equal(st->ops->receipt_insert(st, &rc), 0);
+	add_notice(st, "KDI-H", 1, "sha-h"); /* a notice without messages */
+
+	assert_int_equal(st->ops->release_facts(st, NULL, NULL, collect_fact, &c), 0);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.v[0].notice_id, "KDI-G");
+	assert_int_equal(c.v[0].revision, 2);
+	assert_string_equal(c.v[0].message_id, "g2");
+	assert_int_equal(c.v[0].state, MSG_DELIVERED);
+	assert_int_equal(c.v[0].reached_ms, NOW + 2);
+	assert_true(c.v[0].weekend_release);
+	assert_string_equal(c.v[1].notice_id, "KDI-H");
+	assert_string_equal(c.v[1].message_id, "");
+
+	c.n = 0;
+	assert_int_equal(st->ops->release_facts(st, "2026-12-05", "", collect_fact, &c), 0);
+	assert_int_equal(c.n, 0);
+	assert_int_equal(st->ops->release_facts(st, "2026-12-04", "2026-12-04", collect_fact, &c), 0);
+	assert_int_equal(c.n, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -538,6 +889,15 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scheduling_smoke_100k, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_audit_row_for_every_change, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_audit_rolls_back_with_the_change, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_audit_table_refuses_update_and_delete, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_audit_upgrade_from_version_1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retry_and_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_endpoint_health, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_release_facts_latest_revision, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
