@@ -55,7 +55,8 @@ static const char stylesheet[] =
 	"header{display:flex;gap:2em;align-items:baseline}nav a{margin-right:1em}\n"
 	"table{border-collapse:collapse;margin:.3em 0 1em;font-size:.9em}\n"
 	"th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}\n"
-	"th{background:#f3f3f3}td.num{text-align:right}\n"
+	"th{background:#f3f3f3}td{white-space:nowrap}td.num{text-align:right}\n"
+	"td.reason{white-space:normal;min-width:16em}\n"
 	".gap h3{color:#8a1c1c}.none{color:#666;font-style:italic}\n"
 	".s-held,.s-failed{color:#8a1c1c;font-weight:bold}.s-delivered{color:#1d6b2a}\n"
 	".s-queued,.s-sending{color:#7a5b00}\n"
@@ -253,7 +254,7 @@ static int table_row(const struct store_message *m, void *ctx)
 	put_text(out, m->endpoint[0] ? m->endpoint : "-");
 	gw_buf_puts(out, "</td>");
 	state_cell(out, m);
-	gw_buf_puts(out, "<td>");
+	gw_buf_puts(out, "<td class=\"reason\">");
 	if (t->late_note)
 		put_text(out, t->late_note);
 	if (m->state != MSG_HELD && m->reason[0]) {
@@ -412,7 +413,7 @@ static int notices_section(const struct opweb_view *v, gw_buf *out)
 		gw_buf_puts(out, "<p class=\"none\">No notices yet.</p>\n");
 	else
 		gw_buf_puts(out, "<table><thead><tr><th>Notice</th><th>Rev</th><th>Kind</th>"
-				 "<th>Event date</th><th>Received</th><th>Recipients by state</th>"
+				 "<th>Event date</th><th>Taken in</th><th>Recipients by state</th>"
 				 "</tr></thead><tbody>\n");
 	for (long long i = 0; i < shown; i++) {
 		const struct notice_row *n = &r->row[(r->n - 1 - i) % OPWEB_MAX_ROWS];

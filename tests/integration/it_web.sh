@@ -15,44 +15,12 @@
 cfg="$LAB/gateway/gateway.conf"
 db="$LAB/gateway/gateway.db"
 
-# ---- opweb_serve: the CMake target when there is one, else built here ------
-SERVE="${GW_BINARY_DIR}/bin/opweb_serve"
-if [ ! -x "$SERVE" ] || [ "$SERVE" -ot "$SRC/tests/web/opweb_serve.c" ] ||
-   [ "$SERVE" -ot "${GW_BINARY_DIR}/libgwcore.a" ]; then
-  SERVE="$LAB/opweb_serve"
-  pkgs="openssl libcurl libxml-2.0 xmlsec1-openssl sqlite3 libevent libevent_openssl inih"
-  # shellcheck disable=SC2046
-  cc -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$SRC/gateway" \
-    $(pkg-config --cflags $pkgs) "$SRC/tests/web/opweb_serve.c" \
-    "${GW_BINARY_DIR}/libgwcore.a" $(pkg-config --libs $pkgs) -lpthread -lm -o "$SERVE"
-fi
+# shellcheck source=../web/mixed_run.sh
+. "$SRC/tests/web/mixed_run.sh"
+web_build_serve
 
 # ---- a run with mixed outcomes ---------------------------------------------
-lab_receiver housing "$ORGNR_HOUSING"
-lab_receiver nav "$ORGNR_NAV"
-lab_receiver health "$ORGNR_HEALTH"
-lab_receiver prison "$ORGNR_PRISON"
-# health does not allow us: 403, failed without retry.
-health_port=$RECEIVER_PORT_HEALTH
-kill "$(cat "$LAB/health/pid")"
-wait "$(cat "$LAB/health/pid")" 2>/dev/null || true
-sed -i "s/^allow = .*/allow = $ORGNR_NAV/; s/^listen = .*/listen = 127.0.0.1:$health_port/" \
-  "$LAB/health/receiver.conf"
-"$GW" receive --config "$LAB/health/receiver.conf" 2>>"$LAB/health/receiver.log" &
-LAB_PIDS+=($!)
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$health_port") 2>/dev/null && break
-  sleep 0.05
-done
-lab_gateway_config
-
-# A release three days from now (Oslo): inside the lead time, so late.
-soon=$(TZ=Europe/Oslo date -d '+3 days' +%F)
-sed -e 's/id="KDI-2027-004101"/id="KDI-2027-009901"/' \
-    -e "s/<Release date=\"[0-9-]*\"/<Release date=\"$soon\"/" \
-    "$SRC/spool/demo/01-release-full-consent.xml" > "$LAB/late.xml"
-lab_drop "$SRC"/spool/demo/*.xml "$LAB/late.xml"
-check "gateway send runs until idle" lab_send
+check "gateway send runs until idle" web_mixed_run
 check "some message failed (health 403)" test "$("$GW" list --config "$cfg" --state failed | wc -l)" -ge 1
 check "some message is held" test "$("$GW" list --config "$cfg" --state held | wc -l)" -ge 1
 
@@ -63,20 +31,7 @@ sqlite3 "$db" "UPDATE messages SET reason = '<script>alert(1)</script> x 0291851
   WHERE message_id = '$failed_msg'"
 
 # ---- the server ----------------------------------------------------------------
-start_serve() { # start_serve NAME ARGS...: sets SERVE_PORT
-  local name=$1
-  shift
-  rm -f "$LAB/$name.port"
-  "$SERVE" --config "$cfg" --port-file "$LAB/$name.port" --max-seconds 120 "$@" \
-    2>>"$LAB/gateway/$name.log" &
-  LAB_PIDS+=($!)
-  for _ in $(seq 1 100); do
-    [ -s "$LAB/$name.port" ] && break
-    sleep 0.05
-  done
-  SERVE_PORT=$(cat "$LAB/$name.port")
-}
-start_serve web --timeout 2
+web_serve web --timeout 2
 base="http://127.0.0.1:$SERVE_PORT"
 get() { curl -sS --max-time 10 "$base$1"; }
 code() { curl -s -o /dev/null --max-time 10 -w '%{http_code}' "$@"; }
@@ -216,7 +171,7 @@ out=$("$SERVE" --config "$cfg" --listen localhost:0 --max-seconds 1 2>&1 || true
 check "host names refused (literal addresses only)" grep -q 'not a literal' <<<"$out"
 
 # ---- TLS with operator client certificates -------------------------------------------
-start_serve tls --listen 127.0.0.1:0 --tls-cert "$PKI/gateway.pem" --tls-key "$PKI/gateway.key" \
+web_serve tls --listen 127.0.0.1:0 --tls-cert "$PKI/gateway.pem" --tls-key "$PKI/gateway.key" \
   --client-ca "$PKI/ca.pem"
 tbase="https://127.0.0.1:$SERVE_PORT"
 check "TLS: served with an operator client certificate" \
