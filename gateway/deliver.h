@@ -17,7 +17,13 @@
  * Limits: a global number of transfers in flight (gateway.max_connections),
  * a per-endpoint number (endpoint.max_connections), and a probe rule: after
  * probe_after_failures consecutive temporary failures an endpoint gets one
- * transfer at a time until one attempt gets an answer from it.
+ * transfer at a time until one attempt gets an answer from it. The messages
+ * parked meanwhile (deliver_park) are remembered, and the answer makes them
+ * due at once, so the backlog goes out at the endpoint's limit.
+ *
+ * Connections are kept alive and shared; HTTP/2 is asked for through ALPN
+ * and transfers are multiplexed on it when the partner offers it (HTTP/1.1
+ * otherwise).
  *
  * The server certificate must chain to the endpoint's trust anchors, match
  * the URL's host name, and name the endpoint's server_orgnr as its
@@ -62,7 +68,8 @@ struct deliver_options {
 	store *st;
 	struct verifier *verifier;   /* checks receipts */
 	struct backoff_policy backoff;
-	int64_t (*now_ms)(void);     /* NULL: timeutil_now_ms */
+	int64_t (*now_ms)(void);     /* the scheduler's clock; NULL: timeutil_now_ms.
+	                              * Durations use the monotonic clock. */
 	deliver_done_fn on_done;     /* may be NULL */
 	void *ctx;
 	int probe_after_failures;    /* 0: DELIVER_PROBE_AFTER */
@@ -81,9 +88,11 @@ struct deliver_options {
 int deliver_new(deliver **out, const struct deliver_options *opt);
 
 /*
- * Stop: transfers still in flight are abandoned. Their messages stay in
- * 'sending' and store recover_sending() puts them back in the queue at the
- * next start; the receiver answers a resend with 'duplicate'.
+ * Stop: transfers still in flight are abandoned. Each is recorded as an
+ * attempt ("abandoned: the gateway stopped while sending") and its message
+ * goes back to 'queued', due at once; should that write fail, it stays in
+ * 'sending' and store recover_sending() queues it at the next start. The
+ * receiver answers the resend with 'duplicate' if it had stored it.
  */
 void deliver_free(deliver *d);
 
