@@ -32,6 +32,7 @@ sqlite3 "$db" "UPDATE messages SET reason = '<script>alert(1)</script> x 0291851
 
 # ---- the server ----------------------------------------------------------------
 web_serve web --timeout 2
+web_pid=$SERVE_PID
 base="http://127.0.0.1:$SERVE_PORT"
 get() { curl -sS --max-time 10 "$base$1"; }
 code() { curl -s -o /dev/null --max-time 10 -w '%{http_code}' "$@"; }
@@ -182,5 +183,18 @@ check "TLS: refused with a certificate of another CA" \
   bash -c "! curl -s --max-time 10 --cacert '$PKI/ca.pem' --cert '$PKI/untrusted.pem' --key '$PKI/untrusted.key' '$tbase/healthz' >/dev/null"
 check "TLS: plain HTTP gets nothing" \
   bash -c "! curl -s --max-time 5 'http://127.0.0.1:$SERVE_PORT/healthz' | grep -q ok"
+tls_pid=$SERVE_PID
+
+# ---- clean stop: exit 0, and (in sanitizer builds) no report, leaks included ----
+stopped_clean() {
+  local pid=$1 rc=0
+  kill -TERM "$pid"
+  wait "$pid" || rc=$?
+  [ "$rc" = 0 ]
+}
+check "SIGTERM stops the server with exit 0" stopped_clean "$web_pid"
+check "SIGTERM stops the TLS server with exit 0" stopped_clean "$tls_pid"
+check "no sanitizer report from the servers" \
+  bash -c "! grep -q 'Sanitizer\|runtime error' '$LAB/gateway/web.log' '$LAB/gateway/tls.log'"
 
 finish

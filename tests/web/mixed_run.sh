@@ -8,7 +8,7 @@
 #                        notices and one late release; outcomes: delivered,
 #                        held: no consent, failed (health answers 403: we are
 #                        not on its allow-list), late (release in 3 days)
-#   web_serve NAME ARGS  start opweb_serve on 127.0.0.1; sets SERVE_PORT
+#   web_serve NAME ARGS  start opweb_serve on 127.0.0.1; sets SERVE_PORT, SERVE_PID
 
 web_build_serve() {
   SERVE="${GW_BINARY_DIR}/bin/opweb_serve"
@@ -18,8 +18,12 @@ web_build_serve() {
   fi
   SERVE="$LAB/opweb_serve"
   local pkgs="openssl libcurl libxml-2.0 xmlsec1-openssl sqlite3 libevent libevent_openssl inih"
+  local san=""
+  if grep -q '^GW_SANITIZE:BOOL=ON' "${GW_BINARY_DIR}/CMakeCache.txt" 2>/dev/null; then
+    san="-fsanitize=address,undefined -fno-omit-frame-pointer"
+  fi
   # shellcheck disable=SC2046,SC2086
-  cc -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$SRC/gateway" \
+  cc -std=c11 $san -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$SRC/gateway" \
     $(pkg-config --cflags $pkgs) "$SRC/tests/web/opweb_serve.c" \
     "${GW_BINARY_DIR}/libgwcore.a" $(pkg-config --libs $pkgs) -lpthread -lm -o "$SERVE"
 }
@@ -58,6 +62,7 @@ web_serve() { # web_serve NAME ARGS...
   rm -f "$LAB/$name.port"
   "$SERVE" --config "$LAB/gateway/gateway.conf" --port-file "$LAB/$name.port" \
     --max-seconds 300 "$@" 2>>"$LAB/gateway/$name.log" &
+  SERVE_PID=$!
   LAB_PIDS+=($!)
   for _ in $(seq 1 100); do
     [ -s "$LAB/$name.port" ] && break
