@@ -11,6 +11,7 @@
 #include "config.h"
 #include "err.h"
 #include "pki.h"
+#include "report.h"
 #include "timeutil.h"
 
 #include <openssl/err.h>
@@ -19,8 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define DEFAULT_LEAD_DAYS 14 /* as intake.c: recipients without an endpoint */
 
 static const char *const bucket_le[] = { "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",
 					 "1", "2.5", "5", "10", "30" };
@@ -235,12 +234,10 @@ void metrics_observe_attempt(struct metrics *m, const char *endpoint, double sec
 
 /* ---- lateness -------------------------------------------------------------- */
 
+/* The same lead days as the timeliness report (report.h), so the two agree. */
 static int lead_days_of(const struct gw_config *cfg, const struct store_message *m)
 {
-	const struct config_endpoint *ep =
-		cfg && m->endpoint[0] ? config_endpoint_by_name(cfg, m->endpoint) : NULL;
-
-	return ep ? ep->lead_days : DEFAULT_LEAD_DAYS;
+	return report_lead_days(cfg, m->endpoint);
 }
 
 static bool can_be_late(const struct store_message *m)
