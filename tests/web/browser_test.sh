@@ -12,10 +12,13 @@
 # overview written to docs/web-screenshot.png.
 #
 # BUILD_DIR (default: build) must hold a built tree (make build).
+# SCREENSHOT=FILE writes the screenshot elsewhere (CI: an artifact, so the
+# source tree stays clean).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
+screenshot=${SCREENSHOT:-$src/docs/web-screenshot.png}
 
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -55,5 +58,5 @@ check "the forbidden words were found" test "$(wc -l < "$LAB/forbidden.txt")" -g
 
 check "headless Chromium over the web view" \
   timeout 180 node "$here/browser.mjs" "http://127.0.0.1:$SERVE_PORT" \
-  "$src/docs/web-screenshot.png" "$LAB/forbidden.txt"
+  "$screenshot" "$LAB/forbidden.txt"
 finish
