@@ -15,11 +15,20 @@
  *   MessageId known: same digest                 200 duplicate (new receipt)
  *                    other digest                409 message-id-conflict
  *   Created within window_days, <= 5 min ahead   else 400 stale
- *   Body holds a Notice (not yet encrypted data) else 400 malformed
+ *   an encrypted Body decrypts ([receiver]
+ *     decrypt_key; after the signature)          else 400 malformed
+ *   Body holds a Notice valid under its schema   else 400 schema-invalid
  *   item, evidence and row durable               200 accepted
  *   the store failed                             503 Retry-After, no body
  * A duplicate is recognised before the age check: a resend of a message we
- * accepted days ago is still delivered, not stale.
+ * accepted days ago is still delivered, not stale; before it is answered,
+ * an item a crashed worker left in tmp/ is moved into new/.
+ *
+ * Bounds: every connection has a deadline of read_timeout for its TLS
+ * handshake and request (and, after each request, for the next), however
+ * slowly its bytes trickle; at max_connections the oldest connection
+ * without a completed handshake is evicted for a newcomer, else the
+ * newcomer is closed at once.
  *
  * Every receipt is signed; rejected request bytes are not kept (the log line
  * has their digest). Logs name organisations and MessageIds, never content.

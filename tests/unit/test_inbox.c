@@ -269,6 +269,17 @@ static void test_committed_item_left_in_tmp_is_published(void **state)
 	assert_int_equal(count_sub(f, "new"), 1);
 	assert_int_equal(count_sub(f, "tmp"), 0);
 
+	/* The receiver finds duplicates with inbox_lookup() before it ever
+	 * calls inbox_store(): inbox_publish() finishes the move there (a
+	 * worker died after its commit; no restart, so no recovery). */
+	move(f, "new", "tmp", ID1 ".xml");
+	assert_int_equal(inbox_publish(f->ib, ID1), 0);
+	assert_int_equal(count_sub(f, "new"), 1);
+	assert_int_equal(count_sub(f, "tmp"), 0);
+	assert_int_equal(inbox_publish(f->ib, ID1), 0); /* nothing left to move */
+	assert_int_equal(count_sub(f, "new"), 1);
+	assert_int_equal(inbox_publish(f->ib, "../../etc/passwd"), GW_EINVALID);
+
 	/* Or start-up recovery does, without any resend. */
 	move(f, "new", "tmp", ID1 ".xml");
 	assert_int_equal(inbox_recover(f->ib, &published, &discarded), 0);
