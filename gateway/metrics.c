@@ -124,6 +124,7 @@ static const struct {
 	{ "unexpected HTTP", "http-unexpected" },
 	{ "no endpoint", "no-endpoint" },
 	{ "no consent", "no-consent" },
+	{ "abandoned", "abandoned" },
 };
 
 const char *metrics_reason_class(const char *reason)

@@ -506,6 +506,8 @@ static void test_reason_classes(void **state)
 	assert_string_equal(metrics_reason_class("unexpected HTTP 302"), "http-unexpected");
 	assert_string_equal(metrics_reason_class("retry horizon reached: connection: x"),
 			    "retry-horizon");
+	assert_string_equal(metrics_reason_class("abandoned: the gateway stopped while sending"),
+			    "abandoned");
 	assert_string_equal(metrics_reason_class("<script>"), "other");
 	assert_string_equal(metrics_reason_class(NULL), "none");
 }
