@@ -79,6 +79,7 @@ struct audit_check {
 	struct audit_head recorded; /* the head to compare with; seq -1: none */
 	char recorded_hash_seen[AUDIT_HASH_HEX]; /* hash of row recorded.seq, if met */
 	bool intact;
+	int64_t beyond;          /* rows after a given head (not covered by it) */
 	int64_t bad_seq;         /* the row named; 0 when intact */
 	char problem[320];
 };
@@ -97,6 +98,8 @@ int audit_check_end(struct audit_check *c, const char *recorded_where);
  * The whole verification: the recorded head (or `given`, e.g. from the
  * log), then every row. 0 intact, 1 not (c->problem names the first row),
  * negative on a store error. where gets the name of the head compared.
+ * A given head is a witness from the past: rows after it are expected
+ * (counted in c->beyond); rows after the recorded head file are not.
  */
 struct store;
 int audit_verify(struct store *st, const struct audit_head *given, struct audit_check *c,

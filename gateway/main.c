@@ -43,9 +43,15 @@ static int run_version(const char *name, int argc, char **argv)
 static const struct command commands[] = {
 	{ "send", "run the gateway: take notices from the spool and deliver them", run_send },
 	{ "receive", "run a partner's receiver: accept messages into an inbox", run_receive },
-	{ "status", "counts by state", operator_main },
+	{ "status", "counts by state, endpoint health, certificates expiring", operator_main },
 	{ "list", "list messages [--state S] [--notice ID] [--json]", operator_main },
 	{ "show", "show a notice or a message with its attempts and receipt", operator_main },
+	{ "retry", "queue a failed message again: retry MSGID", operator_main },
+	{ "cancel", "cancel a queued, held or failed message: cancel MSGID", operator_main },
+	{ "verify", "re-verify a stored message or receipt file: verify FILE", operator_main },
+	{ "export", "the exact bytes: export MSGID --message|--receipt", operator_main },
+	{ "audit", "check the audit trail: audit verify", operator_main },
+	{ "report", "report timeliness [--from DATE] [--to DATE] [--json]", operator_main },
 	{ "inbox", "receiver evidence: inbox list | show MSGID | verify MSGID", run_inbox },
 	{ "version", "print the version", run_version },
 };
