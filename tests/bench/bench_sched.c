@@ -18,6 +18,8 @@
  *                next attempt (a backlog: everything due);
  *   due_none_us  the same with `now` before every next attempt (all waiting
  *                for a retry: messages_due walks every release date);
+ *   window_us    messages_due(limit 512), all due: what the sender's
+ *                dispatch asks for after every finished transfer;
  * and VmHWM of this process ("rss_kb").
  */
 #include "buf.h"
@@ -160,7 +162,7 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* Median over BATCHES of the mean cost of one (messages_due + next_due_ms). */
-static double time_pick(store *st, int64_t now, int reps, int *found)
+static double time_pick(store *st, int64_t now, size_t limit, int reps, int *found)
 {
 	double batch[BATCHES];
 
@@ -169,7 +171,7 @@ static double time_pick(store *st, int64_t now, int reps, int *found)
 		for (int r = 0; r < reps; r++) {
 			int64_t when;
 			*found = 0;
-			if (st->ops->messages_due(st, now, 1, count_cb, found) < 0)
+			if (st->ops->messages_due(st, now, limit, count_cb, found) < 0)
 				fail("messages_due");
 			if (st->ops->next_due_ms(st, &when) < 0)
 				fail("next_due_ms");
@@ -198,9 +200,9 @@ static long vmhwm_kb(void)
 static int time_store(const char *path)
 {
 	store *st;
-	int recovered = 0, found_all = 0, found_none = 0;
+	int recovered = 0, found_all = 0, found_none = 0, found_window = 0;
 	int64_t when;
-	double t0 = now_ms(), restart, all, none;
+	double t0 = now_ms(), restart, all, none, window;
 
 	if (store_sqlite_open(&st, path) < 0)
 		fail("open");
@@ -209,13 +211,15 @@ static int time_store(const char *path)
 	if (st->ops->next_due_ms(st, &when) < 0)
 		fail("next_due_ms");
 	restart = now_ms() - t0;
-	time_pick(st, wall_ms() + 365 * DAY_MS, 2000, &found_all); /* warm-up */
-	all = time_pick(st, wall_ms() + 365 * DAY_MS, 20000, &found_all);
-	none = time_pick(st, 0, 200, &found_none);
-	printf("restart_ms=%.2f recovered=%d due_all_us=%.2f due_none_us=%.2f rss_kb=%ld\n",
-	       restart, recovered, all, none, vmhwm_kb());
-	if (found_all != 1 || found_none != 0) {
-		fprintf(stderr, "bench_sched: unexpected due counts %d/%d\n", found_all, found_none);
+	time_pick(st, wall_ms() + 365 * DAY_MS, 1, 2000, &found_all); /* warm-up */
+	all = time_pick(st, wall_ms() + 365 * DAY_MS, 1, 20000, &found_all);
+	none = time_pick(st, 0, 1, 200, &found_none);
+	window = time_pick(st, wall_ms() + 365 * DAY_MS, 512, 20, &found_window);
+	printf("restart_ms=%.2f recovered=%d due_all_us=%.2f due_none_us=%.2f window_us=%.1f"
+	       " rss_kb=%ld\n", restart, recovered, all, none, window, vmhwm_kb());
+	if (found_all != 1 || found_none != 0 || found_window != 512) {
+		fprintf(stderr, "bench_sched: unexpected due counts %d/%d/%d\n", found_all, found_none,
+			found_window);
 		return 1;
 	}
 	st->ops->close(st);

@@ -28,6 +28,9 @@
 #
 # Knobs (environment): BENCH_NOTICES (500), BENCH_BASELINE (30),
 # BENCH_LATENCY (200), BENCH_QUEUE (1000000), BENCH_KEYS ("rsa ec").
+# BENCH_RECEIVER_NODELAY=1 is an experiment, not the product: the receivers
+# run with tests/bench/nodelay_shim.c preloaded (TCP_NODELAY on accepted
+# sockets) and the table header says WHAT-IF.
 # Work files and logs: BUILD_DIR/bench/. Everything runs on 127.0.0.1 and is
 # stopped on exit. Exit 0 when every measurement ran (a missed target is
 # reported in the table, not as a failure); 1 when a measurement failed.
@@ -47,6 +50,8 @@ SMALL=10000
 KEYS=${BENCH_KEYS:-rsa ec}
 CORES=$(nproc)
 T_START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+WHATIF=
 
 [ -x "$GW" ] || { echo "bench: $GW not found; build first (make build)" >&2; exit 1; }
 for tool in openssl xmlsec1 curl gcc pkg-config; do
@@ -69,6 +74,18 @@ for prog in bench_sign bench_sched; do
 done
 gcc "${CFLAGS_BENCH[@]}" "$SRC/tests/bench/bench_daemon.c" -o "$OUT/bin/bench_daemon"
 BD=$OUT/bin/bench_daemon
+if [ "${BENCH_RECEIVER_NODELAY:-0}" = 1 ]; then
+  gcc -std=gnu11 -O2 -Wall -Wextra -Werror -shared -fPIC "$SRC/tests/bench/nodelay_shim.c" \
+    -o "$OUT/bin/nodelay_shim.so" -ldl
+  cat > "$OUT/bin/gateway" <<WRAP
+#!/bin/sh
+if [ "\$1" = receive ]; then LD_PRELOAD=$OUT/bin/nodelay_shim.so exec "$GW" "\$@"; fi
+exec "$GW" "\$@"
+WRAP
+  chmod +x "$OUT/bin/gateway"
+  GW=$OUT/bin/gateway
+  WHATIF="WHAT-IF (not the product): receivers run with TCP_NODELAY on accepted sockets (LD_PRELOAD tests/bench/nodelay_shim.c)"
+fi
 
 "$SRC/certs/mkpki.sh" "$PKI"
 # shellcheck source=../../scripts/lab.sh
@@ -112,7 +129,7 @@ receiver_hwm() { # receiver_hwm PID: "largest_kb sum_kb nprocs" of it and its ch
 }
 
 delivered_count() {
-  "$GW" status --config "$LAB/gateway/gateway.conf" | awk '$1 == "delivered" { print $2 }'
+  "$GW" status --config "$LAB/gateway/gateway.conf" | awk 'NF == 2 && $1 == "delivered" { print $2 }'
 }
 
 # The shell baseline: one message at a time, three commands each.
@@ -206,13 +223,13 @@ trap - EXIT
 SCH=$OUT/sched
 mkdir -p "$SCH/spool"
 say "scheduling: filling $SMALL and $BIG queued messages (store API, 10k per transaction)"
-line=$("$OUT/bin/bench_sched" fill "$SCH/small.db" "$SMALL")
-line=$(timeout 900 "$OUT/bin/bench_sched" fill "$SCH/big.db" "$BIG")
+line=$("$OUT/bin/bench_sched" fill "$SCH/small.db" "$SMALL" 2>>"$SCH/bench_sched.log")
+line=$(timeout 900 "$OUT/bin/bench_sched" fill "$SCH/big.db" "$BIG" 2>>"$SCH/bench_sched.log")
 R[fill_s]=$(kv "$line" fill_s)
 say "scheduling: timing (filled $BIG in ${R[fill_s]} s)"
-small=$("$OUT/bin/bench_sched" time "$SCH/small.db")
-big=$("$OUT/bin/bench_sched" time "$SCH/big.db")
-for k in due_all_us due_none_us restart_ms rss_kb; do
+small=$("$OUT/bin/bench_sched" time "$SCH/small.db" 2>>"$SCH/bench_sched.log")
+big=$("$OUT/bin/bench_sched" time "$SCH/big.db" 2>>"$SCH/bench_sched.log")
+for k in due_all_us due_none_us window_us restart_ms rss_kb; do
   R[small_$k]=$(kv "$small" "$k")
   R[big_$k]=$(kv "$big" "$k")
 done
@@ -239,6 +256,8 @@ BIGL=$BIG
   echo "machine: $CORES cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \
     "$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); build $build;" \
     "N=$N notices (1 message each), shell baseline $BASE_N messages, latency $LAT_N drops"
+  echo "load average (1 5 15 min) at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  [ -z "$WHATIF" ] || echo "$WHATIF"
   echo
   printf '%-40s %10s %10s %10s %8s  %-24s %s\n' ROW OURS BASELINE LIMIT RATIO TARGET MET
   for kt in $KEYS; do
@@ -276,6 +295,9 @@ BIGL=$BIG
     "$(fmt "${R[big_due_none_us]}" 1)" "$(fmt "${R[small_due_none_us]}" 1)" "-" \
     "$(fmt "$(calc "${R[big_due_none_us]} / ${R[small_due_none_us]}")" 2)" "$BIGL/10k <= 1.5" \
     "$(yes_no "${R[big_due_none_us]} / ${R[small_due_none_us]} <= 1.5")"
+  printf '%-40s %10s %10s %10s %8s  %-24s %s\n' "dispatch window, 512 due rows (us)" \
+    "$(fmt "${R[big_window_us]}" 0)" "$(fmt "${R[small_window_us]}" 0)" "-" \
+    "$(fmt "$(calc "${R[big_window_us]} / ${R[small_window_us]}")" 2)" "(per finished transfer)" "-"
   printf '%-40s %10s %10s %10s %8s  %-24s %s\n' "restart, store API, $BIGL queued (ms)" \
     "$(fmt "${R[big_restart_ms]}" 1)" "$(fmt "${R[small_restart_ms]}" 1)" "-" "-" "(10k in BASELINE)" "-"
   printf '%-40s %10s %10s %10s %8s  %-24s %s\n' "restart, gateway send, $BIGL (ms)" \

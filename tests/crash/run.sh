@@ -178,7 +178,7 @@ KILLED=$((KILLED_SENDER + KILLED_RECEIVER + KILLED_WORKER))
 say "kills done: $KILLED (sender $KILLED_SENDER, receiver $KILLED_RECEIVER, single worker $KILLED_WORKER); draining"
 
 # ---- drain: let the daemon finish, then stop it cleanly
-status_of() { "$GW" status --config "$LAB/gateway/gateway.conf" | awk -v s="$1" '$1 == s { print $2 }'; }
+status_of() { "$GW" status --config "$LAB/gateway/gateway.conf" | awk -v s="$1" 'NF == 2 && $1 == s { print $2 }'; }
 deadline=$(($(date +%s) + DRAIN_LIMIT))
 while :; do
   left=$(( $(status_of queued) + $(status_of sending) ))
