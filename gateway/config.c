@@ -54,7 +54,7 @@ enum value_kind {
 	V_LOG_LEVEL,      /* char[16]: debug, info, warn, error */
 	V_URL,            /* char[512], https:// only */
 	V_CONSENT,        /* bool consent_required: required / not-required */
-	V_LISTEN,         /* host:port into listen_host and listen_port */
+	V_LISTEN,         /* host:port: host at offset, int port at count_offset */
 };
 
 struct key_def {
@@ -77,6 +77,10 @@ struct key_def {
 	{ #field, kind, offsetof(struct type, field), FIELD_SIZE(type, field[0]),          \
 	  offsetof(struct type, count),                                                   \
 	  FIELD_SIZE(type, field) / FIELD_SIZE(type, field[0]), 0, 0, req }
+
+#define LISTEN(type, name, host, port, req) \
+	{ #name, V_LISTEN, offsetof(struct type, host), FIELD_SIZE(type, host), \
+	  offsetof(struct type, port), 0, 0, 0, req }
 
 #define MIB (1024LL * 1024LL)
 
@@ -101,6 +105,11 @@ static const struct key_def gateway_keys[] = {
 	NUMBER(config_gateway, retry_horizon_days, V_INT, 1, 365),
 	NUMBER(config_gateway, max_connections, V_INT, 1, 1024),
 	NUMBER(config_gateway, processed_keep_days, V_INT, 0, 3650),
+	LISTEN(config_gateway, operator_listen, operator_host, operator_port, false),
+	KEY(config_gateway, operator_cert, V_PATH, false),
+	KEY(config_gateway, operator_key, V_PATH, false),
+	KEY(config_gateway, operator_client_ca, V_PATH, false),
+	NUMBER(config_gateway, operator_timeout, V_INT, 1, 3600),
 };
 
 static const struct key_def endpoint_keys[] = {
@@ -118,8 +127,7 @@ static const struct key_def endpoint_keys[] = {
 };
 
 static const struct key_def receiver_keys[] = {
-	{ "listen", V_LISTEN, offsetof(struct config_receiver, listen_host),
-	  FIELD_SIZE(config_receiver, listen_host), 0, 0, 0, 0, true },
+	LISTEN(config_receiver, listen, listen_host, listen_port, true),
 	KEY(config_receiver, inbox, V_PATH, true),
 	KEY(config_receiver, db, V_PATH, true),
 	LIST(config_receiver, allow, n_allow, V_ORGNRS, true),
@@ -364,14 +372,25 @@ static void set_consent(struct parse_ctx *ctx, const struct key_def *key, bool *
 		     value);
 }
 
-/* "host:port" or "[v6-address]:port"; port 0 asks for an ephemeral port (tests). */
-static void set_listen(struct parse_ctx *ctx, const struct key_def *key,
-		       struct config_receiver *rcv, const char *value)
+/*
+ * "host:port" or "[v6-address]:port"; port 0 asks for an ephemeral port
+ * (tests). "off" leaves the host empty: the listener is disabled (only
+ * where the key is optional).
+ */
+static void set_listen(struct parse_ctx *ctx, const struct key_def *key, char *base,
+		       const char *value)
 {
+	char *host_field = base + key->offset;
+	int *port_field = (int *)(base + key->count_offset);
 	const char *colon, *host = value;
 	size_t host_len;
 	long long port;
 
+	if (!key->required && strcmp(value, "off") == 0) {
+		host_field[0] = '\0';
+		*port_field = 0;
+		return;
+	}
 	if (value[0] == '[') {
 		const char *close = strchr(value, ']');
 
@@ -389,13 +408,13 @@ static void set_listen(struct parse_ctx *ctx, const struct key_def *key,
 		     "[::1]:8443)", ctx->label, key->name, value);
 		return;
 	}
-	if (host_len >= sizeof(rcv->listen_host)) {
+	if (host_len >= key->size) {
 		fail(ctx, "%s %s: the host name is too long", ctx->label, key->name);
 		return;
 	}
-	memcpy(rcv->listen_host, host, host_len);
-	rcv->listen_host[host_len] = '\0';
-	rcv->listen_port = (int)port;
+	memcpy(host_field, host, host_len);
+	host_field[host_len] = '\0';
+	*port_field = (int)port;
 }
 
 /* Lists: append one item, skipping an exact repeat. */
@@ -492,7 +511,7 @@ static void set_value(struct parse_ctx *ctx, const struct key_def *key, char *ba
 		set_consent(ctx, key, (bool *)field, value);
 		break;
 	case V_LISTEN:
-		set_listen(ctx, key, (struct config_receiver *)base, value);
+		set_listen(ctx, key, base, value);
 		break;
 	}
 }
@@ -793,6 +812,9 @@ void config_defaults(struct gw_config *cfg)
 	cfg->gateway.retry_horizon_days = 14;
 	cfg->gateway.max_connections = 16;
 	cfg->gateway.processed_keep_days = 30;
+	snprintf(cfg->gateway.operator_host, sizeof(cfg->gateway.operator_host), "127.0.0.1");
+	cfg->gateway.operator_port = 9464;
+	cfg->gateway.operator_timeout = 10;
 	cfg->receiver.window_days = 7;
 	cfg->receiver.max_body = 1048576;
 	cfg->receiver.read_timeout = 10;

@@ -23,6 +23,11 @@
  *   retry_horizon_days = 14   ; never before the release date has passed
  *   max_connections = 16  ; global limit
  *   processed_keep_days = 30
+ *   operator_listen = 127.0.0.1:9464  ; metrics + read-only web view; off disables
+ *   operator_cert = op.pem    ; TLS for the operator port; required (with
+ *   operator_key = op.key     ; operator_client_ca) when it listens off loopback
+ *   operator_client_ca = operators-ca.pem
+ *   operator_timeout = 10
  *
  *   [endpoint NAME]       one per partner organisation (repeatable)
  *   orgnr = 964338531
@@ -102,6 +107,12 @@ struct config_gateway {
 	int retry_horizon_days;
 	int max_connections;
 	int processed_keep_days;
+	char operator_host[256]; /* empty: the operator port is off */
+	int operator_port;
+	char operator_cert[PATH_MAX];
+	char operator_key[PATH_MAX];
+	char operator_client_ca[PATH_MAX];
+	int operator_timeout;
 };
 
 struct config_receiver {

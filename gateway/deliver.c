@@ -19,6 +19,7 @@
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
+#include "metrics.h"
 #include "pki.h"
 #include "receipt.h"
 #include "timeutil.h"
@@ -104,6 +105,7 @@ struct deliver {
 	int64_t (*now_ms)(void);
 	deliver_done_fn on_done;
 	void *ctx;
+	struct metrics *metrics;
 	int probe_after;
 	long connect_timeout_ms;
 	long total_timeout_ms;
@@ -879,6 +881,7 @@ static void check_receipt(deliver *d, const struct transfer *t, struct attempt_f
 		return;
 	}
 	f->receipt_reason = reason ? reason : "malformed";
+	metrics_count_receipt_failure(d->metrics, f->receipt_reason);
 	snprintf(f->receipt_error, sizeof(f->receipt_error), "%s: %s", f->receipt_reason,
 		 gw_error_last());
 	f->in.receipt_error = f->receipt_error;
@@ -1036,6 +1039,9 @@ static void transfer_finish(deliver *d, struct transfer *t, CURLcode result)
 	} else {
 		log_outcome(t, &f);
 	}
+	metrics_count_delivery(d->metrics, t->ep->name, outcome_name(kind), f.result.reason);
+	metrics_observe_attempt(d->metrics, t->ep->name,
+				(double)(f.finished_mono - t->started_mono) / 1000.0);
 	endpoint_record(d, t->ep, &f.result);
 	if (d->on_done)
 		d->on_done(d->ctx, t->message_id, kind);
@@ -1197,6 +1203,7 @@ int deliver_new(deliver **out, const struct deliver_options *opt)
 	d->now_ms = opt->now_ms ? opt->now_ms : timeutil_now_ms;
 	d->on_done = opt->on_done;
 	d->ctx = opt->ctx;
+	d->metrics = opt->metrics;
 	d->probe_after = opt->probe_after_failures > 0 ? opt->probe_after_failures : DELIVER_PROBE_AFTER;
 	d->connect_timeout_ms = opt->connect_timeout_ms > 0 ? opt->connect_timeout_ms
 							     : DELIVER_CONNECT_TIMEOUT_MS;
@@ -1233,6 +1240,7 @@ static void abandon(deliver *d, struct transfer *t)
 	f.next_attempt_ms = f.finished_ms;
 	if (store_outcome(d, t, &f) < 0)
 		how = "left sending; queued again at next start";
+	metrics_count_delivery(d->metrics, t->ep->name, "retry", f.result.reason);
 	gw_log(GW_LOG_WARN, "abandoned", "msg", t->message_id, "endpoint", t->ep->name, "reason",
 	       "stopped while sending", "then", how, NULL);
 }

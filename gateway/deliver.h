@@ -62,6 +62,8 @@ typedef struct deliver deliver;
  */
 typedef void (*deliver_done_fn)(void *ctx, const char *message_id, enum outcome_kind kind);
 
+struct metrics;
+
 struct deliver_options {
 	struct event_base *base;
 	const struct gw_config *cfg; /* must outlive d, or until deliver_reconfigure */
@@ -72,6 +74,7 @@ struct deliver_options {
 	                              * Durations use the monotonic clock. */
 	deliver_done_fn on_done;     /* may be NULL */
 	void *ctx;
+	struct metrics *metrics;     /* counters for the operator port; may be NULL */
 	int probe_after_failures;    /* 0: DELIVER_PROBE_AFTER */
 	long connect_timeout_ms;     /* 0: DELIVER_CONNECT_TIMEOUT_MS */
 	long total_timeout_ms;       /* 0: DELIVER_TOTAL_TIMEOUT_MS */

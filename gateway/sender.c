@@ -45,6 +45,8 @@
 #include "fsutil.h"
 #include "intake.h"
 #include "log.h"
+#include "metrics.h"
+#include "opweb.h"
 #include "pki.h"
 #include "signer.h"
 #include "spool.h"
@@ -91,6 +93,8 @@ struct sender {
 	pki_trust *trust;
 	verifier *ver;
 	deliver *dl;
+	struct metrics *metrics;
+	opweb *web;
 	struct spool spool;
 	struct intake intake;
 	unsigned char pseudonym_key[64];
@@ -683,6 +687,32 @@ static void requeue_held(struct sender *s)
 	free(h.ids);
 }
 
+/* Recipients held for no endpoint (or an unusable encryption certificate)
+ * whose cause is gone are built, signed and queued. */
+static void release_held(struct sender *s)
+{
+	int released = 0;
+	char n[16];
+
+	if (intake_release_held(&s->intake, &released) < 0) {
+		gw_log(GW_LOG_ERROR, "release-failed", "reason", gw_error_last(), NULL);
+		return;
+	}
+	if (released) {
+		snprintf(n, sizeof(n), "%d", released);
+		gw_log(GW_LOG_INFO, "released-held", "messages", n, NULL);
+	}
+}
+
+static void audit_reload(struct sender *s)
+{
+	char detail[PATH_MAX + 8];
+
+	snprintf(detail, sizeof(detail), "file=%s", s->opt.config);
+	if (s->st->ops->audit_append(s->st, "config-reload", "", detail) < 0)
+		gw_log(GW_LOG_ERROR, "audit-failed", "reason", gw_error_last(), NULL);
+}
+
 static void reload(struct sender *s)
 {
 	struct gw_config *fresh = NULL, *old = s->cfg;
@@ -702,9 +732,12 @@ static void reload(struct sender *s)
 	}
 	s->cfg = fresh;
 	s->intake.cfg = fresh;
+	opweb_set_config(s->web, fresh);
 	free(old);
 	gw_log(GW_LOG_INFO, "reloaded", "file", s->opt.config, NULL);
+	audit_reload(s);
 	requeue_held(s);
+	release_held(s);
 	s->scan_wanted = true;
 	kick(s);
 }
@@ -780,9 +813,39 @@ static int start_engine(struct sender *s)
 	backoff_policy_init(&o.backoff, s->cfg->gateway.retry_base, s->cfg->gateway.retry_cap);
 	o.on_done = on_delivered;
 	o.ctx = s;
+	if (metrics_new(&s->metrics) < 0)
+		return GW_ENOMEM;
+	o.metrics = s->metrics;
 	o.now_ms = sender_now_ms;
 	test_aids_from_env(&o.total_timeout_ms);
 	return deliver_new(&s->dl, &o);
+}
+
+/* The operator port: metrics and the read-only web view (docs/WEB.md). */
+static int start_operator_port(struct sender *s)
+{
+	const struct config_gateway *g = &s->cfg->gateway;
+	struct opweb_options wo;
+	char port[16];
+
+	if (!g->operator_host[0])
+		return 0;
+	memset(&wo, 0, sizeof(wo));
+	wo.host = g->operator_host;
+	wo.port = g->operator_port;
+	wo.st = s->st;
+	wo.cfg = s->cfg;
+	wo.metrics = s->metrics;
+	wo.tls_cert = g->operator_cert[0] ? g->operator_cert : NULL;
+	wo.tls_key = g->operator_key[0] ? g->operator_key : NULL;
+	wo.client_ca = g->operator_client_ca[0] ? g->operator_client_ca : NULL;
+	wo.timeout_seconds = g->operator_timeout;
+	wo.now_ms = sender_now_ms;
+	if (opweb_start(&s->web, s->base, &wo) < 0)
+		return GW_ERROR;
+	snprintf(port, sizeof(port), "%d", opweb_port(s->web));
+	gw_log(GW_LOG_INFO, "operator-port", "host", g->operator_host, "port", port, NULL);
+	return 0;
 }
 
 /* ---- shutdown ------------------------------------------------------------ */
@@ -796,7 +859,9 @@ static void free_event(struct event **ev)
 
 static void sender_close(struct sender *s)
 {
+	opweb_free(s->web);
 	deliver_free(s->dl);
+	metrics_free(s->metrics);
 	free_event(&s->ev_inotify);
 	free_event(&s->ev_rescan);
 	free_event(&s->ev_due);
@@ -813,6 +878,7 @@ static void sender_close(struct sender *s)
 		s->st->ops->close(s->st);
 	verifier_free(s->ver);
 	pki_trust_free(s->trust);
+	intake_close(&s->intake);
 	signer_close(s->sig);
 	OPENSSL_cleanse(s->pseudonym_key, sizeof(s->pseudonym_key));
 	free(s->cfg);
@@ -838,8 +904,11 @@ static int sender_run(struct sender *s)
 	if ((rc = open_state(s)) != 0)
 		return fail(rc, "state");
 	intake_setup(s);
+	release_held(s);
 	if (start_engine(s) < 0)
 		return fail(2, "engine");
+	if (start_operator_port(s) < 0)
+		return fail(2, "operator port");
 	if (setup_events(s) < 0)
 		return fail(1, "events");
 	snprintf(n, sizeof(n), "%zu", s->cfg->n_endpoints);

@@ -79,6 +79,7 @@ db = $dir/gateway.db
 pseudonym_key = $dir/pseudonym.key
 retry_base = ${LAB_RETRY_BASE:-1}
 retry_cap = ${LAB_RETRY_CAP:-5}
+operator_listen = ${LAB_OPERATOR_LISTEN:-127.0.0.1:0}
 CONF
     local name org svc port
     for name in housing nav health prison; do
