@@ -202,6 +202,9 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->gateway.retry_horizon_days, 14);
 	assert_int_equal(cfg->gateway.max_connections, 16);
 	assert_int_equal(cfg->gateway.processed_keep_days, 30);
+	assert_string_equal(cfg->gateway.operator_host, "127.0.0.1"); /* loopback */
+	assert_int_equal(cfg->gateway.operator_port, 9464);
+	assert_int_equal(cfg->gateway.operator_timeout, 10);
 	assert_string_equal(cfg->gateway.spool, ""); /* no [gateway] section */
 	assert_true(ep->consent_required);
 	assert_int_equal(ep->lead_days, 14);
@@ -220,6 +223,38 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->gateway.retry_cap, 3600);
 	assert_int_equal(cfg->n_endpoints, 0);
 	assert_string_equal(cfg->identity.log_level, "info");
+	free(cfg);
+}
+
+#define GATEWAY_MIN "[gateway]\nspool = s\ndb = d\npseudonym_key = p\n"
+
+static void test_operator_port_keys(void **state)
+{
+	struct gw_config *cfg;
+
+	cfg = parse_ok(IDENTITY GATEWAY_MIN "operator_listen = [::1]:0\n"
+		       "operator_cert = op.pem\noperator_key = op.key\n"
+		       "operator_client_ca = ops-ca.pem\noperator_timeout = 30\n", "/d");
+	assert_string_equal(cfg->gateway.operator_host, "::1");
+	assert_int_equal(cfg->gateway.operator_port, 0);
+	assert_string_equal(cfg->gateway.operator_cert, "/d/op.pem");
+	assert_string_equal(cfg->gateway.operator_key, "/d/op.key");
+	assert_string_equal(cfg->gateway.operator_client_ca, "/d/ops-ca.pem");
+	assert_int_equal(cfg->gateway.operator_timeout, 30);
+	free(cfg);
+
+	cfg = parse_ok(IDENTITY GATEWAY_MIN "operator_listen = off\n", "/d");
+	assert_string_equal(cfg->gateway.operator_host, ""); /* disabled */
+	free(cfg);
+
+	cfg = new_config();
+	assert_int_equal(config_parse(cfg, IDENTITY GATEWAY_MIN "operator_listen = 9464\n", "/d"),
+			 GW_EINVALID);
+	assert_non_null(strstr(gw_error_last(),
+			       "line 10: [gateway] operator_listen '9464' must be host:port"));
+	/* "off" is for optional listeners only: a receiver must listen. */
+	assert_int_equal(config_parse(cfg, IDENTITY "[receiver]\nlisten = off\n", "/d"), GW_EINVALID);
+	assert_non_null(strstr(gw_error_last(), "listen 'off' must be host:port"));
 	free(cfg);
 }
 
@@ -517,6 +552,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full_file),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_operator_port_keys),
 		cmocka_unit_test(test_syntax_conveniences),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_too_many_endpoints),
