@@ -54,25 +54,56 @@ struct capture {
 
 /*
  * Copy a libxml2 message into dst, readable and free of values: "{ns}"
- * namespace prefixes are dropped, a quoted string that libxml2 presents as a value
- * becomes '...', and any run of six or more digits is blanked as well.
+ * namespace prefixes are dropped, a quoted string that libxml2 presents as a
+ * value becomes '...', and any run of six or more digits is blanked as well.
+ *
+ * Only the first line is kept: libxml2 puts excerpts of the document itself
+ * (an unfinished comment or CDATA section, the bytes of bad UTF-8) on the
+ * lines after it. A few messages quote the document on their first line;
+ * only their head is kept (excerpt_heads).
+ *
+ * A value may itself hold a quote (O'Brien, "doesn't"): a value is closed by
+ * the quote libxml2 follows with one of value_ends, never by the next quote,
+ * and when none is found everything after the opening quote is dropped.
  */
-static bool quoted_is_value(const char *msg, const char *open, const char *close)
-{
-	static const char *const before[] = { "value ", "Value ", "content ", "of " };
-	static const char *const after[] = { " is not a valid", " is not an element",
-					     " is not accepted", " has a length" };
-	size_t i;
+static const char *const value_starts[] = { "value ", "Value ", "content ", ": ", "Entity " };
+/* "has a length of '5000'": a number, closed by the next quote. */
+static const char *const number_starts[] = { "of " };
+static const char *const value_ends[] = { " is not a valid", " is not an element", " is not accepted",
+					  " is not a value", " has a length", " has more",
+					  " is greater", " is less", " does not", " not defined" };
+static const char *const excerpt_heads[] = { "Double hyphen within comment",
+					     "CData section not finished", "Comment not terminated",
+					     "Input is not proper UTF-8", "input conversion failed",
+					     "output conversion failed" };
 
-	for (i = 0; i < sizeof(before) / sizeof(before[0]); i++) {
-		size_t n = strlen(before[i]);
-		if ((size_t)(open - msg) >= n && !strncmp(open - n, before[i], n))
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static bool preceded_by(const char *msg, const char *at, const char *const *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(list[i]);
+		if ((size_t)(at - msg) >= len && !strncmp(at - len, list[i], len))
 			return true;
 	}
-	for (i = 0; i < sizeof(after) / sizeof(after[0]); i++)
-		if (!strncmp(close + 1, after[i], strlen(after[i])))
+	return false;
+}
+
+static bool followed_by(const char *at, const char *const *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strncmp(at, list[i], strlen(list[i])))
 			return true;
 	return false;
+}
+
+/* The quote that closes the value opened at open; NULL when none does. */
+static const char *value_close(const char *open)
+{
+	for (const char *q = strchr(open + 1, '\''); q; q = strchr(q + 1, '\''))
+		if (followed_by(q + 1, value_ends, COUNT(value_ends)))
+			return q;
+	return NULL;
 }
 
 /* "{urn:x-notice-gateway:notice:1}" but not a pattern's "{2}". */
@@ -108,7 +139,16 @@ static void blank_digit_runs(char *s)
 	}
 }
 
-static void tidy_message(char *dst, size_t cap, const char *msg)
+/* How much of msg may be shown at all: its first line, or a known head. */
+static size_t shown_length(const char *msg)
+{
+	for (size_t i = 0; i < COUNT(excerpt_heads); i++)
+		if (!strncmp(msg, excerpt_heads[i], strlen(excerpt_heads[i])))
+			return strlen(excerpt_heads[i]);
+	return strcspn(msg, "\r\n");
+}
+
+static void tidy_line(char *dst, size_t cap, const char *msg)
 {
 	const char *p = msg, *close;
 	size_t at = 0;
@@ -116,16 +156,19 @@ static void tidy_message(char *dst, size_t cap, const char *msg)
 	while (*p) {
 		if (*p == '{' && (close = strchr(p, '}')) != NULL && is_namespace(p, close)) {
 			p = close + 1;
-		} else if (*p == '\'' && (close = strchr(p + 1, '\'')) != NULL) {
-			if (quoted_is_value(msg, p, close)) {
-				put_str(dst, cap, &at, "'...'");
-				p = close + 1;
-			} else {
+		} else if (*p == '\'' && preceded_by(msg, p, value_starts, COUNT(value_starts))) {
+			close = value_close(p);
+			if (!close && !strchr(p + 1, '\'')) { /* a lone quote: AttValue: ' expected */
 				put_char(dst, cap, &at, *p++);
+				continue;
 			}
-		} else if (*p == '\n' || *p == '\r') {
-			put_char(dst, cap, &at, ' ');
-			p++;
+			put_str(dst, cap, &at, "'...'");
+			p = close ? close + 1 : p + strlen(p);
+		} else if (*p == '\'' && (close = strchr(p + 1, '\'')) != NULL &&
+			   (preceded_by(msg, p, number_starts, COUNT(number_starts)) ||
+			    followed_by(close + 1, value_ends, COUNT(value_ends)))) {
+			put_str(dst, cap, &at, "'...'");
+			p = close + 1;
 		} else {
 			put_char(dst, cap, &at, *p++);
 		}
@@ -134,6 +177,18 @@ static void tidy_message(char *dst, size_t cap, const char *msg)
 		at--;
 	dst[at] = '\0';
 	blank_digit_runs(dst);
+}
+
+static void tidy_message(char *dst, size_t cap, const char *msg)
+{
+	char *line = strndup(msg, shown_length(msg));
+
+	if (!line) {
+		snprintf(dst, cap, "XML error (no memory to describe it)");
+		return;
+	}
+	tidy_line(dst, cap, line);
+	free(line);
 }
 
 static void capture_error(struct capture *cap, const xmlError *error)

@@ -213,6 +213,90 @@ static void test_schema_error_has_line_and_no_value(void **state)
 	gw_buf_free(&buf);
 }
 
+/* The first error of a malformed document, in its tidied form. */
+static const char *parse_error(const char *text)
+{
+	xmlDocPtr doc = NULL;
+
+	assert_int_equal(parse_text(&doc, text), GW_EINVALID);
+	assert_null(doc);
+	return gw_error_last();
+}
+
+static void assert_hides(const char *error, const char *secret)
+{
+	if (strstr(error, secret))
+		fail_msg("'%s' shows '%s' from the document", error, secret);
+}
+
+/*
+ * libxml2 quotes the document itself in some parse errors (unfinished
+ * comments and CDATA sections, undeclared entities, bad UTF-8 bytes): the
+ * text that reaches logs, .reason files and receipts keeps the line and the
+ * kind of error, never the content.
+ */
+static void test_parse_error_has_no_content(void **state)
+{
+	const char *e;
+
+	e = parse_error("<a>\n<![CDATA[Kari Nordmann needs a flat from release day");
+	assert_non_null(strstr(e, "t.xml line 2: "));
+	assert_non_null(strstr(e, "CData"));
+	assert_hides(e, "Kari");
+	assert_hides(e, "flat");
+	e = parse_error("<a>\n\n<!-- Kari Nordmann -- in treatment --></a>");
+	assert_non_null(strstr(e, "t.xml line 3: "));
+	assert_non_null(strstr(e, "comment"));
+	assert_hides(e, "Kari");
+	e = parse_error("<a>\n<!-- Kari Nordmann, never closed");
+	assert_hides(e, "Kari");
+	e = parse_error("<a>Ole &Nordmann;</a>");
+	assert_non_null(strstr(e, "not defined"));
+	assert_hides(e, "Nordmann");
+	e = parse_error("<a>Kari\xc3\x28Nordmann</a>");
+	assert_non_null(strstr(e, "UTF-8"));
+	assert_hides(e, "0x4E"); /* 'N' */
+	assert_hides(e, "Nordmann");
+	e = parse_error("<a b='1>");
+	assert_non_null(strstr(e, "t.xml line 1: "));
+}
+
+/* A value holding a quote (O'Brien) is hidden whole, not up to its quote. */
+static void test_schema_error_hides_value_with_quote(void **state)
+{
+	static const struct {
+		const char *from, *to, *secret;
+	} cases[] = {
+		{ "familyName=\"Testperson\"",
+		  "familyName=\"O'Brien-Nordmann xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"",
+		  "Nordmann" },
+		{ "individualPlan=\"true\"", "individualPlan=\"Kari's plan with Nordmann\"", "Kari" },
+		{ "category=\"housing\"", "category=\"Kari's flat\"", "flat" },
+	};
+	gw_buf buf = GW_BUF_INIT, doc_text = GW_BUF_INIT;
+	xmlDocPtr doc;
+
+	read_notice("ok-release-full-consent.xml", &buf);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *at = strstr((const char *)buf.data, cases[i].from);
+
+		assert_non_null(at);
+		gw_buf_reset(&doc_text);
+		gw_buf_put(&doc_text, buf.data, (size_t)(at - (const char *)buf.data));
+		gw_buf_puts(&doc_text, cases[i].to);
+		gw_buf_puts(&doc_text, at + strlen(cases[i].from));
+		assert_int_equal(xmlread_parse_valid(&doc, doc_text.data, doc_text.len, 0,
+						     XML_KIND_NOTICE, "q.xml"), GW_EINVALID);
+		assert_non_null(strstr(gw_error_last(), "q.xml line "));
+		assert_non_null(strstr(gw_error_last(), "'...'"));
+		assert_hides(gw_error_last(), cases[i].secret);
+		assert_hides(gw_error_last(), "Brien");
+	}
+	gw_buf_free(&doc_text);
+	gw_buf_free(&buf);
+}
+
 static void test_schema_picks_kind(void **state)
 {
 	gw_buf buf = GW_BUF_INIT;
@@ -262,6 +346,8 @@ int main(void)
 		cmocka_unit_test(test_depth_limit),
 		cmocka_unit_test(test_malformed_reports_line),
 		cmocka_unit_test(test_schema_error_has_line_and_no_value),
+		cmocka_unit_test(test_parse_error_has_no_content),
+		cmocka_unit_test(test_schema_error_hides_value_with_quote),
 		cmocka_unit_test(test_schema_picks_kind),
 		cmocka_unit_test(test_serialize_round_trip),
 		cmocka_unit_test(test_missing_schema_dir),
