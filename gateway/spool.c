@@ -27,6 +27,7 @@
 
 #define SUFFIX_MAX 9999       /* name.1 .. name.9999 before giving up */
 #define FINAL_NAME_ROOM 200   /* leaves room for ".reason" and fsutil's temporary prefix */
+#define REASON_SUFFIX ".reason"
 
 /* ---- names ---- */
 
@@ -192,25 +193,42 @@ static int exists(const char *dir, const char *name)
 	return lstat(path, &st) == 0 || errno != ENOENT;
 }
 
+/* 1 when dir holds name, or name followed by companion (NULL: none). */
+static int taken(const char *dir, const char *name, const char *companion)
+{
+	char with[FINAL_NAME_ROOM + 32];
+	int rc = exists(dir, name);
+
+	if (rc != 0 || !companion)
+		return rc;
+	if ((size_t)snprintf(with, sizeof(with), "%s%s", name, companion) >= sizeof(with))
+		return -1;
+	return exists(dir, with);
+}
+
 /*
  * A name in dir that nothing has: base, base.1, base.2 ... A base too long
  * to carry a suffix and ".reason" is cut to FINAL_NAME_ROOM bytes first
- * (only badly named input can be that long).
+ * (only badly named input can be that long). With a companion (".reason"),
+ * the name with it appended must be free too: a rejected input may itself
+ * be called "X.xml.reason", and the reason file of "X.xml" must never be
+ * written over it.
  */
-static int free_name(const char *dir, const char *name, char *out, size_t outlen)
+static int free_name(const char *dir, const char *name, const char *companion, char *out,
+		     size_t outlen)
 {
 	char base[FINAL_NAME_ROOM + 1];
 
 	snprintf(base, sizeof(base), "%.*s", FINAL_NAME_ROOM - 8, name);
 	for (int i = 0; i <= SUFFIX_MAX; i++) {
 		int n = i ? snprintf(out, outlen, "%s.%d", base, i) : snprintf(out, outlen, "%s", base);
-		int taken;
+		int rc;
 
 		if (n < 0 || (size_t)n >= outlen)
 			return gw_error_set(GW_EINVALID, "spool: no room for a final name for %s", base);
-		if ((taken = exists(dir, out)) < 0)
+		if ((rc = taken(dir, out, companion)) < 0)
 			return GW_EINVALID;
-		if (!taken)
+		if (!rc)
 			return 0;
 	}
 	return gw_error_set(GW_EEXISTS, "spool: %s already holds %s and %d numbered copies", dir,
@@ -237,7 +255,7 @@ int spool_accept(const struct spool *sp, const char *name, char *final_name, siz
 	char final[FINAL_NAME_ROOM + 16];
 	int rc;
 
-	if ((rc = free_name(sp->processed, name, final, sizeof(final))) < 0)
+	if ((rc = free_name(sp->processed, name, NULL, final, sizeof(final))) < 0)
 		return rc;
 	touch(sp->new_dir, name);
 	if ((rc = fsutil_rename_durable(sp->new_dir, name, sp->processed, final)) < 0)
@@ -264,9 +282,9 @@ int spool_reject(const struct spool *sp, const char *name, const char *code,
 	gw_buf text = GW_BUF_INIT;
 	int rc;
 
-	if ((rc = free_name(sp->rejected, name, final, sizeof(final))) < 0)
+	if ((rc = free_name(sp->rejected, name, REASON_SUFFIX, final, sizeof(final))) < 0)
 		return rc;
-	snprintf(reason_name, sizeof(reason_name), "%s.reason", final);
+	snprintf(reason_name, sizeof(reason_name), "%s" REASON_SUFFIX, final);
 	if (put_line(&text, code && *code ? code : "rejected") < 0 ||
 	    put_line(&text, sentence && *sentence ? sentence : "no reason was given") < 0) {
 		gw_buf_free(&text);

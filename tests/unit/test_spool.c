@@ -158,6 +158,41 @@ static void test_reject_writes_reason_and_keeps_bytes(void **state)
 	tu_rmrf(root);
 }
 
+/*
+ * A badly named input "r.xml.reason" is rejected under its own name; the
+ * reason file of a later "r.xml" must not be written over it.
+ */
+static void test_reason_file_never_overwrites_an_input(void **state)
+{
+	char root[PATH_MAX];
+	gw_buf buf = GW_BUF_INIT;
+	char final[256];
+	struct spool sp;
+
+	snprintf(root, sizeof(root), "%s", tu_tmpdir("spool-reason"));
+	assert_int_equal(spool_open(&sp, root), 0);
+	drop(&sp, "r.xml.reason", "<first input/>");
+	assert_int_equal(spool_reject(&sp, "r.xml.reason", "bad-name", "bad name", final,
+				      sizeof(final)),
+			 0);
+	assert_string_equal(final, "r.xml.reason");
+	drop(&sp, "r.xml", "<second input/>");
+	assert_int_equal(spool_reject(&sp, "r.xml", "malformed", "broken", final, sizeof(final)),
+			 0);
+	assert_string_equal(final, "r.xml.1");
+	read_text(sp.rejected, "r.xml.reason", &buf);
+	assert_string_equal((char *)buf.data, "<first input/>");
+	read_text(sp.rejected, "r.xml.reason.reason", &buf);
+	assert_string_equal((char *)buf.data, "bad-name\nbad name\n");
+	read_text(sp.rejected, "r.xml.1", &buf);
+	assert_string_equal((char *)buf.data, "<second input/>");
+	read_text(sp.rejected, "r.xml.1.reason", &buf);
+	assert_string_equal((char *)buf.data, "malformed\nbroken\n");
+	assert_false(present(sp.rejected, "r.xml"));
+	gw_buf_free(&buf);
+	tu_rmrf(root);
+}
+
 static void test_accept_never_overwrites(void **state)
 {
 	char root[PATH_MAX];
@@ -258,6 +293,7 @@ int main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_list_sorts_ignores_dot_files_and_separates_bad_names),
 		cmocka_unit_test(test_reject_writes_reason_and_keeps_bytes),
+		cmocka_unit_test(test_reason_file_never_overwrites_an_input),
 		cmocka_unit_test(test_accept_never_overwrites),
 		cmocka_unit_test(test_read_applies_hostile_rules),
 		cmocka_unit_test(test_expire_processed),
