@@ -206,6 +206,30 @@ int fsutil_read_untrusted(const char *dir, const char *name, size_t max_bytes, g
 	return rc;
 }
 
+int fsutil_read_private(const char *path, size_t max_bytes, gw_buf *out)
+{
+	struct stat st;
+	int fd, rc;
+
+	/* The checks apply to the file opened, so nothing can change in between. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return gw_error_set(errno == ENOENT ? GW_ENOTFOUND : GW_ERROR, "cannot open %s: %s",
+				    path, strerror(errno));
+	if (fstat(fd, &st) < 0)
+		rc = gw_error_set(GW_ERROR, "cannot stat %s: %s", path, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		rc = gw_error_set(GW_EINVALID, "%s is not a regular file", path);
+	else if (st.st_mode & (S_IRWXG | S_IRWXO))
+		rc = gw_error_set(GW_EINVALID, "%s can be read or written by group or others "
+				  "(mode %04o); make it mode 0600", path,
+				  (unsigned)(st.st_mode & 07777));
+	else
+		rc = read_fd(fd, path, max_bytes, out);
+	close(fd);
+	return rc;
+}
+
 int fsutil_read_file(const char *path, size_t max_bytes, gw_buf *out)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -40,6 +40,12 @@ int fsutil_mkdirs(const char *dir, mode_t mode);
 int fsutil_read_untrusted(const char *dir, const char *name, size_t max_bytes, gw_buf *out,
 			  const char **reason);
 
+/*
+ * Read a secret (a key) up to max_bytes: a regular file that neither group
+ * nor others may read or write, checked on the descriptor that is read.
+ * GW_ENOTFOUND when it does not exist, GW_EINVALID when it is not private.
+ */
+int fsutil_read_private(const char *path, size_t max_bytes, gw_buf *out);
 /* Read a whole trusted file (configuration, certificates) up to max_bytes. */
 int fsutil_read_file(const char *path, size_t max_bytes, gw_buf *out);
 

@@ -810,13 +810,11 @@ static const char *ssl_reason(void)
 	return text;
 }
 
-static int tls_setup(opweb *w, const struct opweb_options *o)
+static int tls_context(opweb *w, const struct opweb_options *o, EVP_PKEY *key)
 {
 	STACK_OF(X509_NAME) *names;
 	SSL_CTX *ctx;
 
-	if (pki_key_file_private(o->tls_key) < 0)
-		return gw_error_wrap(GW_EINVALID, "operator TLS key");
 	if (!(ctx = SSL_CTX_new(TLS_server_method())))
 		return gw_error_set(GW_ERROR, "cannot create the operator TLS context: %s",
 				    ssl_reason());
@@ -828,8 +826,7 @@ static int tls_setup(opweb *w, const struct opweb_options *o)
 	if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert) != 1)
 		return gw_error_set(GW_EINVALID, "cannot use %s as the operator TLS certificate: %s",
 				    o->tls_cert, ssl_reason());
-	if (SSL_CTX_use_PrivateKey_file(ctx, o->tls_key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1)
+	if (SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1)
 		return gw_error_set(GW_EINVALID, "cannot use %s as the operator TLS key: %s",
 				    o->tls_key, ssl_reason());
 	if (SSL_CTX_load_verify_locations(ctx, o->client_ca, NULL) != 1 ||
@@ -840,6 +837,19 @@ static int tls_setup(opweb *w, const struct opweb_options *o)
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	SSL_CTX_set_verify_depth(ctx, 4);
 	return 0;
+}
+
+static int tls_setup(opweb *w, const struct opweb_options *o)
+{
+	EVP_PKEY *key = NULL;
+	int rc;
+
+	/* Read once, by pki_key_load(), from the file whose mode it checked. */
+	if (pki_key_load(&key, o->tls_key) < 0)
+		return gw_error_wrap(GW_EINVALID, "operator TLS key");
+	rc = tls_context(w, o, key);
+	EVP_PKEY_free(key);
+	return rc;
 }
 
 static struct bufferevent *new_tls_connection(struct event_base *base, void *arg)

@@ -667,18 +667,22 @@ static int tls_client_cas(SSL_CTX *ctx, pki_trust *trust)
 	return 0;
 }
 
+/* The key is read once, by pki_key_load(), from the file whose mode it checked. */
 static int tls_identity(SSL_CTX *ctx, const struct config_identity *id)
 {
-	if (pki_key_file_private(id->key) < 0)
+	EVP_PKEY *key = NULL;
+	int rc = 0;
+
+	if (pki_key_load(&key, id->key) < 0)
 		return gw_error_wrap(GW_EINVALID, "[identity] key");
 	if (SSL_CTX_use_certificate_chain_file(ctx, id->cert) != 1)
-		return gw_error_set(GW_EINVALID, "cannot use %s as the TLS server certificate: %s",
-				    id->cert, ssl_reason());
-	if (SSL_CTX_use_PrivateKey_file(ctx, id->key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1)
-		return gw_error_set(GW_EINVALID, "cannot use %s as the TLS server key: %s", id->key,
-				    ssl_reason());
-	return 0;
+		rc = gw_error_set(GW_EINVALID, "cannot use %s as the TLS server certificate: %s",
+				  id->cert, ssl_reason());
+	else if (SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1)
+		rc = gw_error_set(GW_EINVALID, "cannot use %s as the TLS server key: %s", id->key,
+				  ssl_reason());
+	EVP_PKEY_free(key);
+	return rc;
 }
 
 /*

@@ -251,35 +251,27 @@ static int pseudonym_key_create(const char *path)
 /* Read the key (creating it when missing); refuse one others can read. */
 static int pseudonym_key_load(struct sender *s, const char *path)
 {
-	struct stat st;
 	gw_buf buf = GW_BUF_INIT;
-	int rc;
+	int rc = fsutil_read_private(path, sizeof(s->pseudonym_key), &buf);
 
-	if (stat(path, &st) < 0) {
-		if (errno != ENOENT)
-			return gw_error_set(GW_ERROR, "pseudonym key %s: %s", path, strerror(errno));
+	if (rc == GW_ENOTFOUND) {
 		if ((rc = pseudonym_key_create(path)) < 0)
 			return gw_error_wrap(rc, "pseudonym key %s", path);
-		if (stat(path, &st) < 0)
-			return gw_error_set(GW_ERROR, "pseudonym key %s: %s", path, strerror(errno));
+		rc = fsutil_read_private(path, sizeof(s->pseudonym_key), &buf);
 	}
-	if (!S_ISREG(st.st_mode))
-		return gw_error_set(GW_EINVALID, "pseudonym key %s is not a regular file", path);
-	if (st.st_mode & 077)
-		return gw_error_set(GW_EINVALID, "pseudonym key %s can be read by group or others;"
-				    " make it mode 0600", path);
-	if ((rc = fsutil_read_file(path, sizeof(s->pseudonym_key), &buf)) < 0)
-		return gw_error_wrap(rc, "pseudonym key %s", path);
-	if (buf.len < PSEUDONYM_KEY_MIN) {
-		gw_buf_free(&buf);
-		return gw_error_set(GW_EINVALID, "pseudonym key %s is shorter than %d bytes", path,
-				    PSEUDONYM_KEY_MIN);
+	if (rc == 0 && buf.len < PSEUDONYM_KEY_MIN)
+		rc = gw_error_set(GW_EINVALID, "pseudonym key %s is shorter than %d bytes", path,
+				  PSEUDONYM_KEY_MIN);
+	else if (rc < 0)
+		gw_error_wrap(rc, "pseudonym key");
+	if (rc == 0) {
+		memcpy(s->pseudonym_key, buf.data, buf.len);
+		s->pseudonym_key_len = buf.len;
 	}
-	memcpy(s->pseudonym_key, buf.data, buf.len);
-	s->pseudonym_key_len = buf.len;
-	OPENSSL_cleanse(buf.data, buf.len);
+	if (buf.data)
+		OPENSSL_cleanse(buf.data, buf.cap);
 	gw_buf_free(&buf);
-	return 0;
+	return rc;
 }
 
 /* ---- start-up ------------------------------------------------------------ */

@@ -59,11 +59,38 @@ static void test_untrusted_refuses_symlink_hardlink_and_large(void **state)
 	tu_rmrf(dir);
 }
 
+/* A secret is read only when group and others have no access to it. */
+static void test_read_private_refuses_loose_modes(void **state)
+{
+	static const mode_t loose[] = { 0640, 0604, 0620, 0602, 0660 };
+	const char *dir = tu_tmpdir("fsutil-private");
+	char path[512];
+	gw_buf buf = GW_BUF_INIT;
+
+	snprintf(path, sizeof(path), "%s/secret.key", dir);
+	assert_int_equal(fsutil_read_private(path, 64, &buf), GW_ENOTFOUND);
+	tu_write(path, "0123456789abcdef", 16);
+	assert_int_equal(chmod(path, 0600), 0);
+	assert_int_equal(fsutil_read_private(path, 64, &buf), 0);
+	assert_int_equal(buf.len, 16);
+	assert_memory_equal(buf.data, "0123456789abcdef", 16);
+	assert_int_equal(fsutil_read_private(path, 8, &buf), GW_EINVALID); /* too large */
+	for (size_t i = 0; i < sizeof(loose) / sizeof(loose[0]); i++) {
+		assert_int_equal(chmod(path, loose[i]), 0);
+		assert_int_equal(fsutil_read_private(path, 64, &buf), GW_EINVALID);
+		assert_non_null(strstr(gw_error_last(), "group or others"));
+	}
+	assert_int_equal(fsutil_read_private(dir, 64, &buf), GW_EINVALID); /* a directory */
+	gw_buf_free(&buf);
+	tu_rmrf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_write_durable_publishes_whole_file_0600),
 		cmocka_unit_test(test_untrusted_refuses_symlink_hardlink_and_large),
+		cmocka_unit_test(test_read_private_refuses_loose_modes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
