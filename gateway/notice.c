@@ -327,12 +327,12 @@ static int parse_list(const char *list, bool services, unsigned *bits, char *bad
 		word[len] = '\0';
 		p += len;
 		if (services) {
-			enum gw_service s;
+			enum gw_service s = SVC_HOUSING;
 			if (notice_service_parse(word, &s) < 0)
 				goto unknown;
 			*bits |= 1u << s;
 		} else {
-			enum gw_need need;
+			enum gw_need need = NEED_OTHER;
 			if (notice_need_parse(word, &need) < 0)
 				goto unknown;
 			*bits |= 1u << need;
@@ -389,7 +389,7 @@ static int read_needs(struct reader *r, xmlNodePtr root)
 {
 	xmlNodePtr needs = child(root, "Needs"), node;
 	char category[32];
-	enum gw_need need;
+	enum gw_need need = NEED_OTHER;
 	int error;
 
 	for (node = needs ? needs->children : NULL; node; node = node->next) {
@@ -603,7 +603,7 @@ static void filter_needs(xmlNodePtr root, unsigned categories)
 {
 	xmlNodePtr needs = child(root, "Needs"), node, next;
 	char *name;
-	enum gw_need need;
+	enum gw_need need = NEED_OTHER;
 	bool keep, any = false;
 
 	if (!needs)

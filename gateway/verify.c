@@ -222,7 +222,7 @@ static int check_signed_info(xmlNodePtr si)
 static int check_key_info(xmlNodePtr ki)
 {
 	static const char *const names[] = { "X509Data" };
-	xmlNodePtr x509, cert;
+	xmlNodePtr x509 = NULL, cert;
 	int count = 0;
 
 	if (expect_children(ki, names, 1, &x509) < 0)

@@ -604,14 +604,23 @@ static struct config_endpoint *endpoint_named(struct gw_config *cfg, const char 
 	return NULL;
 }
 
+static void set_path(char *dst, size_t size, const char *src)
+{
+	size_t len = strlen(src);
+
+	if (len >= size)
+		fail_msg("path too long: %s", src);
+	memcpy(dst, src, len + 1);
+}
+
 static void school_certs(const char *first, const char *second)
 {
 	struct config_endpoint *ep = endpoint_named(&fx.cfg, "oslo-school");
 
-	snprintf(ep->encrypt_cert[0], sizeof(ep->encrypt_cert[0]), "%s", first);
+	set_path(ep->encrypt_cert[0], sizeof(ep->encrypt_cert[0]), first);
 	ep->n_encrypt_cert = 1;
 	if (second) {
-		snprintf(ep->encrypt_cert[1], sizeof(ep->encrypt_cert[1]), "%s", second);
+		set_path(ep->encrypt_cert[1], sizeof(ep->encrypt_cert[1]), second);
 		ep->n_encrypt_cert = 2;
 	}
 }
