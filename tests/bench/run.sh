@@ -28,6 +28,8 @@
 #
 # Knobs (environment): BENCH_NOTICES (500), BENCH_BASELINE (30),
 # BENCH_LATENCY (200), BENCH_QUEUE (1000000), BENCH_KEYS ("rsa ec").
+# BENCH_SCHED=0 skips the scheduling rows (signing, end to end, latency and
+# memory only: the quick form to use while changing the delivery path).
 # BENCH_RECEIVER_NODELAY=1 is an experiment, not the product: the receivers
 # run with tests/bench/nodelay_shim.c preloaded (TCP_NODELAY on accepted
 # sockets) and the table header says WHAT-IF.
@@ -220,7 +222,9 @@ done
 trap - EXIT
 
 # ---- scheduling
+SCHED=${BENCH_SCHED:-1}
 SCH=$OUT/sched
+if [ "$SCHED" = 1 ]; then
 mkdir -p "$SCH/spool"
 say "scheduling: filling $SMALL and $BIG queued messages (store API, 10k per transaction)"
 line=$("$OUT/bin/bench_sched" fill "$SCH/small.db" "$SMALL" 2>>"$SCH/bench_sched.log")
@@ -243,6 +247,7 @@ line=$(timeout 300 "$BD" start "$SCH/daemon.log" 3 -- "$GW" send --config "$SCH/
 }
 R[daemon_start_ms]=$(kv "$line" startup_ms)
 R[daemon_rss_kb]=$(kv "$line" vmhwm_kb)
+fi
 
 # ---- the table
 yes_no() { awk "BEGIN { print ($*) ? \"yes\" : \"NO\" }"; }
@@ -287,6 +292,7 @@ BIGL=$BIG
       "$(mib "${R[${kt}_recv_rss_max]}")" "-" "-" "-" \
       "(${R[${kt}_recv_nprocs]} procs: $(mib "${R[${kt}_recv_rss_sum]}") MiB)" "-"
   done
+  [ "$SCHED" = 1 ] && {
   printf '%-40s %10s %10s %10s %8s  %-24s %s\n' "pick next due, all due (us)" \
     "$(fmt "${R[big_due_all_us]}" 1)" "$(fmt "${R[small_due_all_us]}" 1)" "-" \
     "$(fmt "$(calc "${R[big_due_all_us]} / ${R[small_due_all_us]}")" 2)" "$BIGL/10k <= 1.5" \
@@ -308,9 +314,10 @@ BIGL=$BIG
   printf '%-40s %10s %10s %10s %8s  %-24s %s\n' "RSS store API, $BIGL queued (MiB)" \
     "$(mib "${R[big_rss_kb]}")" "-" "64" "$(fmt "$(calc "${R[big_rss_kb]} / 65536")" 2)" "< 64 MiB" \
     "$(yes_no "${R[big_rss_kb]} < 65536")"
+  }
   echo
   echo "openssl speed (1 core): RSA-2048 ${R[rsa_sign]:-?} sign/s ${R[rsa_verify]:-?} verify/s;" \
     "P-256 ${R[ec_sign]:-?} sign/s ${R[ec_verify]:-?} verify/s. Ceiling = $CORES / (2/sign + 2/verify)."
   echo "Endpoint max_connections 4 (default), receiver workers 2, 1 notice = 1 message." \
-    "Fill of $BIG queued: ${R[fill_s]} s. Total run: $(($(date +%s) - T_START)) s."
+    "Fill of $BIG queued: ${R[fill_s]:-(skipped)} s. Total run: $(($(date +%s) - T_START)) s."
 } | tee "$OUT/results.txt"
