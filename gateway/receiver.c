@@ -55,6 +55,8 @@
 #include <libgen.h>
 #include <limits.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -596,6 +598,7 @@ struct conn {
 	struct conn *prev, *next; /* w->conns, oldest first */
 	bool admitted;            /* counted in w->live */
 	bool handshaken;          /* the TLS handshake completed */
+	bool nodelay;             /* TCP_NODELAY is set on its socket */
 };
 
 /* Per-process: the SSL ex_data slot that ties a connection to its struct conn. */
@@ -616,14 +619,35 @@ static void conn_slot_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
 		conn_gone(ptr);
 }
 
+/*
+ * TCP_NODELAY on the connection's socket, once. evhttp writes an answer as
+ * two TLS records (headers, then body); with Nagle on, the second waits for
+ * the client's delayed ACK of the first, about 40 ms per answer. Everything
+ * we write is a complete record, so there is nothing for Nagle to coalesce.
+ * The socket is set by evhttp after the bufferevent is made, so this runs
+ * at the ClientHello (before our handshake flight) and again at a request.
+ */
+static void conn_nodelay(struct conn *c)
+{
+	evutil_socket_t fd;
+	int one = 1;
+
+	if (c->nodelay || !c->bev || (fd = bufferevent_getfd(c->bev)) < 0)
+		return;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0)
+		c->nodelay = true;
+}
+
 /* Over the connection cap the handshake is refused before any crypto. */
 static int client_hello(SSL *ssl, int *alert, void *arg)
 {
 	struct conn *c = SSL_get_ex_data(ssl, conn_slot);
 
 	(void)arg;
-	if (c && c->admitted)
+	if (c && c->admitted) {
+		conn_nodelay(c);
 		return SSL_CLIENT_HELLO_SUCCESS;
+	}
 	*alert = SSL_AD_INTERNAL_ERROR;
 	return SSL_CLIENT_HELLO_ERROR;
 }
@@ -987,8 +1011,10 @@ static void worker_request(struct evhttp_request *req, void *arg)
 	int gate;
 
 	/* This request is in; the answer and the next request get a new deadline. */
-	if ((c = request_conn(req)) != NULL)
+	if ((c = request_conn(req)) != NULL) {
 		conn_arm(c, w->rs->cfg->receiver.read_timeout);
+		conn_nodelay(c);
+	}
 	request_peer_orgnr(req, org);
 	if ((gate = request_gate(w, req, org)) != 0) {
 		if (gate == 403)
