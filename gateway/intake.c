@@ -28,8 +28,13 @@
  * endpoint" (or for an unusable certificate), from the original notice in
  * processed/, checked against the SHA-256 recorded at intake.
  *
- * Each file gives one log line: event=accepted|rejected|duplicate. A person
- * appears only as the keyed pseudonym (person=); texts never hold a nin.
+ * Each file gives one log line: event=accepted|rejected|duplicate, or, when
+ * it cannot be finished (disk full or read-only, database locked, full or
+ * damaged), intake-failed|move-failed|reject-failed with the cause (error=)
+ * and what becomes of the file (next=): it stays in incoming/new and the
+ * next scan takes it again; a file whose messages were committed is then
+ * recognised by its SHA-256 and only moved. A person appears only as the
+ * keyed pseudonym (person=); texts never hold a nin.
  */
 #include "intake.h"
 #include "err.h"
@@ -120,6 +125,16 @@ static int sha256_hex(const unsigned char *data, size_t len, char out[65])
 
 /* ---- the three outcomes ---- */
 
+/*
+ * What becomes of a file intake could not finish, for its log line (next=):
+ * it always stays in incoming/new and the next scan takes it again.
+ */
+#define NEXT_RETRY "nothing of it was stored; it stays in incoming/new and is taken again at the next scan"
+#define NEXT_MOVE                                                                  \
+	"its messages are committed; it stays in incoming/new and the next scan moves " \
+	"it to processed/ as already taken, with no second set of messages"
+#define NEXT_REJECT "it stays in incoming/new and is rejected again at the next scan"
+
 static int reject_file(struct intake *in, const char *name, const char *code,
 		       const char *sentence, const char *notice_id)
 {
@@ -130,7 +145,7 @@ static int reject_file(struct intake *in, const char *name, const char *code,
 	rc = spool_reject(in->spool, name, code, text, final, sizeof(final));
 	if (rc < 0) {
 		gw_log(GW_LOG_ERROR, "reject-failed", "file", name, "reason", code, "error",
-		       gw_error_last(), NULL);
+		       gw_error_last(), "next", NEXT_REJECT, NULL);
 		return rc;
 	}
 	gw_log(GW_LOG_WARN, "rejected", "file", name, "moved_to", final, "reason", code,
@@ -144,7 +159,8 @@ static int take_duplicate(struct job *j)
 	int rc = spool_accept(j->in->spool, j->name, final, sizeof(final));
 
 	if (rc < 0) {
-		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "error", gw_error_last(), NULL);
+		gw_log(GW_LOG_ERROR, "move-failed", "file", j->name, "error", gw_error_last(), "next",
+		       NEXT_MOVE, NULL);
 		return rc;
 	}
 	gw_log(GW_LOG_INFO, "duplicate", "file", j->name, "moved_to", final, "sha256", j->sha256,
@@ -794,14 +810,14 @@ static int accept_notice(struct job *j, enum intake_outcome *outcome)
 	}
 	if (rc < 0) {
 		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "notice", j->n.id, "error",
-		       gw_error_last(), NULL);
+		       gw_error_last(), "next", NEXT_RETRY, NULL);
 		return rc;
 	}
 	*outcome = INTAKE_ACCEPTED;
 	if ((rc = spool_accept(j->in->spool, j->name, final, sizeof(final))) < 0) {
 		/* Committed: the next scan finds the bytes seen and moves the file. */
-		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "notice", j->n.id, "error",
-		       gw_error_last(), NULL);
+		gw_log(GW_LOG_ERROR, "move-failed", "file", j->name, "notice", j->n.id, "error",
+		       gw_error_last(), "next", NEXT_MOVE, NULL);
 		return rc;
 	}
 	log_accepted(j, final);
@@ -815,8 +831,11 @@ static int intake_bytes(struct job *j, const gw_buf *bytes, enum intake_outcome 
 	int rc;
 
 	if ((rc = sha256_hex(bytes->data, bytes->len, j->sha256)) < 0 ||
-	    (rc = j->in->st->ops->intake_seen(j->in->st, j->sha256, &seen)) < 0)
+	    (rc = j->in->st->ops->intake_seen(j->in->st, j->sha256, &seen)) < 0) {
+		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "error", gw_error_last(),
+		       "next", NEXT_RETRY, NULL);
 		return rc;
+	}
 	if (seen) {
 		*outcome = INTAKE_DUPLICATE;
 		return take_duplicate(j);
@@ -827,7 +846,8 @@ static int intake_bytes(struct job *j, const gw_buf *bytes, enum intake_outcome 
 		return reject_file(j->in, j->name, code, gw_error_last(), NULL);
 	}
 	if (rc < 0) {
-		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "error", gw_error_last(), NULL);
+		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "error", gw_error_last(),
+		       "next", NEXT_RETRY, NULL);
 		return rc;
 	}
 	return accept_notice(j, outcome);
@@ -854,6 +874,9 @@ int intake_file(struct intake *in, const char *name, enum intake_outcome *outcom
 		rc = reject_file(in, name, reason, gw_error_last(), NULL);
 	else if (rc == 0)
 		rc = intake_bytes(&j, &bytes, outcome);
+	else
+		gw_log(GW_LOG_ERROR, "intake-failed", "file", name, "error", gw_error_last(), "next",
+		       NEXT_RETRY, NULL);
 	notice_free(&j.n);
 	gw_buf_free(&bytes);
 	return rc;
@@ -869,6 +892,7 @@ int intake_scan(struct intake *in, int *accepted, int *rejected, int *duplicates
 {
 	struct spool_list list;
 	int first_error = 0, rc;
+	size_t left = 0;
 
 	if (accepted)
 		*accepted = 0;
@@ -882,10 +906,12 @@ int intake_scan(struct intake *in, int *accepted, int *rejected, int *duplicates
 		rc = reject_file(in, list.bad_names[i], "bad-name",
 				 "the file name does not match [A-Za-z0-9][A-Za-z0-9._-]{0,127}.xml",
 				 NULL);
-		if (rc < 0 && !first_error)
-			first_error = rc;
-		else if (rc == 0)
+		if (rc < 0) {
+			first_error = first_error ? first_error : rc;
+			left++;
+		} else {
 			count(rejected);
+		}
 	}
 	for (size_t i = 0; i < list.n_names; i++) {
 		enum intake_outcome outcome;
@@ -894,13 +920,17 @@ int intake_scan(struct intake *in, int *accepted, int *rejected, int *duplicates
 		if (rc < 0) {
 			if (!first_error)
 				first_error = rc;
+			left++;
 			continue;
 		}
 		count(outcome == INTAKE_ACCEPTED ? accepted
 		      : outcome == INTAKE_DUPLICATE ? duplicates : rejected);
 	}
 	spool_list_free(&list);
-	return first_error;
+	if (first_error) /* each one has its own log line already */
+		return gw_error_set(first_error, "%zu file(s) stay in incoming/new until the next "
+				    "scan (each is named in its own log line)", left);
+	return 0;
 }
 
 /* ---- held messages whose cause went away ---- */

@@ -62,15 +62,18 @@ void intake_close(struct intake *in);
 
 /*
  * Take one file from incoming/new. 0 when the file was dealt with (see
- * *outcome); a negative gw_code when it could not be, and it is still in
- * incoming/new.
+ * *outcome); a negative gw_code when it could not be (a full or read-only
+ * disk, a locked or damaged database), and it is still in incoming/new: one
+ * log line (intake-failed, move-failed or reject-failed) names the file,
+ * the cause and what happens next.
  */
 int intake_file(struct intake *in, const char *name, enum intake_outcome *outcome);
 
 /*
  * Take every file in incoming/new in name order; badly named entries are
  * rejected as "bad-name". Counts what happened (any pointer may be NULL).
- * Goes on past a file that fails and returns the first failure's code.
+ * Goes on past a file that fails (intake_file logged it) and returns the
+ * first failure's code, with a count of the files left as the message.
  */
 int intake_scan(struct intake *in, int *accepted, int *rejected, int *duplicates);
 

@@ -6,6 +6,8 @@
  * One libevent loop drives everything:
  *   - inotify on spool incoming/new (IN_MOVED_TO, IN_CLOSE_WRITE), a scan at
  *     start-up and a slow rescan every 60 s as a safety net -> intake_scan();
+ *     a scan that left a file in incoming/new (disk full or read-only,
+ *     database locked: each logged with its cause) is repeated after 5 s;
  *   - a timer armed for the store's next_due_ms() (re-armed after every
  *     change; the database is never polled on a fixed tick);
  *   - dispatch: store messages_due() (earliest release date first) into
@@ -34,6 +36,10 @@
  * nothing is in flight (the demo and tests). --max-seconds N stops the same
  * way as SIGTERM after N seconds.
  *
+ * At start-up the store gets PRAGMA quick_check (at most 3 s): a damaged
+ * database stops the start with exit 1 and a sentence naming the file and
+ * what to do, before anything in the spool is touched.
+ *
  * Exit codes (daemons.h): 0 done, 1 operational failure, 2 usage or
  * configuration error.
  */
@@ -51,6 +57,7 @@
 #include "signer.h"
 #include "spool.h"
 #include "store.h"
+#include "store_sqlite.h"
 #include "timeutil.h"
 #include "verify.h"
 #include "xmlread.h"
@@ -70,12 +77,14 @@
 #include <unistd.h>
 
 #define RESCAN_SECONDS 60
+#define RESCAN_RETRY_SECONDS 5 /* after a scan that left files in incoming/new */
 #define GRACE_SECONDS 10
 #define EXPIRE_EVERY_MS (3600 * 1000)
 #define DISPATCH_WINDOW 512  /* due messages looked at per dispatch */
 #define RETRY_SOON_MS 1000   /* when something due could not start for no limit */
 #define PSEUDONYM_KEY_BYTES 32
 #define PSEUDONYM_KEY_MIN 16
+#define STORE_CHECK_BUDGET_MS 3000 /* PRAGMA quick_check at start-up, at most */
 
 struct options {
 	const char *config;
@@ -101,6 +110,7 @@ struct sender {
 	size_t pseudonym_key_len;
 	int inotify_fd;
 	struct event *ev_inotify, *ev_rescan, *ev_due, *ev_work, *ev_grace, *ev_limit;
+	struct event *ev_rescan_soon; /* a scan that left files behind: again in 5 s */
 	struct event *ev_signal[4];
 	bool scan_wanted;
 	bool stopping;
@@ -337,13 +347,38 @@ static int open_crypto(struct sender *s)
 	return 0;
 }
 
+/*
+ * A damaged store is refused before anything is taken from the spool.
+ * PRAGMA quick_check reads every page, so it gets a budget: a store of a
+ * few hundred MiB is checked in full; beyond the budget the rest is left to
+ * SQLite's checks as pages are read, and the log says so.
+ */
+static int check_store(struct sender *s)
+{
+	int64_t started = timeutil_now_ms();
+	bool complete = false;
+	char ms[24];
+
+	if (store_sqlite_check(s->st, STORE_CHECK_BUDGET_MS, &complete) < 0)
+		return GW_ERROR;
+	snprintf(ms, sizeof(ms), "%lld", (long long)(timeutil_now_ms() - started));
+	if (complete)
+		gw_log(GW_LOG_INFO, "store-checked", "db", s->cfg->gateway.db, "ms", ms, NULL);
+	else
+		gw_log(GW_LOG_WARN, "store-check-incomplete", "db", s->cfg->gateway.db, "ms", ms,
+		       "reason", "PRAGMA quick_check did not finish within its start-up budget; to "
+		       "check the whole file, stop the gateway and run sqlite3 DB 'PRAGMA quick_check'",
+		       NULL);
+	return 0;
+}
+
 static int open_state(struct sender *s)
 {
 	int recovered = 0;
 
 	if (pseudonym_key_load(s, s->cfg->gateway.pseudonym_key) < 0)
 		return 2;
-	if (store_sqlite_open(&s->st, s->cfg->gateway.db) < 0 ||
+	if (store_sqlite_open(&s->st, s->cfg->gateway.db) < 0 || check_store(s) < 0 ||
 	    spool_open(&s->spool, s->cfg->gateway.spool) < 0)
 		return 1;
 	if (s->st->ops->recover_sending(s->st, &recovered) < 0)
@@ -388,14 +423,25 @@ static void expire_processed(struct sender *s, int64_t now)
 		gw_log(GW_LOG_WARN, "expire-failed", "reason", gw_error_last(), NULL);
 }
 
+static void arm_in(struct event *ev, int64_t ms);
+
 static void scan(struct sender *s)
 {
 	int accepted = 0, rejected = 0, duplicates = 0;
 	char a[16], r[16], d[16];
 
 	s->scan_wanted = false;
-	if (intake_scan(&s->intake, &accepted, &rejected, &duplicates) < 0)
-		gw_log(GW_LOG_ERROR, "scan-failed", "reason", gw_error_last(), NULL);
+	if (intake_scan(&s->intake, &accepted, &rejected, &duplicates) < 0) {
+		/* A full or read-only disk, a locked database: try again soon,
+		 * not only at the next 60 s rescan or the next file's arrival. */
+		char soon[16];
+
+		snprintf(soon, sizeof(soon), "%d", RESCAN_RETRY_SECONDS);
+		gw_log(GW_LOG_WARN, "scan-incomplete", "reason", gw_error_last(), "next_scan_s", soon,
+		       NULL);
+		if (!evtimer_pending(s->ev_rescan_soon, NULL))
+			arm_in(s->ev_rescan_soon, RESCAN_RETRY_SECONDS * 1000);
+	}
 	if (accepted + rejected + duplicates == 0)
 		return;
 	snprintf(a, sizeof(a), "%d", accepted);
@@ -615,6 +661,7 @@ static void stop(struct sender *s, const char *why)
 	if (s->ev_inotify)
 		event_del(s->ev_inotify);
 	event_del(s->ev_rescan);
+	event_del(s->ev_rescan_soon);
 	event_del(s->ev_due);
 	if (deliver_in_flight(s->dl) == 0) {
 		event_base_loopbreak(s->base);
@@ -772,10 +819,12 @@ static int setup_events(struct sender *s)
 
 	s->ev_work = event_new(s->base, -1, 0, on_work, s);
 	s->ev_rescan = event_new(s->base, -1, EV_PERSIST, on_rescan, s);
+	s->ev_rescan_soon = evtimer_new(s->base, on_rescan, s);
 	s->ev_due = evtimer_new(s->base, on_due, s);
 	s->ev_grace = evtimer_new(s->base, on_grace_over, s);
 	s->ev_limit = evtimer_new(s->base, on_limit, s);
-	if (!s->ev_work || !s->ev_rescan || !s->ev_due || !s->ev_grace || !s->ev_limit)
+	if (!s->ev_work || !s->ev_rescan || !s->ev_rescan_soon || !s->ev_due || !s->ev_grace ||
+	    !s->ev_limit)
 		return gw_error_set(GW_ENOMEM, "cannot create the event loop's events");
 	for (int i = 0; i < 4; i++) {
 		s->ev_signal[i] = evsignal_new(s->base, signals[i], on_signal, s);
@@ -856,6 +905,7 @@ static void sender_close(struct sender *s)
 	metrics_free(s->metrics);
 	free_event(&s->ev_inotify);
 	free_event(&s->ev_rescan);
+	free_event(&s->ev_rescan_soon);
 	free_event(&s->ev_due);
 	free_event(&s->ev_work);
 	free_event(&s->ev_grace);

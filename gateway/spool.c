@@ -241,6 +241,38 @@ static void copy_out(char *dst, size_t dstlen, const char *src)
 		snprintf(dst, dstlen, "%s", src);
 }
 
+/*
+ * The cause at the end of an fsutil message ("cannot create X: No space left
+ * on device" -> "No space left on device"): what an operator acts on, without
+ * the temporary name.
+ */
+static const char *cause_of(const char *message)
+{
+	const char *cause = message, *p;
+
+	while ((p = strstr(cause, ": ")) != NULL)
+		cause = p + 2;
+	return cause;
+}
+
+/*
+ * A failed fsutil_rename_durable() out of incoming/new, in an operator's
+ * words: where the file is now and why. The rename itself failed when the
+ * file is still in incoming/new; otherwise only the directory sync did.
+ */
+static int move_failed(const struct spool *sp, const char *name, const char *to, int rc)
+{
+	char path[PATH_MAX], cause[256];
+	struct stat st;
+
+	snprintf(cause, sizeof(cause), "%s", cause_of(gw_error_last()));
+	if (fsutil_path(path, sizeof(path), sp->new_dir, name) == 0 && lstat(path, &st) == 0)
+		return gw_error_set(rc, "spool %s: cannot move %s from incoming/new to %s: %s",
+				    sp->root, name, to, cause);
+	return gw_error_wrap(rc, "spool %s: %s was moved to %s, but the move may not survive a "
+			     "power cut", sp->root, name, to);
+}
+
 /* Stamp the acceptance time, so expiry counts days from when it was taken. */
 static void touch(const char *dir, const char *name)
 {
@@ -259,9 +291,25 @@ int spool_accept(const struct spool *sp, const char *name, char *final_name, siz
 		return rc;
 	touch(sp->new_dir, name);
 	if ((rc = fsutil_rename_durable(sp->new_dir, name, sp->processed, final)) < 0)
-		return gw_error_wrap(rc, "spool: cannot move %s to processed", name);
+		return move_failed(sp, name, "processed/", rc);
 	copy_out(final_name, final_len, final);
 	return 0;
+}
+
+/*
+ * A reason file whose input stayed in incoming/new goes (best effort, so the
+ * next attempt writes it again under the same name); the error store keeps
+ * the move's failure.
+ */
+static void drop_orphan_reason(const struct spool *sp, const char *name, const char *reason_name)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (fsutil_path(path, sizeof(path), sp->new_dir, name) < 0 || lstat(path, &st) < 0)
+		return; /* the input did move: its reason file belongs to it */
+	if (fsutil_path(path, sizeof(path), sp->rejected, reason_name) == 0)
+		(void)unlink(path); /* not synced: should it come back, the next name is used */
 }
 
 /* One line of printable text: control characters become spaces. */
@@ -292,10 +340,17 @@ int spool_reject(const struct spool *sp, const char *name, const char *code,
 	}
 	rc = fsutil_write_durable(sp->rejected, reason_name, text.data, text.len, 0640);
 	gw_buf_free(&text);
-	if (rc < 0)
-		return gw_error_wrap(rc, "spool: cannot write the reason for %s", name);
-	if ((rc = fsutil_rename_durable(sp->new_dir, name, sp->rejected, final)) < 0)
-		return gw_error_wrap(rc, "spool: cannot move %s to rejected", name);
+	if (rc < 0) {
+		char cause[256];
+		snprintf(cause, sizeof(cause), "%s", cause_of(gw_error_last()));
+		return gw_error_set(rc, "spool %s: cannot write rejected/%s for %s: %s", sp->root,
+				    reason_name, name, cause);
+	}
+	if ((rc = fsutil_rename_durable(sp->new_dir, name, sp->rejected, final)) < 0) {
+		rc = move_failed(sp, name, "rejected/", rc);
+		drop_orphan_reason(sp, name, reason_name);
+		return rc;
+	}
 	copy_out(final_name, final_len, final);
 	return 0;
 }

@@ -73,6 +73,7 @@
 #include <unistd.h>
 
 #define BUSY_TIMEOUT_MS 10000
+#define STR_BUSY_TIMEOUT_S "10" /* BUSY_TIMEOUT_MS in seconds, for messages */
 
 /* ---- schema: the one place the database layout is defined ---- */
 
@@ -289,9 +290,38 @@ static struct sqlite_store *S(store *st)
 
 /* ---- small helpers ---- */
 
+/*
+ * SQLite's cause in an operator's words, by primary result code; NULL when
+ * SQLite's own text says enough. The caller says what becomes of the work.
+ */
+static const char *db_cause(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return "another process has held the database's write lock longer than the "
+		       "busy timeout (" STR_BUSY_TIMEOUT_S " s)";
+	case SQLITE_FULL:
+		return "the disk holding the database is full";
+	case SQLITE_READONLY:
+		return "the database cannot be written (a read-only file or file system)";
+	case SQLITE_IOERR:
+		return "the disk holding the database reported an error (full, read-only or failing)";
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return "the database file is damaged; stop the gateway and restore the last backup "
+		       "(docs/OPERATIONS.md, \"A damaged database\")";
+	case SQLITE_CANTOPEN:
+		return "the database file cannot be opened (missing directory or no permission)";
+	default:
+		return NULL;
+	}
+}
+
 static int db_fail(struct sqlite_store *s, int rc, const char *what)
 {
 	int code = GW_ERROR;
+	const char *cause = db_cause(rc);
 
 	if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
 		code = GW_ETEMP;
@@ -301,6 +331,9 @@ static int db_fail(struct sqlite_store *s, int rc, const char *what)
 		code = GW_EINVALID;
 	else if ((rc & 0xff) == SQLITE_NOMEM)
 		code = GW_ENOMEM;
+	if (cause)
+		return gw_error_set(code, "store %s: cannot %s: %s (SQLite: %s)", s->path, what, cause,
+				    sqlite3_errmsg(s->db));
 	return gw_error_set(code, "store %s: cannot %s: %s", s->path, what, sqlite3_errmsg(s->db));
 }
 
@@ -1623,12 +1656,12 @@ static int pragma_text(struct sqlite_store *s, const char *sql, char *out, size_
 	int rc, err = 0;
 
 	if ((rc = sqlite3_prepare_v2(s->db, sql, -1, &q, NULL)) != SQLITE_OK)
-		return db_fail(s, rc, "read a setting");
+		return db_fail(s, rc, "open");
 	rc = sqlite3_step(q);
 	if (rc == SQLITE_ROW)
 		err = copy_text(out, outlen, q, 0);
 	else
-		err = db_fail(s, rc, "read a setting");
+		err = db_fail(s, rc, "open");
 	sqlite3_finalize(q);
 	return err;
 }
@@ -1676,6 +1709,13 @@ static int migrate(struct sqlite_store *s)
 {
 	int version, rc;
 
+	/* A file already at this version needs no write lock, so opening it
+	 * works while another process holds that lock (an operator's status
+	 * while the sender commits, or while something holds it far too long). */
+	if (pragma_int(s, "PRAGMA user_version", &version) < 0)
+		return GW_ERROR;
+	if (version == SCHEMA_VERSION)
+		return 0;
 	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		return db_fail(s, sqlite3_extended_errcode(s->db), "lock the database for set-up");
 	if (pragma_int(s, "PRAGMA user_version", &version) < 0)
@@ -1762,5 +1802,63 @@ int store_sqlite_settings(store *st, struct store_sqlite_settings *out)
 	    pragma_int(s, "PRAGMA busy_timeout", &out->busy_timeout_ms) < 0 ||
 	    pragma_int(s, "PRAGMA user_version", &out->schema_version) < 0)
 		return GW_ERROR;
+	return 0;
+}
+
+/* A quick_check finding on one line, without its "*** in database main ***". */
+static void check_line(char *out, size_t size, const char *line)
+{
+	static const char banner[] = "*** in database main ***";
+	size_t n = 0;
+
+	if (!strncmp(line, banner, sizeof(banner) - 1))
+		line += sizeof(banner) - 1;
+	while (*line == ' ' || *line == '\n')
+		line++;
+	for (; *line && n + 1 < size; line++)
+		out[n++] = (unsigned char)*line < 0x20 ? ' ' : *line;
+	out[n] = '\0';
+}
+
+/* Stops PRAGMA quick_check at its deadline (a non-zero return interrupts). */
+static int check_progress(void *arg)
+{
+	const int64_t *deadline_ms = arg;
+
+	return timeutil_now_ms() > *deadline_ms;
+}
+
+int store_sqlite_check(store *st, int budget_ms, bool *complete)
+{
+	struct sqlite_store *s = S(st);
+	int64_t deadline_ms = timeutil_now_ms() + budget_ms;
+	sqlite3_stmt *q = NULL;
+	char first[256] = "";
+	int rc, problems = 0, err = 0;
+
+	*complete = false;
+	if (st->ops != &sqlite_ops)
+		return gw_error_set(GW_EINVALID, "the store is not an SQLite store");
+	if ((rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &q, NULL)) != SQLITE_OK)
+		return db_fail(s, rc, "check the database");
+	sqlite3_progress_handler(s->db, 1000, check_progress, &deadline_ms);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *line = (const char *)sqlite3_column_text(q, 0);
+
+		if (line && strcmp(line, "ok") != 0 && problems++ == 0)
+			check_line(first, sizeof(first), line);
+	}
+	if (rc != SQLITE_DONE && (rc & 0xff) != SQLITE_INTERRUPT)
+		err = db_fail(s, rc, "check the database");
+	sqlite3_progress_handler(s->db, 0, NULL, NULL);
+	sqlite3_finalize(q);
+	if (err < 0)
+		return err;
+	if (problems)
+		return gw_error_set(GW_ERROR, "store %s is damaged: PRAGMA quick_check found %d "
+				    "problem%s, the first: %s. Stop the gateway and restore the last "
+				    "backup (docs/OPERATIONS.md, \"A damaged database\")",
+				    s->path, problems, problems == 1 ? "" : "s", first);
+	*complete = (rc & 0xff) != SQLITE_INTERRUPT;
 	return 0;
 }
