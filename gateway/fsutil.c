@@ -3,6 +3,7 @@
  * (see fsutil.h). Write order follows OpenSMTPD's queue_fs.c: O_EXCL 0600,
  * write, fsync, close, rename, fsync of the directory.
  */
+#define _GNU_SOURCE /* O_TMPFILE (Linux 3.11); linkat of /proc/self/fd/N */
 #include "fsutil.h"
 #include "err.h"
 
@@ -131,6 +132,51 @@ int fsutil_rename_durable(const char *dir_from, const char *name_from, const cha
 		return GW_ERROR;
 	if (strcmp(dir_from, dir_to) != 0 && fsutil_sync_dir(dir_from) < 0)
 		return GW_ERROR;
+	return 0;
+}
+
+int fsutil_stage(const char *dir, const void *data, size_t len, mode_t mode, int *fd_out)
+{
+	int fd;
+
+	*fd_out = -1;
+	fd = open(dir, O_WRONLY | O_TMPFILE | O_CLOEXEC, mode);
+	if (fd < 0) {
+		/* Kernels or file systems without O_TMPFILE: the caller writes
+		 * under the final name when it links. */
+		if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)
+			return 0;
+		return gw_error_set(GW_ERROR, "cannot create a file in %s: %s", dir, strerror(errno));
+	}
+	if (write_all(fd, data, len) < 0) {
+		gw_error_set(GW_ERROR, "cannot write a file in %s: %s", dir, strerror(errno));
+		close(fd);
+		return GW_ERROR;
+	}
+	if (fsync(fd) < 0) {
+		gw_error_set(GW_ERROR, "cannot fsync a file in %s: %s", dir, strerror(errno));
+		close(fd);
+		return GW_ERROR;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+int fsutil_stage_link(int fd, const char *dir, const char *name)
+{
+	char final[PATH_MAX], proc[64];
+
+	if (fsutil_path(final, sizeof(final), dir, name) < 0)
+		return GW_EINVALID;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (unlink(final) < 0 && errno != ENOENT)
+		return gw_error_set(GW_ERROR, "cannot remove %s: %s", final, strerror(errno));
+	if (linkat(AT_FDCWD, proc, AT_FDCWD, final, AT_SYMLINK_FOLLOW) < 0) {
+		if (errno == ENOENT || errno == ENOTDIR) /* no /proc */
+			return gw_error_set(GW_ETEMP, "cannot name %s (is /proc mounted?): %s",
+					    final, strerror(errno));
+		return gw_error_set(GW_ERROR, "cannot name %s: %s", final, strerror(errno));
+	}
 	return 0;
 }
 

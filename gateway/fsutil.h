@@ -26,6 +26,20 @@ int fsutil_write_durable(const char *dir, const char *name, const void *data, si
 int fsutil_rename_durable(const char *dir_from, const char *name_from, const char *dir_to,
 			  const char *name_to);
 
+/*
+ * Two steps for a file that must be durable before it may have its name
+ * (the receiver's inbox: written outside a lock, named under it).
+ * fsutil_stage() writes data into an anonymous file in dir (O_TMPFILE) and
+ * fsyncs it; *fd is its descriptor, or -1 when the file system cannot make
+ * anonymous files (then nothing was written). A crash before the link leaves
+ * nothing behind. fsutil_stage_link() gives it dir/name, replacing a file
+ * of that name; the directory is NOT synced (sync it once for several
+ * links). GW_ETEMP when the link cannot be made this way (no /proc): write
+ * by name instead. Close fd afterwards either way.
+ */
+int fsutil_stage(const char *dir, const void *data, size_t len, mode_t mode, int *fd);
+int fsutil_stage_link(int fd, const char *dir, const char *name);
+
 /* fsync a directory so renames and creations inside it are durable. */
 int fsutil_sync_dir(const char *dir);
 

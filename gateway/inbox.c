@@ -2,12 +2,15 @@
  * inbox: the receiver's durable store and `gateway inbox` (see inbox.h).
  *
  * Write order for a new MessageId (docs/RECEIVER.md explains each crash
- * point), all under SQLite's write lock (BEGIN IMMEDIATE), so two worker
- * processes receiving the same MessageId are serialised:
- *   1. look the MessageId up again: known -> duplicate or conflict, stop
- *   2. item    -> tmp/ID.xml               (fsync file, fsync tmp/)
- *   3. bytes   -> evidence/ID.message.xml  (fsync file, fsync evidence/)
- *   4. receipt -> evidence/ID.receipt.xml  (fsync file, fsync evidence/)
+ * point). Steps 1-2 take no lock, so workers fsync their files in
+ * parallel; SQLite's write lock (BEGIN IMMEDIATE) covers steps 3-5 only,
+ * so two worker processes receiving the same MessageId are still ordered:
+ *   1. look the MessageId up: a committed row is final -> duplicate/conflict
+ *   2. stage item (in tmp/), bytes and receipt (in evidence/) as anonymous
+ *      files (O_TMPFILE), each written and fsynced; nobody else can see them
+ *   3. BEGIN IMMEDIATE; look up again: known -> the staged files vanish
+ *   4. name them tmp/ID.xml, evidence/ID.message.xml, evidence/ID.receipt.xml
+ *      (linkat), fsync tmp/ and evidence/ once each
  *   5. INSERT the row, COMMIT (WAL, synchronous=FULL: durable on return)
  *   6. rename tmp/ID.xml -> new/ID.xml     (fsync new/ and tmp/)
  * Only after step 6 may the caller answer 200. The row's PRIMARY KEY is the
@@ -428,25 +431,103 @@ static bool item_already_visible(inbox *ib, const char *message_id, const unsign
 	return false;
 }
 
-static int files_write(inbox *ib, const struct inbox_entry *e, const unsigned char *message,
-		       size_t message_len, const unsigned char *item, size_t item_len)
+/*
+ * The three files of a new message are staged outside the write lock: each
+ * is written and fsynced as an anonymous file in its directory
+ * (fsutil_stage), so the slow part runs in parallel across workers and a
+ * crash before the link leaves nothing behind. Under the lock only the
+ * process that finds no row links them to their names; any other closes
+ * them and they vanish.
+ */
+enum { STAGE_ITEM, STAGE_MESSAGE, STAGE_RECEIPT, STAGE_COUNT };
+
+struct staged {
+	const char *dir;
+	char name[96];
+	const void *data;
+	size_t len;
+	int fd;      /* the anonymous durable file; -1: written by name when linked */
+	bool wanted; /* false for an item already visible with these bytes */
+};
+
+static void stage_release(struct staged *st)
+{
+	for (int i = 0; i < STAGE_COUNT; i++) {
+		if (st[i].fd >= 0)
+			close(st[i].fd);
+		st[i].fd = -1;
+	}
+}
+
+static void stage_set(struct staged *s, const char *dir, const void *data, size_t len,
+		      bool wanted)
+{
+	s->dir = dir;
+	s->data = data;
+	s->len = len;
+	s->fd = -1;
+	s->wanted = wanted;
+}
+
+/* Outside the lock: every wanted file's bytes durable, anonymous. */
+static int stage_write(inbox *ib, const struct inbox_entry *e, const unsigned char *message,
+		       size_t message_len, const unsigned char *item, size_t item_len,
+		       struct staged *st)
 {
 	const char *id = e->header.message_id;
-	char name[96];
 
-	if (!item_already_visible(ib, id, item, item_len)) {
-		if (item_name(id, name, sizeof(name)) < 0 ||
-		    fsutil_write_durable(ib->tmp, name, item, item_len, 0600) < 0)
+	stage_set(&st[STAGE_ITEM], ib->tmp, item, item_len,
+		  !item_already_visible(ib, id, item, item_len));
+	stage_set(&st[STAGE_MESSAGE], ib->evidence, message, message_len, true);
+	stage_set(&st[STAGE_RECEIPT], ib->evidence, e->receipt.data, e->receipt.len, true);
+	if (item_name(id, st[STAGE_ITEM].name, sizeof(st[STAGE_ITEM].name)) < 0 ||
+	    evidence_name(id, "message", st[STAGE_MESSAGE].name, sizeof(st[STAGE_MESSAGE].name)) < 0 ||
+	    evidence_name(id, "receipt", st[STAGE_RECEIPT].name, sizeof(st[STAGE_RECEIPT].name)) < 0)
+		return GW_EINVALID;
+	for (int i = 0; i < STAGE_COUNT; i++) {
+		if (st[i].wanted &&
+		    fsutil_stage(st[i].dir, st[i].data, st[i].len, 0600, &st[i].fd) < 0) {
+			stage_release(st);
+			return GW_ERROR;
+		}
+	}
+	return 0;
+}
+
+/* Under the lock: give one staged file its name (its directory not synced yet). */
+static int stage_link(struct staged *s)
+{
+	int rc;
+
+	if (!s->wanted)
+		return 0;
+	if (s->fd >= 0) {
+		rc = fsutil_stage_link(s->fd, s->dir, s->name);
+		if (rc != GW_ETEMP)
+			return rc;
+		gw_error_clear();
+	}
+	/* No anonymous files on this system: the durable write by name, here. */
+	return fsutil_write_durable(s->dir, s->name, s->data, s->len, 0600);
+}
+
+/*
+ * Under the write lock, for a MessageId without a row: name the three
+ * staged files, then make the names durable with one fsync of tmp/ and one
+ * of evidence/ (both evidence files are in the same directory).
+ */
+static int files_link(inbox *ib, struct staged *st)
+{
+	for (int i = 0; i < STAGE_COUNT; i++) {
+		if (stage_link(&st[i]) < 0)
 			return GW_ERROR;
 	}
+	if (st[STAGE_ITEM].wanted && fsutil_sync_dir(ib->tmp) < 0)
+		return GW_ERROR;
 	inbox_fault_point("after-tmp-write");
-	if (evidence_name(id, "message", name, sizeof(name)) < 0 ||
-	    fsutil_write_durable(ib->evidence, name, message, message_len, 0600) < 0)
+	if (fsutil_sync_dir(ib->evidence) < 0)
 		return GW_ERROR;
 	inbox_fault_point("after-evidence-message");
-	if (evidence_name(id, "receipt", name, sizeof(name)) < 0 ||
-	    fsutil_write_durable(ib->evidence, name, e->receipt.data, e->receipt.len, 0600) < 0)
-		return GW_ERROR;
 	inbox_fault_point("after-evidence");
 	return 0;
 }
@@ -498,8 +579,8 @@ static int known_outcome(inbox *ib, const struct inbox_entry *have, const char *
 	return item_publish(ib, have->header.message_id);
 }
 
-/* Inside the write transaction: 1 when the row exists (outcome set). */
-static int known_in_tx(inbox *ib, const struct inbox_entry *e, struct inbox_entry *have)
+/* 1 when the row exists (copied into have), 0 when not. */
+static int known_row(inbox *ib, const struct inbox_entry *e, struct inbox_entry *have)
 {
 	int rc = inbox_lookup(ib, e->header.message_id, have);
 
@@ -510,19 +591,28 @@ static int known_in_tx(inbox *ib, const struct inbox_entry *e, struct inbox_entr
 	return rc < 0 ? rc : 1;
 }
 
-static int store_in_tx(inbox *ib, const struct inbox_entry *e, const unsigned char *message,
-		       size_t message_len, const unsigned char *item, size_t item_len,
+static int store_in_tx(inbox *ib, const struct inbox_entry *e, struct staged *st,
 		       struct inbox_entry *have)
 {
-	int rc = known_in_tx(ib, e, have);
+	int rc = known_row(ib, e, have);
 
 	if (rc != 0)
 		return rc;
-	if (files_write(ib, e, message, message_len, item, item_len) < 0)
+	if (files_link(ib, st) < 0)
 		return GW_ERROR;
 	rc = row_insert(ib, e);
 	if (rc == GW_EEXISTS) /* cannot happen under the write lock; be exact anyway */
 		return inbox_lookup(ib, e->header.message_id, have) < 0 ? GW_ERROR : 1;
+	return rc;
+}
+
+/* The answer for a row that exists; clears have. */
+static int store_known(inbox *ib, struct inbox_entry *have, const char *digest_b64,
+		       enum inbox_outcome *outcome)
+{
+	int rc = known_outcome(ib, have, digest_b64, outcome);
+
+	inbox_entry_clear(have);
 	return rc;
 }
 
@@ -531,18 +621,27 @@ int inbox_store(inbox *ib, const struct inbox_entry *e, const unsigned char *mes
 		enum inbox_outcome *outcome)
 {
 	struct inbox_entry have = { 0 };
+	struct staged st[STAGE_COUNT];
 	int rc;
 
 	if (check_id(e->header.message_id) < 0)
 		return GW_EINVALID;
-	if (db_exec(ib, "BEGIN IMMEDIATE;") < 0)
+	/* A committed row never goes away: found without the lock, it is the answer. */
+	if ((rc = known_row(ib, e, &have)) != 0)
+		return rc < 0 ? rc : store_known(ib, &have, e->digest_b64, outcome);
+	if (stage_write(ib, e, message, message_len, item, item_len, st) < 0)
+		return GW_ERROR;
+	if (db_exec(ib, "BEGIN IMMEDIATE;") < 0) {
+		stage_release(st);
 		return gw_error_wrap(GW_ETEMP, "cannot take the inbox write lock");
+	}
 	inbox_fault_point("after-lock");
-	rc = store_in_tx(ib, e, message, message_len, item, item_len, &have);
+	rc = store_in_tx(ib, e, st, &have);
+	stage_release(st);
 	if (rc != 0) {
 		db_exec(ib, "ROLLBACK;");
 		if (rc == 1)
-			rc = known_outcome(ib, &have, e->digest_b64, outcome);
+			return store_known(ib, &have, e->digest_b64, outcome);
 		inbox_entry_clear(&have);
 		return rc;
 	}

@@ -10,9 +10,11 @@
  *   DB (SQLite, WAL, synchronous=FULL) one row per accepted MessageId:
  *                                    digest, header fields, receipt bytes
  *
- * inbox_store() is the one way a message gets in. Under the database's write
- * lock it writes the item into tmp/ and the evidence, commits the row, and
- * only then moves the item into new/: the case system never sees an item
+ * inbox_store() is the one way a message gets in. It writes and fsyncs the
+ * item and the evidence as unnamed files without a lock; under the
+ * database's write lock it names them (the item in tmp/), makes the names
+ * durable and commits the row; only then does it move the item into new/:
+ * the case system never sees an item
  * without its record, and a crash at any point followed by a resend ends
  * with exactly one item and one row (docs/RECEIVER.md walks every point).
  * inbox_recover() finishes what a crash interrupted; call it at start-up,
