@@ -87,6 +87,8 @@ struct transfer {
 	int64_t started_ms;  /* the scheduler's clock (attempt time) */
 	int64_t started_mono; /* the monotonic clock (attempt duration) */
 	unsigned identity_refusals_at_start;
+	struct transfer *batch_next; /* d->prepared (waiting for the commit) or d->finished */
+	CURLcode result;             /* once finished */
 	gw_buf body;
 	gw_buf response;
 	bool response_too_large;
@@ -114,6 +116,10 @@ struct deliver {
 	struct endpoint_state *endpoints;
 	struct transfer *transfers;
 	size_t in_flight;
+	bool batch;                 /* a dispatch pass's store transaction is open */
+	struct transfer *prepared;  /* started in that pass, launched after its commit */
+	struct transfer *finished;  /* finished, outcome not yet recorded */
+	struct event *ev_finish;    /* records them, once per event-loop iteration */
 	struct sock *socks;
 	char crl_file[PATH_MAX];   /* what curl reads; empty: no CRL checks */
 	char crl_bundle[PATH_MAX]; /* our temporary bundle when several CRLs */
@@ -719,8 +725,14 @@ static int transfer_new(struct transfer **out, deliver *d, struct endpoint_state
 	t->failed_before = m->attempts;
 	t->deadline_ms = message_deadline(d, m);
 	t->identity_refusals_at_start = ep->identity_refusals;
-	if ((rc = gw_buf_put(&t->body, m->signed_bytes.data, m->signed_bytes.len)) < 0 ||
-	    (rc = receipt_digest(t->body.data, t->body.len, t->digest_b64)) < 0 ||
+	/* A dispatch reads due rows without their bytes: only a started one's are read. */
+	if (m->signed_bytes.len)
+		rc = gw_buf_put(&t->body, m->signed_bytes.data, m->signed_bytes.len);
+	else
+		rc = d->st->ops->message_bytes(d->st, m->message_id, &t->body);
+	if (rc == 0 && t->body.len == 0)
+		rc = gw_error_set(GW_ERROR, "message %s has no signed bytes", m->message_id);
+	if (rc < 0 || (rc = receipt_digest(t->body.data, t->body.len, t->digest_b64)) < 0 ||
 	    (rc = transfer_setup_easy(t)) < 0) {
 		transfer_free(t);
 		return rc;
@@ -753,13 +765,15 @@ static void transfer_unlink(deliver *d, struct transfer *t)
 
 /* ---- the store ---------------------------------------------------------- */
 
-/* Compare-and-set one message in its own transaction. */
+/* Compare-and-set one message in its own transaction, or in the dispatch pass's. */
 static int store_move(deliver *d, const char *id, enum msg_state from, enum msg_state to,
 		      const char *reason, int64_t next_ms)
 {
 	store *st = d->st;
 	int rc;
 
+	if (d->batch) /* a refused compare-and-set changes nothing */
+		return st->ops->message_update(st, id, from, to, reason, next_ms, 0);
 	if ((rc = st->ops->begin(st)) < 0)
 		return rc;
 	rc = st->ops->message_update(st, id, from, to, reason, next_ms, 0);
@@ -1136,6 +1150,19 @@ static int refuse_corrupt(deliver *d, const struct store_message *m, const struc
 			    m->message_id);
 }
 
+/* The message is 'sending' (committed): hand the transfer to curl. */
+static int transfer_launch(deliver *d, struct transfer *t)
+{
+	t->started_ms = d->now_ms();
+	t->started_mono = mono_ms();
+	if (curl_multi_add_handle(d->multi, t->easy) != CURLM_OK) {
+		store_move(d, t->message_id, MSG_SENDING, MSG_QUEUED, NULL, -1);
+		return gw_error_set(GW_ERROR, "cannot start the transfer of message %s", t->message_id);
+	}
+	gw_log(GW_LOG_INFO, "sending", "msg", t->message_id, "endpoint", t->ep->name, NULL);
+	return 0;
+}
+
 int deliver_start(deliver *d, const struct store_message *m)
 {
 	struct endpoint_state *ep;
@@ -1145,8 +1172,6 @@ int deliver_start(deliver *d, const struct store_message *m)
 	if ((rc = deliver_admit(d, m->endpoint)) < 0)
 		return rc;
 	ep = endpoint_find(d, m->endpoint);
-	if (m->signed_bytes.len == 0)
-		return gw_error_set(GW_ERROR, "message %s has no signed bytes", m->message_id);
 	if ((rc = transfer_new(&t, d, ep, m)) < 0)
 		return rc;
 	if ((rc = refuse_corrupt(d, m, t)) < 0)
@@ -1156,19 +1181,65 @@ int deliver_start(deliver *d, const struct store_message *m)
 			rc = gw_error_set(GW_EEXISTS, "message %s is no longer queued", m->message_id);
 		goto fail;
 	}
-	t->started_ms = d->now_ms();
-	t->started_mono = mono_ms();
-	if (curl_multi_add_handle(d->multi, t->easy) != CURLM_OK) {
-		store_move(d, m->message_id, MSG_SENDING, MSG_QUEUED, NULL, -1);
-		rc = gw_error_set(GW_ERROR, "cannot start the transfer of message %s", m->message_id);
-		goto fail;
+	if (d->batch) { /* counted now, launched after the pass commits */
+		transfer_link(d, t);
+		t->batch_next = d->prepared;
+		d->prepared = t;
+		return 0;
 	}
+	if ((rc = transfer_launch(d, t)) < 0)
+		goto fail;
 	transfer_link(d, t);
-	gw_log(GW_LOG_INFO, "sending", "msg", m->message_id, "endpoint", ep->name, NULL);
 	return 0;
 fail:
 	transfer_free(t);
 	return rc;
+}
+
+int deliver_batch_begin(deliver *d)
+{
+	int rc;
+
+	if (d->batch)
+		return gw_error_set(GW_EINVALID, "a dispatch pass is already open");
+	if ((rc = d->st->ops->begin(d->st)) == 0)
+		d->batch = true;
+	return rc;
+}
+
+int deliver_batch_end(deliver *d)
+{
+	struct transfer *t, *next;
+	int rc;
+
+	d->batch = false;
+	rc = d->st->ops->commit(d->st); /* rolls back itself when it fails */
+	for (t = d->prepared, d->prepared = NULL; t; t = next) {
+		next = t->batch_next;
+		t->batch_next = NULL;
+		if (rc == 0 && transfer_launch(d, t) == 0)
+			continue;
+		if (rc == 0)
+			gw_log(GW_LOG_ERROR, "start-failed", "msg", t->message_id, "endpoint",
+			       t->ep->name, "reason", gw_error_last(), NULL);
+		transfer_unlink(d, t); /* not committed, or queued again: not in flight */
+		transfer_free(t);
+	}
+	return rc;
+}
+
+size_t deliver_endpoints_with_room(const deliver *d)
+{
+	size_t n = 0;
+
+	if (d->in_flight >= d->max_total)
+		return 0;
+	for (const struct endpoint_state *ep = d->endpoints; ep; ep = ep->next) {
+		size_t limit = ep->consecutive_failures >= d->probe_after ? 1 : ep->max_connections;
+		if (ep->configured && ep->in_flight < limit)
+			n++;
+	}
+	return n;
 }
 
 static int multi_setup(deliver *d)

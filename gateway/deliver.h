@@ -137,5 +137,22 @@ int deliver_park(deliver *d, const struct store_message *m);
 /* Transfers in flight, and whether the global limit is reached. */
 size_t deliver_in_flight(const deliver *d);
 bool deliver_full(const deliver *d);
+/* Configured endpoints that could take one more transfer now (0 when full). */
+size_t deliver_endpoints_with_room(const deliver *d);
+
+/*
+ * One dispatch pass as ONE store transaction. After deliver_batch_begin(),
+ * deliver_start() and deliver_park() write their changes (queued ->
+ * sending, a parked time) into that transaction and a started transfer is
+ * counted but not yet begun; m->signed_bytes may be empty (the bytes are
+ * then read from the store for the messages actually started).
+ * deliver_batch_end() commits, and only then begins the transfers: when the
+ * commit fails, none begins and every message is still queued (the return
+ * value says so). A crash after the commit leaves them 'sending';
+ * recover_sending() queues them at the next start and the receiver answers
+ * the resend 'duplicate'.
+ */
+int deliver_batch_begin(deliver *d);
+int deliver_batch_end(deliver *d);
 
 #endif

@@ -80,7 +80,8 @@
 #define RESCAN_RETRY_SECONDS 5 /* after a scan that left files in incoming/new */
 #define GRACE_SECONDS 10
 #define EXPIRE_EVERY_MS (3600 * 1000)
-#define DISPATCH_WINDOW 512  /* due messages looked at per dispatch */
+#define DISPATCH_WINDOW 512  /* due messages looked at per dispatch, at most */
+#define DISPATCH_FIRST_LOOK 16 /* ... and at first (see dispatch()) */
 #define RETRY_SOON_MS 1000   /* when something due could not start for no limit */
 #define PSEUDONYM_KEY_BYTES 32
 #define PSEUDONYM_KEY_MIN 16
@@ -453,16 +454,13 @@ static void scan(struct sender *s)
 /* A message whose endpoint left the configuration waits, visibly, for it. */
 #define HELD_NO_ENDPOINT "no endpoint: "
 
+/* Inside the dispatch pass's transaction (deliver_batch_begin). */
 static void hold_unknown_endpoint(struct sender *s, const struct store_message *m)
 {
 	char reason[128];
 
 	snprintf(reason, sizeof(reason), HELD_NO_ENDPOINT "'%s' is not configured", m->endpoint);
-	if (s->st->ops->begin(s->st) < 0)
-		return;
-	if (s->st->ops->message_update(s->st, m->message_id, MSG_QUEUED, MSG_HELD, reason, -1, 0) < 0 ||
-	    s->st->ops->commit(s->st) < 0) {
-		s->st->ops->rollback(s->st);
+	if (s->st->ops->message_update(s->st, m->message_id, MSG_QUEUED, MSG_HELD, reason, -1, 0) < 0) {
 		gw_log(GW_LOG_ERROR, "store-error", "msg", m->message_id, "reason", gw_error_last(), NULL);
 		return;
 	}
@@ -474,6 +472,8 @@ struct dispatch_state {
 	struct sender *s;
 	int started;
 	int stalled; /* due, not started, and no transfer in flight will free it */
+	size_t seen;   /* rows handed over by the current look */
+	size_t parked; /* of them, parked for a down endpoint */
 };
 
 static int dispatch_one(const struct store_message *m, void *ctx)
@@ -482,11 +482,14 @@ static int dispatch_one(const struct store_message *m, void *ctx)
 	struct sender *s = ds->s;
 	int rc = deliver_start(s->dl, m);
 
+	ds->seen++;
 	if (rc == 0)
 		ds->started++;
-	else if (rc == GW_ETEMP)
-		deliver_park(s->dl, m); /* a down endpoint's queue waits; a busy one's stays due */
-	else if (rc == GW_ENOTFOUND)
+	else if (rc == GW_ETEMP) {
+		/* a down endpoint's queue waits; a busy one's stays due */
+		if (deliver_park(s->dl, m) == 0)
+			ds->parked++;
+	} else if (rc == GW_ENOTFOUND)
 		hold_unknown_endpoint(s, m);
 	else if (rc != GW_EEXISTS && rc != GW_EINVALID) {
 		gw_log(GW_LOG_ERROR, "start-failed", "msg", m->message_id, "endpoint", m->endpoint,
@@ -496,14 +499,48 @@ static int dispatch_one(const struct store_message *m, void *ctx)
 	return deliver_full(s->dl) ? 1 : 0;
 }
 
+/*
+ * One pass, one store transaction (deliver_batch_begin/end): every
+ * queued -> sending of the pass commits together, then the transfers
+ * begin. Nothing due (one index seek) or no room anywhere: no transaction.
+ * The first look reads DISPATCH_FIRST_LOOK due rows without their signed
+ * bytes; only when that many were seen and either an endpoint still has
+ * room (the earliest rows belong to busy endpoints) or rows were parked (a
+ * down endpoint's backlog, to be moved out of the way) does a second look
+ * take the whole window. Rows the first look started or parked are no
+ * longer due inside the transaction, so the second look does not see them.
+ */
 static void dispatch(struct sender *s, int64_t now, struct dispatch_state *ds)
 {
+	int64_t when = 0;
+	int rc;
+
 	memset(ds, 0, sizeof(*ds));
 	ds->s = s;
-	if (deliver_full(s->dl))
+	if (deliver_endpoints_with_room(s->dl) == 0)
 		return;
-	if (s->st->ops->messages_due(s->st, now, DISPATCH_WINDOW, dispatch_one, ds) < 0)
+	rc = s->st->ops->next_due_ms(s->st, &when);
+	if (rc == GW_ENOTFOUND || (rc == 0 && when > now)) {
+		gw_error_clear();
+		return;
+	}
+	if (rc < 0 || deliver_batch_begin(s->dl) < 0) {
 		gw_log(GW_LOG_ERROR, "store-error", "reason", gw_error_last(), NULL);
+		ds->stalled++;
+		return;
+	}
+	rc = s->st->ops->messages_due_heads(s->st, now, DISPATCH_FIRST_LOOK, dispatch_one, ds);
+	if (rc == 0 && ds->seen == DISPATCH_FIRST_LOOK && !deliver_full(s->dl) &&
+	    (ds->parked > 0 || deliver_endpoints_with_room(s->dl) > 0)) {
+		ds->seen = 0;
+		rc = s->st->ops->messages_due_heads(s->st, now, DISPATCH_WINDOW, dispatch_one, ds);
+	}
+	if (rc < 0)
+		gw_log(GW_LOG_ERROR, "store-error", "reason", gw_error_last(), NULL);
+	if (deliver_batch_end(s->dl) < 0) {
+		gw_log(GW_LOG_ERROR, "store-error", "reason", gw_error_last(), NULL);
+		ds->stalled++;
+	}
 }
 
 static void arm_in(struct event *ev, int64_t ms)

@@ -154,6 +154,11 @@ struct store_ops {
 
 	/* Scheduling. */
 	int (*messages_due)(store *st, int64_t now_ms, size_t limit, store_message_cb cb, void *ctx);
+	/* The same rows with signed_bytes left empty (what a dispatch looks at);
+	 * message_bytes() then reads the bytes of the ones it starts. */
+	int (*messages_due_heads)(store *st, int64_t now_ms, size_t limit, store_message_cb cb,
+				  void *ctx);
+	int (*message_bytes)(store *st, const char *message_id, gw_buf *out);
 	int (*next_due_ms)(store *st, int64_t *when_ms); /* GW_ENOTFOUND: nothing queued */
 	int (*recover_sending)(store *st, int *recovered); /* sending -> queued at start */
 

@@ -175,8 +175,8 @@ enum stmt_id {
 	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
 	ST_SEEN, ST_NOTICE_LATEST, ST_NOTICE_INSERT, ST_NOTICE_GET,
 	ST_MSG_INSERT, ST_MSG_TRANSITION,
-	ST_DUE_NEXT_DATE, ST_DUE_IN_DATE, ST_NEXT_DUE, ST_RECOVER,
-	ST_MSG_GET, ST_MSG_STATE, ST_MSG_UPDATE, ST_MSG_RELEASE,
+	ST_DUE_NEXT_DATE, ST_DUE_IN_DATE, ST_DUE_IN_DATE_HEADS, ST_NEXT_DUE, ST_RECOVER,
+	ST_MSG_GET, ST_MSG_STATE, ST_MSG_BYTES, ST_MSG_UPDATE, ST_MSG_RELEASE,
 	ST_ATTEMPT_INSERT, ST_ATTEMPTS_LIST, ST_RECEIPT_INSERT, ST_RECEIPT_GET,
 	ST_LIST_ALL, ST_LIST_STATE, ST_LIST_NOTICE, ST_LIST_NOTICE_STATE, ST_COUNTS,
 	ST_MSG_RETRY, ST_EP_COUNTS, ST_EP_LAST_OK, ST_EP_LAST, ST_EP_FAILS, ST_FACTS,
@@ -206,6 +206,11 @@ static const char *const stmt_sql[ST_COUNT] = {
 			   " INDEXED BY idx_messages_due"
 			   " WHERE state = 'queued' AND event_date = ?1 AND next_attempt_ms <= ?2"
 			   " ORDER BY next_attempt_ms, created_ms LIMIT ?3",
+	/* The same rows without their signed bytes (messages_due_heads). */
+	[ST_DUE_IN_DATE_HEADS] = "SELECT " MSG_COLS ", NULL FROM messages"
+				 " INDEXED BY idx_messages_due"
+				 " WHERE state = 'queued' AND event_date = ?1 AND next_attempt_ms <= ?2"
+				 " ORDER BY next_attempt_ms, created_ms LIMIT ?3",
 	[ST_NEXT_DUE] = "SELECT min(next_attempt_ms) FROM messages INDEXED BY idx_messages_wake"
 			" WHERE state = 'queued'",
 	[ST_RECOVER] = "UPDATE messages SET state = 'queued',"
@@ -213,6 +218,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 		       " WHERE state = 'sending' RETURNING message_id",
 	[ST_MSG_GET] = "SELECT " MSG_COLS ", signed_bytes FROM messages WHERE message_id = ?1",
 	[ST_MSG_STATE] = "SELECT state FROM messages WHERE message_id = ?1",
+	[ST_MSG_BYTES] = "SELECT signed_bytes FROM messages WHERE message_id = ?1",
 	[ST_MSG_UPDATE] = "UPDATE messages SET state = ?1, reason = coalesce(?2, reason),"
 			  " next_attempt_ms = CASE WHEN ?3 < 0 THEN next_attempt_ms ELSE ?3 END,"
 			  " attempts = attempts + ?4 WHERE message_id = ?5 AND state = ?6",
@@ -397,8 +403,12 @@ static int copy_blob(gw_buf *dst, sqlite3_stmt *q, int col)
 
 /* ---- row readers ---- */
 
-/* Read a row selected with MSG_COLS followed by signed_bytes (or NULL). */
-static int read_message(sqlite3_stmt *q, struct store_message *m)
+/*
+ * Read a row selected with MSG_COLS followed by signed_bytes (or NULL).
+ * Without with_bytes the last column is not copied (signed_bytes stays as
+ * it is: empty for a fresh struct).
+ */
+static int read_message_cols(sqlite3_stmt *q, struct store_message *m, bool with_bytes)
 {
 	char state[16];
 
@@ -420,7 +430,12 @@ static int read_message(sqlite3_stmt *q, struct store_message *m)
 	m->next_attempt_ms = sqlite3_column_int64(q, 11);
 	m->deadline_ms = sqlite3_column_int64(q, 12);
 	m->attempts = sqlite3_column_int(q, 13);
-	return copy_blob(&m->signed_bytes, q, 15);
+	return with_bytes ? copy_blob(&m->signed_bytes, q, 15) : 0;
+}
+
+static int read_message(sqlite3_stmt *q, struct store_message *m)
+{
+	return read_message_cols(q, m, true);
 }
 
 static int read_notice(sqlite3_stmt *q, struct store_notice *n)
@@ -873,7 +888,7 @@ static void due_batch_free(struct due_batch *b)
 	free(b->rows);
 }
 
-static int due_batch_add(struct due_batch *b, sqlite3_stmt *q)
+static int due_batch_add(struct due_batch *b, sqlite3_stmt *q, bool with_bytes)
 {
 	struct store_message *m;
 
@@ -888,21 +903,21 @@ static int due_batch_add(struct due_batch *b, sqlite3_stmt *q)
 	m = &b->rows[b->n];
 	memset(m, 0, sizeof(*m));
 	b->n++;
-	return read_message(q, m);
+	return read_message_cols(q, m, with_bytes);
 }
 
 /* Add the due messages of one event date, at most `room`, to the batch. */
 static int due_take_date(struct sqlite_store *s, const char *date, int64_t now_ms, size_t room,
-			 struct due_batch *b)
+			 struct due_batch *b, bool with_bytes)
 {
-	sqlite3_stmt *q = stmt(s, ST_DUE_IN_DATE);
+	sqlite3_stmt *q = stmt(s, with_bytes ? ST_DUE_IN_DATE : ST_DUE_IN_DATE_HEADS);
 	int rc, err = 0;
 
 	bind_text(q, 1, date);
 	sqlite3_bind_int64(q, 2, now_ms);
 	sqlite3_bind_int64(q, 3, (sqlite3_int64)room);
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		if ((err = due_batch_add(b, q)) < 0)
+		if ((err = due_batch_add(b, q, with_bytes)) < 0)
 			break;
 	}
 	if (!err && rc != SQLITE_DONE)
@@ -928,27 +943,38 @@ static int due_next_date(struct sqlite_store *s, const char *after, char date[11
 	return err;
 }
 
+static int sq_next_due_ms(store *st, int64_t *when_ms);
+
 /*
  * Rows are collected first and handed to cb after every statement is
- * reset, so cb may update the store (queued -> sending) safely.
+ * reset, so cb may update the store (queued -> sending) safely. When the
+ * earliest next attempt is still ahead, nothing is due: one index seek
+ * answers that, instead of a walk over every release date.
  */
-static int sq_messages_due(store *st, int64_t now_ms, size_t limit, store_message_cb cb,
-			   void *ctx)
+static int due_collect(store *st, int64_t now_ms, size_t limit, store_message_cb cb, void *ctx,
+		       bool with_bytes)
 {
 	struct sqlite_store *s = S(st);
 	struct due_batch b = { NULL, 0, 0 };
 	char cursor[11] = "", date[11];
-	int err = 0;
+	int64_t first_due = 0;
+	int err = sq_next_due_ms(st, &first_due);
 
+	if (err == GW_ENOTFOUND) {
+		gw_error_clear();
+		return 0;
+	}
+	if (err < 0 || first_due > now_ms || limit == 0)
+		return err;
 	while (b.n < limit) {
 		if ((err = due_next_date(s, cursor, date)) < 0 || !date[0])
 			break;
-		if ((err = due_take_date(s, date, now_ms, limit - b.n, &b)) < 0)
+		if ((err = due_take_date(s, date, now_ms, limit - b.n, &b, with_bytes)) < 0)
 			break;
 		memcpy(cursor, date, sizeof(cursor));
 	}
 	if (!err && b.n < limit) /* undated messages go last */
-		err = due_take_date(s, "", now_ms, limit - b.n, &b);
+		err = due_take_date(s, "", now_ms, limit - b.n, &b, with_bytes);
 	for (size_t i = 0; !err && i < b.n; i++) {
 		int rc = cb(&b.rows[i], ctx);
 		if (rc < 0)
@@ -957,6 +983,36 @@ static int sq_messages_due(store *st, int64_t now_ms, size_t limit, store_messag
 			break;
 	}
 	due_batch_free(&b);
+	return err;
+}
+
+static int sq_messages_due(store *st, int64_t now_ms, size_t limit, store_message_cb cb,
+			   void *ctx)
+{
+	return due_collect(st, now_ms, limit, cb, ctx, true);
+}
+
+static int sq_messages_due_heads(store *st, int64_t now_ms, size_t limit, store_message_cb cb,
+				 void *ctx)
+{
+	return due_collect(st, now_ms, limit, cb, ctx, false);
+}
+
+static int sq_message_bytes(store *st, const char *message_id, gw_buf *out)
+{
+	struct sqlite_store *s = S(st);
+	sqlite3_stmt *q = stmt(s, ST_MSG_BYTES);
+	int rc, err = 0;
+
+	bind_text(q, 1, message_id);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		err = copy_blob(out, q, 0);
+	else if (rc == SQLITE_DONE)
+		err = gw_error_set(GW_ENOTFOUND, "no message %s", message_id);
+	else
+		err = db_fail(s, rc, "read a message's signed bytes");
+	sqlite3_reset(q);
 	return err;
 }
 
@@ -1597,6 +1653,8 @@ static const struct store_ops sqlite_ops = {
 	.message_insert = sq_message_insert,
 	.messages_transition = sq_messages_transition,
 	.messages_due = sq_messages_due,
+	.messages_due_heads = sq_messages_due_heads,
+	.message_bytes = sq_message_bytes,
 	.next_due_ms = sq_next_due_ms,
 	.recover_sending = sq_recover_sending,
 	.message_get = sq_message_get,
