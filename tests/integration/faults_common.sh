@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # faults_common.sh: what the fault suite (it_faults_*.sh) shares. Sourced
 # after common.sh, not run.
 #

@@ -38,6 +38,7 @@ messages_of() { q "SELECT count(*) FROM messages WHERE notice_id = '$1'"; }
 delivered_of() { q "SELECT count(*) FROM messages WHERE notice_id = '$1' AND state = 'delivered'"; }
 all_delivered() { [ "$(delivered_of "$1")" = "$2" ]; }
 line_of() { grep -- "$1" "$log" | head -n 1; }
+state_is() { [ "$(state_of "$1" "$2")" = "$3" ]; }
 has() { grep -q -- "$2" <<<"$1" || { echo "  '$2' not in: $1" >&2; return 1; }; }
 
 # The scheduler's clock (GW_TEST_CLOCK_FILE): moved forward in (d) so the
@@ -72,7 +73,7 @@ for p in housing nav health; do
 done
 
 # --- (b) rejected/ full -----------------------------------------------------------
-bad=bad-nin-check-digit.xml
+bad="bad-nin-check-digit.xml"
 fault_set "ENOSPC $spool/rejected/"
 lab_drop "$SRC/tests/data/notices/$bad"
 check "(b) the reason file could not be created (ENOSPC)" \
@@ -131,11 +132,11 @@ check "(d) no inbox item" eq "$(count_inbox nav)" "$nav_items"
 check "(d) nothing of it anywhere in the inbox" eq "$(find "$LAB/nav/inbox" -name "*$msg*" | wc -l)" 0
 check "(d) nothing left in inbox/tmp" eq "$(find "$LAB/nav/inbox/tmp" -type f | wc -l)" 0
 check "(d) no row" eq "$(sqlite3 "$LAB/nav/receiver.db" 'SELECT count(*) FROM received')" "$nav_rows"
-check "(d) housing got its copy meanwhile" wait_for 20 eval '[ "$(state_of KDI-2027-004104 housing)" = delivered ]'
+check "(d) housing got its copy meanwhile" wait_for 20 state_is KDI-2027-004104 housing delivered
 fault_clear
 echo $(($(cat "$GW_TEST_CLOCK_FILE") + 120000)) > "$GW_TEST_CLOCK_FILE"
 kill -USR1 "$DAEMON_PID"
-check "(d) after recovery the retry delivers" wait_for 20 eval '[ "$(state_of KDI-2027-004104 nav)" = delivered ]'
+check "(d) after recovery the retry delivers" wait_for 20 state_is KDI-2027-004104 nav delivered
 check "(d) exactly one more inbox item" eq "$(count_inbox nav)" $((nav_items + 1))
 check "(d) it is this message's" test -f "$LAB/nav/inbox/new/$msg.xml"
 check "(d) exactly one more row" eq "$(sqlite3 "$LAB/nav/receiver.db" 'SELECT count(*) FROM received')" $((nav_rows + 1))
