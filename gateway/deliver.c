@@ -835,11 +835,11 @@ static void fill_receipt(const struct transfer *t, const struct attempt_facts *f
 }
 
 /*
- * One transaction: the attempt, the receipt as received, the new state.
- * When the message was moved on meanwhile (an operator cancelled it), the
- * evidence is still kept and the state is left alone.
+ * The attempt, the receipt as received, the new state, in the open
+ * transaction. When the message was moved on meanwhile (an operator
+ * cancelled it), the evidence is still kept and the state is left alone.
  */
-static int store_outcome(deliver *d, const struct transfer *t, const struct attempt_facts *f)
+static int outcome_write(deliver *d, const struct transfer *t, const struct attempt_facts *f)
 {
 	store *st = d->st;
 	struct store_attempt a;
@@ -847,8 +847,6 @@ static int store_outcome(deliver *d, const struct transfer *t, const struct atte
 	int rc;
 
 	fill_attempt(t, f, &a);
-	if ((rc = st->ops->begin(st)) < 0)
-		return rc;
 	rc = st->ops->attempt_insert(st, &a);
 	if (rc == 0 && f->in.receipt_present) {
 		fill_receipt(t, f, &r);
@@ -865,6 +863,18 @@ static int store_outcome(deliver *d, const struct transfer *t, const struct atte
 			rc = 0;
 		}
 	}
+	return rc;
+}
+
+/* One outcome in a transaction of its own. */
+static int store_outcome(deliver *d, const struct transfer *t, const struct attempt_facts *f)
+{
+	store *st = d->st;
+	int rc;
+
+	if ((rc = st->ops->begin(st)) < 0)
+		return rc;
+	rc = outcome_write(d, t, f);
 	if (rc == 0)
 		rc = st->ops->commit(st);
 	if (rc < 0) {
@@ -1033,40 +1043,113 @@ static void log_outcome(const struct transfer *t, const struct attempt_facts *f)
 		       t->ep->name, "status", status, "reason", f->result.reason, "ms", ms, NULL);
 }
 
-static void transfer_finish(deliver *d, struct transfer *t, CURLcode result)
+/* What a finished transfer means: transport, receipt, next state. */
+static void transfer_judge(deliver *d, struct transfer *t, struct attempt_facts *f)
 {
-	struct attempt_facts f;
-	enum outcome_kind kind;
+	memset(f, 0, sizeof(*f));
+	f->finished_ms = d->now_ms();
+	f->finished_mono = mono_ms();
+	gather_transport(t, t->result, f);
+	if (f->in.transport == TRANSPORT_OK)
+		check_receipt(d, t, f);
+	decide(d, t, f);
+}
 
-	memset(&f, 0, sizeof(f));
-	f.finished_ms = d->now_ms();
-	f.finished_mono = mono_ms();
-	gather_transport(t, result, &f);
-	if (f.in.transport == TRANSPORT_OK)
-		check_receipt(d, t, &f);
-	decide(d, t, &f);
-	kind = f.result.kind;
-	if (store_outcome(d, t, &f) < 0) {
+/* After its outcome was recorded (stored = false: it could not be). */
+static void transfer_act(deliver *d, struct transfer *t, const struct attempt_facts *f,
+			 bool stored)
+{
+	enum outcome_kind kind = f->result.kind;
+
+	if (!stored) {
 		gw_log(GW_LOG_ERROR, "store-error", "msg", t->message_id, "endpoint", t->ep->name,
 		       "reason", gw_error_last(), NULL);
 		kind = OUTCOME_RETRY;
 	} else {
-		log_outcome(t, &f);
+		log_outcome(t, f);
 	}
-	metrics_count_delivery(d->metrics, t->ep->name, outcome_name(kind), f.result.reason);
+	metrics_count_delivery(d->metrics, t->ep->name, outcome_name(kind), f->result.reason);
 	metrics_observe_attempt(d->metrics, t->ep->name,
-				(double)(f.finished_mono - t->started_mono) / 1000.0);
-	endpoint_record(d, t->ep, &f.result);
+				(double)(f->finished_mono - t->started_mono) / 1000.0);
+	endpoint_record(d, t->ep, &f->result);
 	if (d->on_done)
 		d->on_done(d->ctx, t->message_id, kind);
 }
 
-/* The one place finished transfers are handled. */
+/*
+ * Every transfer finished since the last call: judged (receipts verified),
+ * then ALL their outcomes written in ONE transaction, and only after its
+ * commit acted on (logged, counted, endpoint state, on_done). Should that
+ * transaction fail, each outcome is tried again in a transaction of its own,
+ * so one bad row does not cost the others theirs. A transfer stays counted
+ * in flight until its outcome is recorded.
+ */
+static void finish_all(deliver *d)
+{
+	struct transfer *list = d->finished, *t, *next;
+	struct attempt_facts *facts;
+	store *st = d->st;
+	size_t n = 0, i;
+	bool together;
+
+	d->finished = NULL;
+	for (t = list; t; t = t->batch_next)
+		n++;
+	if (n == 0)
+		return;
+	facts = calloc(n, sizeof(*facts));
+	for (t = list, i = 0; t; t = t->batch_next, i++) {
+		if (facts)
+			transfer_judge(d, t, &facts[i]);
+	}
+	if (!facts) { /* out of memory: one at a time, as before */
+		for (t = list; t; t = next) {
+			struct attempt_facts f;
+			next = t->batch_next;
+			transfer_unlink(d, t);
+			transfer_judge(d, t, &f);
+			transfer_act(d, t, &f, store_outcome(d, t, &f) == 0);
+			transfer_free(t);
+		}
+		return;
+	}
+	together = st->ops->begin(st) == 0;
+	for (t = list, i = 0; together && t; t = t->batch_next, i++)
+		together = outcome_write(d, t, &facts[i]) == 0;
+	if (together)
+		together = st->ops->commit(st) == 0; /* rolls back itself on failure */
+	else
+		st->ops->rollback(st);
+	for (t = list, i = 0; t; t = next, i++) {
+		bool stored = together || store_outcome(d, t, &facts[i]) == 0;
+		next = t->batch_next;
+		transfer_unlink(d, t);
+		transfer_act(d, t, &facts[i], stored);
+		transfer_free(t);
+	}
+	free(facts);
+}
+
+static void on_finish_event(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	finish_all(arg);
+}
+
+/*
+ * The one place finished transfers are collected. They are recorded by
+ * on_finish_event, once per event-loop iteration: transfers that finish on
+ * several sockets in the same iteration share one transaction.
+ */
 static void drain_finished(deliver *d)
 {
+	struct transfer **tail = &d->finished;
 	CURLMsg *msg;
 	int left;
 
+	while (*tail)
+		tail = &(*tail)->batch_next;
 	while ((msg = curl_multi_info_read(d->multi, &left))) {
 		struct transfer *t;
 		char *priv = NULL;
@@ -1079,9 +1162,16 @@ static void drain_finished(deliver *d)
 		curl_multi_remove_handle(d->multi, easy);
 		if (!(t = (struct transfer *)(void *)priv))
 			continue;
-		transfer_unlink(d, t);
-		transfer_finish(d, t, result);
-		transfer_free(t);
+		t->result = result;
+		t->batch_next = NULL;
+		*tail = t;
+		tail = &t->batch_next;
+	}
+	if (d->finished) {
+		if (d->ev_finish)
+			event_active(d->ev_finish, 0, 0);
+		else
+			finish_all(d);
 	}
 }
 
@@ -1248,6 +1338,8 @@ static int multi_setup(deliver *d)
 		return gw_error_set(GW_ENOMEM, "cannot create the transfer engine");
 	if (!(d->timer = evtimer_new(d->base, on_timer_event, d)))
 		return gw_error_set(GW_ENOMEM, "cannot create the transfer timer");
+	if (!(d->ev_finish = event_new(d->base, -1, 0, on_finish_event, d)))
+		return gw_error_set(GW_ENOMEM, "cannot create the transfer engine's finish event");
 	curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
 	curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d);
 	curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -1322,6 +1414,8 @@ void deliver_free(deliver *d)
 
 	if (!d)
 		return;
+	d->on_done = NULL; /* being freed: record what finished, tell nobody */
+	finish_all(d);
 	while (d->transfers) {
 		struct transfer *t = d->transfers;
 		abandon(d, t);
@@ -1334,6 +1428,8 @@ void deliver_free(deliver *d)
 		sock_free(d, d->socks);
 	if (d->timer)
 		event_free(d->timer);
+	if (d->ev_finish)
+		event_free(d->ev_finish);
 	while ((ep = d->endpoints)) {
 		d->endpoints = ep->next;
 		gw_buf_free(&ep->anchors);
