@@ -287,3 +287,34 @@ int fsutil_read_file(const char *path, size_t max_bytes, gw_buf *out)
 	close(fd);
 	return rc;
 }
+
+int fsutil_prepare_private_file(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+	int fd;
+
+	if (slash && slash != path) {
+		size_t len = (size_t)(slash - path);
+		if (len >= sizeof(dir))
+			return gw_error_set(GW_EINVALID, "path too long: %s", path);
+		memcpy(dir, path, len);
+		dir[len] = '\0';
+		if (fsutil_mkdirs(dir, 0700) < 0)
+			return GW_ERROR;
+	}
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return gw_error_set(GW_ERROR, "cannot open %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return gw_error_set(GW_ERROR, "%s is not a regular file", path);
+	}
+	if ((st.st_mode & 077) && fchmod(fd, 0600) < 0) {
+		close(fd);
+		return gw_error_set(GW_ERROR, "cannot make %s mode 0600: %s", path, strerror(errno));
+	}
+	close(fd);
+	return 0;
+}

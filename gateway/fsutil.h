@@ -63,6 +63,14 @@ int fsutil_read_private(const char *path, size_t max_bytes, gw_buf *out);
 /* Read a whole trusted file (configuration, certificates) up to max_bytes. */
 int fsutil_read_file(const char *path, size_t max_bytes, gw_buf *out);
 
+/*
+ * Make sure a private file exists before a library opens it (a database):
+ * its directory is created (0700) when missing, the file is created with
+ * mode 0600, refused when it is not a regular file or a symlink, and made
+ * 0600 when group or others could read it.
+ */
+int fsutil_prepare_private_file(const char *path);
+
 /* Join dir and name into out (size outlen); fails when it would not fit. */
 int fsutil_path(char *out, size_t outlen, const char *dir, const char *name);
 

@@ -204,6 +204,11 @@ int inbox_open(inbox **out, const char *dir, const char *db_path)
 		return gw_error_set(GW_ENOMEM, "out of memory opening the inbox");
 	if (make_dirs(ib, dir) < 0)
 		goto fail;
+	/* The records and receipts are evidence: nobody else reads them. */
+	if (fsutil_prepare_private_file(db_path) < 0) {
+		gw_error_wrap(GW_ERROR, "inbox database");
+		goto fail;
+	}
 	if (sqlite3_open_v2(db_path, &ib->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
 	    SQLITE_OK) {
 		gw_error_set(GW_ERROR, "cannot open the inbox database %s: %s", db_path,

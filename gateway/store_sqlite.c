@@ -1675,38 +1675,6 @@ static const struct store_ops sqlite_ops = {
 	.audit_recorded_head = sq_audit_recorded_head,
 };
 
-/* Create the parent directory (0700) and the file itself with mode 0600. */
-static int prepare_file(const char *path)
-{
-	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	struct stat st;
-	int fd;
-
-	if (slash && slash != path) {
-		size_t len = (size_t)(slash - path);
-		if (len >= sizeof(dir))
-			return gw_error_set(GW_EINVALID, "store path too long: %s", path);
-		memcpy(dir, path, len);
-		dir[len] = '\0';
-		if (fsutil_mkdirs(dir, 0700) < 0)
-			return gw_error_wrap(GW_ERROR, "store %s", path);
-	}
-	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return gw_error_set(GW_ERROR, "store %s: cannot open: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return gw_error_set(GW_ERROR, "store %s is not a regular file", path);
-	}
-	if ((st.st_mode & 077) && fchmod(fd, 0600) < 0) {
-		close(fd);
-		return gw_error_set(GW_ERROR, "store %s: cannot make it mode 0600: %s", path,
-				    strerror(errno));
-	}
-	close(fd);
-	return 0;
-}
 
 static int pragma_text(struct sqlite_store *s, const char *sql, char *out, size_t outlen)
 {
@@ -1828,9 +1796,9 @@ int store_sqlite_open(store **out, const char *path)
 	}
 	memcpy(s->path, path, strlen(path) + 1);
 	snprintf(s->head_path, sizeof(s->head_path), "%s.audit-head", path);
-	if ((rc = prepare_file(path)) < 0) {
+	if ((rc = fsutil_prepare_private_file(path)) < 0) {
 		free(s);
-		return rc;
+		return gw_error_wrap(rc, "store");
 	}
 	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {

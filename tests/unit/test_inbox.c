@@ -148,6 +148,11 @@ static void test_store_new_makes_item_evidence_and_row(void **state)
 	assert_string_equal((char *)e.receipt.data, "<Receipt digest=\"digest-one\"/>");
 	inbox_entry_clear(&e);
 	gw_buf_free(&buf);
+
+	/* The database holds evidence: nobody but the receiver reads it. */
+	struct stat db_stat;
+	assert_int_equal(stat(f->db, &db_stat), 0);
+	assert_int_equal(db_stat.st_mode & 077, 0);
 }
 
 static void test_duplicate_stores_nothing_twice(void **state)
