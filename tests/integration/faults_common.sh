@@ -12,6 +12,7 @@
 #   daemon_start / daemon_stop    `gateway send` in the background
 #   wait_for SECONDS CMD...       poll until CMD succeeds
 #   no_nin NIN FILE...            no file holds those digits
+#   sql DB QUERY                  a read-only query that waits out locks
 
 GW_REAL=$GW
 FAULT_CTL="$LAB/failfs.rules"
@@ -75,6 +76,10 @@ no_nin() {
   shift
   ! grep -l -- "$nin" "$@"
 }
+
+# sql DB QUERY: read-only, waiting out a moment's lock (a checkpoint) instead
+# of failing the check with SQLITE_BUSY.
+sql() { sqlite3 -cmd '.timeout 5000' "file:$1?mode=ro" "$2"; }
 
 in_new() { [ -f "$LAB/gateway/spool/incoming/new/$1" ]; }
 not_in_new() { [ ! -e "$LAB/gateway/spool/incoming/new/$1" ]; }

@@ -33,7 +33,7 @@ cfg="$LAB/gateway/gateway.conf"
 db="$LAB/gateway/gateway.db"
 spool="$LAB/gateway/spool"
 log="$LAB/gateway/gateway.log"
-q() { sqlite3 "file:$db?mode=ro" "$1"; }
+q() { sql "$db" "$1"; }
 messages_of() { q "SELECT count(*) FROM messages WHERE notice_id = '$1'"; }
 delivered_of() { q "SELECT count(*) FROM messages WHERE notice_id = '$1' AND state = 'delivered'"; }
 all_delivered() { [ "$(delivered_of "$1")" = "$2" ]; }
@@ -91,7 +91,8 @@ check "(a) nothing of the notice is stored" eq "$(messages_of KDI-2027-004102)" 
 check "(a) once the lock is gone, the next scan takes it" wait_for 20 not_in_new "$n2"
 check "(a) within the lock (14 s) plus one rescan (5 s) and a little" \
   test $(($(date +%s) - t0)) -le 25
-check "(a) accepted exactly once" eq "$(count_lines "event=accepted file=$n2" "$log")" 1
+check "(a) logged as accepted" wait_for 10 log_has "event=accepted file=$n2"
+check "(a) exactly once" eq "$(count_lines "event=accepted file=$n2" "$log")" 1
 check "(a) its consented messages are delivered" wait_for 20 all_delivered KDI-2027-004102 2
 daemon_stop
 wait "$LOCKER_PID" 2>/dev/null || true
@@ -137,9 +138,9 @@ check "(d) the spool is untouched" eq "$(spool_listing)" "$before"
 
 # --- (e) a damaged page in the middle ------------------------------------------
 cp "$LAB/backup.db" "$db"
-page_size=$(sqlite3 "file:$db?mode=ro" 'PRAGMA page_size')
-root=$(sqlite3 "file:$db?mode=ro" "SELECT rootpage FROM sqlite_master WHERE name = 'messages'")
-pages=$(sqlite3 "file:$db?mode=ro" 'PRAGMA page_count')
+page_size=$(sql "$db" 'PRAGMA page_size')
+root=$(sql "$db" "SELECT rootpage FROM sqlite_master WHERE name = 'messages'")
+pages=$(sql "$db" 'PRAGMA page_count')
 check "(e) the page is inside the file, not the header" test "$root" -gt 1 -a "$root" -lt "$pages"
 head -c "$page_size" /dev/zero | tr '\0' '\377' | dd of="$db" bs="$page_size" seek=$((root - 1)) conv=notrunc status=none
 set +e
