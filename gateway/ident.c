@@ -11,6 +11,7 @@
  * Relies on OpenSSL for randomness (RAND_bytes) and HMAC-SHA-256.
  */
 #include "ident.h"
+#include "timeutil.h"
 #include "err.h"
 
 #include <openssl/evp.h>
@@ -62,20 +63,6 @@ bool ident_orgnr_valid(const char *s)
 		return false;
 	check = mod11_check(s, weights, 8);
 	return check >= 0 && check == digit(s, 8);
-}
-
-static bool is_leap_year(int year)
-{
-	return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-}
-
-static int days_in_month(int year, int month)
-{
-	static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-
-	if (month == 2 && is_leap_year(year))
-		return 29;
-	return days[month - 1];
 }
 
 /*
@@ -143,7 +130,7 @@ static int nin_check_date(const char *s, bool allow_synthetic, enum ident_nin_ki
 	if (century == 0)
 		return gw_error_set(GW_EINVALID, "the national identity number's individual "
 				    "number does not fit its birth year");
-	if (month < 1 || month > 12 || day < 1 || day > days_in_month(century + yy, month))
+	if (month < 1 || month > 12 || day < 1 || day > timeutil_days_in_month(century + yy, month))
 		return gw_error_set(GW_EINVALID, "the national identity number's date part "
 				    "is not a real date");
 	return 0;

@@ -798,18 +798,6 @@ int opweb_handle(const struct opweb_view *v, const char *method, const char *uri
 
 /* ---- the server ---------------------------------------------------------------- */
 
-static const char *ssl_reason(void)
-{
-	static char text[256];
-	unsigned long e = ERR_peek_last_error();
-
-	if (!e)
-		return "no detail";
-	ERR_error_string_n(e, text, sizeof(text));
-	ERR_clear_error();
-	return text;
-}
-
 static int tls_context(opweb *w, const struct opweb_options *o, EVP_PKEY *key)
 {
 	STACK_OF(X509_NAME) *names;
@@ -817,7 +805,7 @@ static int tls_context(opweb *w, const struct opweb_options *o, EVP_PKEY *key)
 
 	if (!(ctx = SSL_CTX_new(TLS_server_method())))
 		return gw_error_set(GW_ERROR, "cannot create the operator TLS context: %s",
-				    ssl_reason());
+				    pki_openssl_reason());
 	w->ssl_ctx = ctx;
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
@@ -825,14 +813,14 @@ static int tls_context(opweb *w, const struct opweb_options *o, EVP_PKEY *key)
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert) != 1)
 		return gw_error_set(GW_EINVALID, "cannot use %s as the operator TLS certificate: %s",
-				    o->tls_cert, ssl_reason());
+				    o->tls_cert, pki_openssl_reason());
 	if (SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1)
 		return gw_error_set(GW_EINVALID, "cannot use %s as the operator TLS key: %s",
-				    o->tls_key, ssl_reason());
+				    o->tls_key, pki_openssl_reason());
 	if (SSL_CTX_load_verify_locations(ctx, o->client_ca, NULL) != 1 ||
 	    !(names = SSL_load_client_CA_file(o->client_ca)))
 		return gw_error_set(GW_EINVALID, "cannot use %s as the operator CA: %s",
-				    o->client_ca, ssl_reason());
+				    o->client_ca, pki_openssl_reason());
 	SSL_CTX_set_client_CA_list(ctx, names);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	SSL_CTX_set_verify_depth(ctx, 4);
@@ -858,7 +846,7 @@ static struct bufferevent *new_tls_connection(struct event_base *base, void *arg
 	SSL *ssl = SSL_new(w->ssl_ctx);
 
 	if (!ssl) {
-		gw_log(GW_LOG_ERROR, "opweb-tls-refused", "detail", ssl_reason(), NULL);
+		gw_log(GW_LOG_ERROR, "opweb-tls-refused", "detail", pki_openssl_reason(), NULL);
 		return NULL; /* evhttp then makes a plain one; on_request refuses it */
 	}
 	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,

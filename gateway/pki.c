@@ -31,8 +31,7 @@ struct pki_trust {
 	X509_STORE *store;
 };
 
-/* The most recent OpenSSL error as text, and the OpenSSL queue emptied. */
-static const char *ossl_reason(void)
+const char *pki_openssl_reason(void)
 {
 	static _Thread_local char text[256];
 	unsigned long e = ERR_peek_last_error();
@@ -50,7 +49,7 @@ static BIO *open_pem(const char *path)
 	BIO *bio = BIO_new_file(path, "r");
 
 	if (!bio)
-		gw_error_set(GW_ERROR, "cannot open %s: %s", path, ossl_reason());
+		gw_error_set(GW_ERROR, "cannot open %s: %s", path, pki_openssl_reason());
 	return bio;
 }
 
@@ -79,14 +78,14 @@ static int add_anchor_file(X509_STORE *store, const char *path)
 		if (!ok) {
 			BIO_free(bio);
 			return gw_error_set(GW_ERROR, "cannot add a certificate from %s: %s",
-					    path, ossl_reason());
+					    path, pki_openssl_reason());
 		}
 		count++;
 	}
 	BIO_free(bio);
 	if (!pem_at_end())
 		return gw_error_set(GW_EINVALID, "trust anchor file %s has an unreadable "
-				    "certificate: %s", path, ossl_reason());
+				    "certificate: %s", path, pki_openssl_reason());
 	if (count == 0)
 		return gw_error_set(GW_EINVALID, "trust anchor file %s holds no PEM "
 				    "certificate", path);
@@ -107,14 +106,14 @@ static int add_crl_file(X509_STORE *store, const char *path)
 		if (!ok) {
 			BIO_free(bio);
 			return gw_error_set(GW_ERROR, "cannot add a CRL from %s: %s", path,
-					    ossl_reason());
+					    pki_openssl_reason());
 		}
 		count++;
 	}
 	BIO_free(bio);
 	if (!pem_at_end())
 		return gw_error_set(GW_EINVALID, "CRL file %s has an unreadable CRL: %s", path,
-				    ossl_reason());
+				    pki_openssl_reason());
 	if (count == 0)
 		return gw_error_set(GW_EINVALID, "CRL file %s holds no PEM CRL", path);
 	return 0;
@@ -150,7 +149,7 @@ static int trust_fill(pki_trust *t)
 			return rc;
 	if (t->n_crls > 0 &&
 	    !X509_STORE_set_flags(t->store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL))
-		return gw_error_set(GW_ERROR, "cannot turn on CRL checking: %s", ossl_reason());
+		return gw_error_set(GW_ERROR, "cannot turn on CRL checking: %s", pki_openssl_reason());
 	return 0;
 }
 
@@ -229,7 +228,7 @@ int pki_cert_verify(pki_trust *trust, X509 *cert, STACK_OF(X509) *chain, time_t 
 	if (!X509_STORE_CTX_init(ctx, trust->store, cert, chain)) {
 		X509_STORE_CTX_free(ctx);
 		return gw_error_set(GW_ERROR, "cannot start certificate verification: %s",
-				    ossl_reason());
+				    pki_openssl_reason());
 	}
 	if (now != 0)
 		X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), now);
@@ -320,7 +319,7 @@ int pki_cert_load(X509 **out, const char *path)
 	BIO_free(bio);
 	if (!*out)
 		return gw_error_set(GW_EINVALID, "%s holds no readable PEM certificate: %s", path,
-				    ossl_reason());
+				    pki_openssl_reason());
 	return 0;
 }
 
@@ -389,7 +388,7 @@ int pki_key_load(EVP_PKEY **out, const char *path)
 	fclose(f);
 	if (!*out)
 		return gw_error_set(GW_EINVALID, "%s holds no readable unencrypted PEM private "
-				    "key: %s", path, ossl_reason());
+				    "key: %s", path, pki_openssl_reason());
 	return 0;
 }
 
@@ -413,7 +412,7 @@ int pki_cert_fingerprint(X509 *cert, char out[65])
 	out[0] = '\0';
 	if (!X509_digest(cert, EVP_sha256(), md, &len) || len != 32)
 		return gw_error_set(GW_ERROR, "cannot compute a certificate fingerprint: %s",
-				    ossl_reason());
+				    pki_openssl_reason());
 	for (unsigned int i = 0; i < len; i++) {
 		out[2 * i] = hex[md[i] >> 4];
 		out[2 * i + 1] = hex[md[i] & 0x0f];

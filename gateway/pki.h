@@ -52,6 +52,11 @@ int pki_key_load(EVP_PKEY **out, const char *path);
 int pki_key_file_private(const char *path);
 /* Seconds until notAfter (negative when expired). */
 int pki_cert_seconds_left(X509 *cert, long long *seconds);
+/*
+ * The most recent OpenSSL error as text (a per-thread buffer, valid until
+ * the next call), and OpenSSL's error queue emptied.
+ */
+const char *pki_openssl_reason(void);
 /* SHA-256 fingerprint in hex (64 chars + NUL). */
 int pki_cert_fingerprint(X509 *cert, char out[65]);
 

@@ -45,6 +45,7 @@
 #include "fsutil.h"
 #include "ident.h"
 #include "log.h"
+#include "pki.h"
 #include "message.h"
 #include "receipt.h"
 #include "timeutil.h"
@@ -665,19 +666,6 @@ static void tls_info(const SSL *ssl, int where, int ret)
 		c->handshaken = true;
 }
 
-static const char *ssl_reason(void)
-{
-	static char text[256];
-	unsigned long e = ERR_peek_last_error();
-
-	if (e == 0)
-		snprintf(text, sizeof(text), "no details from OpenSSL");
-	else
-		ERR_error_string_n(e, text, sizeof(text));
-	ERR_clear_error();
-	return text;
-}
-
 static int tls_client_cas(SSL_CTX *ctx, pki_trust *trust)
 {
 	STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
@@ -701,10 +689,10 @@ static int tls_identity(SSL_CTX *ctx, const struct config_identity *id)
 		return gw_error_wrap(GW_EINVALID, "[identity] key");
 	if (SSL_CTX_use_certificate_chain_file(ctx, id->cert) != 1)
 		rc = gw_error_set(GW_EINVALID, "cannot use %s as the TLS server certificate: %s",
-				  id->cert, ssl_reason());
+				  id->cert, pki_openssl_reason());
 	else if (SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1)
 		rc = gw_error_set(GW_EINVALID, "cannot use %s as the TLS server key: %s", id->key,
-				  ssl_reason());
+				  pki_openssl_reason());
 	EVP_PKEY_free(key);
 	return rc;
 }
@@ -721,12 +709,12 @@ static int tls_context(SSL_CTX **out, struct receiver_setup *rs)
 
 	*out = NULL;
 	if (!ctx)
-		return gw_error_set(GW_ERROR, "cannot create the TLS context: %s", ssl_reason());
+		return gw_error_set(GW_ERROR, "cannot create the TLS context: %s", pki_openssl_reason());
 	if (conn_slot < 0)
 		conn_slot = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_slot_free);
 	if (conn_slot < 0) {
 		SSL_CTX_free(ctx);
-		return gw_error_set(GW_ERROR, "cannot set up the TLS context: %s", ssl_reason());
+		return gw_error_set(GW_ERROR, "cannot set up the TLS context: %s", pki_openssl_reason());
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
@@ -879,7 +867,7 @@ static struct bufferevent *worker_new_connection(struct event_base *base, void *
 	struct conn *c;
 
 	if (!ssl) {
-		gw_log(GW_LOG_ERROR, "tls-failed", "detail", ssl_reason(), NULL);
+		gw_log(GW_LOG_ERROR, "tls-failed", "detail", pki_openssl_reason(), NULL);
 		return NULL;
 	}
 	c = conn_new(w, ssl);

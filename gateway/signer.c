@@ -138,11 +138,7 @@ static int pick_method(EVP_PKEY *pkey, const char *key_path, xmlSecTransformId *
 	}
 }
 
-/*
- * Wrap key and certificate in one xmlsec key. xmlsec gets references of its
- * own; the caller keeps and frees pkey and cert either way.
- */
-static int make_xmlsec_key(xmlSecKeyPtr *out, EVP_PKEY *pkey, X509 *cert)
+int dsig_key_new(xmlSecKeyPtr *out, EVP_PKEY *pkey, X509 *cert)
 {
 	xmlSecKeyPtr key = xmlSecKeyCreate();
 	xmlSecKeyDataPtr value = NULL, x509;
@@ -156,8 +152,12 @@ static int make_xmlsec_key(xmlSecKeyPtr *out, EVP_PKEY *pkey, X509 *cert)
 		if (value)
 			xmlSecKeyDataDestroy(value);
 		xmlSecKeyDestroy(key);
-		return gw_error_set(GW_ERROR, "xmlsec does not accept the private key: %s",
+		return gw_error_set(GW_ERROR, "xmlsec does not accept the key: %s",
 				    dsig_take_error());
+	}
+	if (!cert) {
+		*out = key;
+		return 0;
 	}
 	x509 = xmlSecKeyEnsureData(key, xmlSecOpenSSLKeyDataX509Id);
 	if (!x509 || X509_up_ref(cert) != 1)
@@ -197,7 +197,7 @@ static int load_pair(signer *s, const char *key_path, const char *cert_path)
 	}
 	if ((rc = pick_method(pkey, key_path, &s->sign_method)) < 0)
 		goto done;
-	rc = make_xmlsec_key(&s->key, pkey, cert);
+	rc = dsig_key_new(&s->key, pkey, cert);
 done:
 	EVP_PKEY_free(pkey);
 	X509_free(cert);

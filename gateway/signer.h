@@ -14,6 +14,8 @@
 #include "buf.h"
 
 #include <libxml/tree.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 typedef struct signer signer;
 
@@ -30,6 +32,15 @@ void dsig_shutdown(void);
  * here instead of printing to stderr.
  */
 const char *dsig_take_error(void);
+
+/*
+ * One xmlsec key holding pkey (private or public) and, when cert is not
+ * NULL, cert for KeyInfo. xmlsec takes references of its own: the caller
+ * keeps and frees pkey and cert either way. Free the key with
+ * xmlSecKeyDestroy. (struct _xmlSecKey is xmlsec's xmlSecKey.)
+ */
+struct _xmlSecKey;
+int dsig_key_new(struct _xmlSecKey **out, EVP_PKEY *pkey, X509 *cert);
 
 /* Load key (must be mode 0600 or stricter) and certificate (PEM). */
 int signer_open(signer **out, const char *key_path, const char *cert_path);

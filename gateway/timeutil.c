@@ -41,7 +41,7 @@ static bool is_leap_year(int year)
 	return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
 }
 
-static int days_in_month(int year, int month)
+int timeutil_days_in_month(int year, int month)
 {
 	static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
 
@@ -53,7 +53,7 @@ static int days_in_month(int year, int month)
 static bool date_is_real(struct gw_date d)
 {
 	return d.month >= 1 && d.month <= 12 && d.day >= 1 &&
-	       d.day <= days_in_month(d.year, d.month);
+	       d.day <= timeutil_days_in_month(d.year, d.month);
 }
 
 /*
@@ -245,7 +245,7 @@ int timeutil_parse_datetime(const char *s, int64_t *ms)
 /* The last Sunday of a month, at 01:00 UTC: the EU summer-time switch. */
 static int64_t eu_switch_ms(int year, int month)
 {
-	struct gw_date last = { year, month, days_in_month(year, month) };
+	struct gw_date last = { year, month, timeutil_days_in_month(year, month) };
 	int64_t day = timeutil_days_from_civil(last) - (timeutil_weekday(last) % 7);
 
 	return day * MS_PER_DAY + MS_PER_HOUR;

@@ -25,6 +25,8 @@ struct gw_date {
 	int year, month, day;
 };
 int timeutil_parse_date(const char *s, struct gw_date *out);
+/* 28..31 for a month 1..12 of a proleptic Gregorian year. */
+int timeutil_days_in_month(int year, int month);
 /* Days from 1970-01-01 (proleptic Gregorian) and back. */
 int64_t timeutil_days_from_civil(struct gw_date d);
 struct gw_date timeutil_civil_from_days(int64_t days);

@@ -174,37 +174,15 @@ static int check_recipient(X509 *cert, size_t i)
 /* An xmlsec key holding cert's public key and cert itself (for KeyInfo). */
 static int public_key_of(X509 *cert, xmlSecKeyPtr *out)
 {
-	xmlSecKeyPtr key = xmlSecKeyCreate();
-	EVP_PKEY *pub = X509_get_pubkey(cert); /* a reference of our own */
-	xmlSecKeyDataPtr value = NULL, x509;
+	EVP_PKEY *pub = X509_get_pubkey(cert);
+	int rc;
 
 	*out = NULL;
-	if (!key || !pub)
-		goto fail;
-	value = xmlSecOpenSSLEvpKeyAdopt(pub);
-	if (!value)
-		goto fail;
-	pub = NULL;
-	if (xmlSecKeySetValue(key, value) < 0)
-		goto fail;
-	value = NULL;
-	x509 = xmlSecKeyEnsureData(key, xmlSecOpenSSLKeyDataX509Id);
-	if (!x509 || X509_up_ref(cert) != 1)
-		goto fail;
-	if (xmlSecOpenSSLKeyDataX509AdoptCert(x509, cert) < 0) {
-		X509_free(cert);
-		goto fail;
-	}
-	*out = key;
-	return 0;
-fail:
+	if (!pub)
+		return gw_error_set(GW_EINVALID, "the recipient certificate holds no usable key");
+	rc = dsig_key_new(out, pub, cert);
 	EVP_PKEY_free(pub);
-	if (value)
-		xmlSecKeyDataDestroy(value);
-	if (key)
-		xmlSecKeyDestroy(key);
-	return gw_error_set(GW_ERROR, "xmlsec does not accept the recipient certificate: %s",
-			    dsig_take_error());
+	return rc < 0 ? gw_error_wrap(rc, "recipient certificate") : 0;
 }
 
 /* ---- encryption ---- */
@@ -449,22 +427,10 @@ static int check_pair(EVP_PKEY *pkey, X509 *cert, const char *key_path,
 /* pkey handed to xmlsec; the caller's reference is taken over either way. */
 static int private_key_of(EVP_PKEY *pkey, xmlSecKeyPtr *out)
 {
-	xmlSecKeyPtr key = xmlSecKeyCreate();
-	xmlSecKeyDataPtr value = key ? xmlSecOpenSSLEvpKeyAdopt(pkey) : NULL;
+	int rc = dsig_key_new(out, pkey, NULL);
 
-	*out = NULL;
-	if (!value)
-		EVP_PKEY_free(pkey);
-	if (!value || xmlSecKeySetValue(key, value) < 0) {
-		if (value)
-			xmlSecKeyDataDestroy(value);
-		if (key)
-			xmlSecKeyDestroy(key);
-		return gw_error_set(GW_ERROR, "xmlsec does not accept the private key: %s",
-				    dsig_take_error());
-	}
-	*out = key;
-	return 0;
+	EVP_PKEY_free(pkey);
+	return rc;
 }
 
 int xmlenc_keys_add(xmlenc_keys *k, const char *key_path, const char *cert_path)
