@@ -27,6 +27,7 @@
 #include "verify.h"
 #include "err.h"
 #include "signer.h"
+#include "xmlread.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,27 +66,9 @@ struct verifier {
 
 /* ---- the document's shape ---- */
 
-static int is_ds(xmlNodePtr n, const char *name)
+static bool is_ds(xmlNodePtr n, const char *name)
 {
-	return n && n->type == XML_ELEMENT_NODE && n->ns && n->ns->href &&
-	       xmlStrEqual(n->ns->href, BAD_CAST NS_DSIG) && xmlStrEqual(n->name, BAD_CAST name);
-}
-
-static xmlNodePtr skip_to_element(xmlNodePtr n)
-{
-	while (n && n->type != XML_ELEMENT_NODE)
-		n = n->next;
-	return n;
-}
-
-static xmlNodePtr first_element(xmlNodePtr parent)
-{
-	return skip_to_element(parent->children);
-}
-
-static xmlNodePtr next_element(xmlNodePtr n)
-{
-	return skip_to_element(n->next);
+	return xmlread_is(n, NS_DSIG, name);
 }
 
 static xmlNodePtr last_element(xmlNodePtr parent)
@@ -131,9 +114,9 @@ static int count_signatures(xmlNodePtr root, xmlNodePtr *first)
 static int expect_children(xmlNodePtr parent, const char *const *names, size_t n,
 			   xmlNodePtr *out)
 {
-	xmlNodePtr cur = first_element(parent);
+	xmlNodePtr cur = xmlread_first_element(parent);
 
-	for (size_t i = 0; i < n; i++, cur = next_element(cur)) {
+	for (size_t i = 0; i < n; i++, cur = xmlread_next_element(cur)) {
 		if (!is_ds(cur, names[i]))
 			return gw_error_set(GW_EINVALID, "signature is outside the profile: "
 					    "%s must hold ds:%s in position %zu", parent->name,
@@ -158,14 +141,14 @@ static int has_algorithm(xmlNodePtr n, const char *uri)
 /* exc-c14n, allowing only its optional InclusiveNamespaces child. */
 static int check_exc_c14n(xmlNodePtr n)
 {
-	xmlNodePtr child = first_element(n);
+	xmlNodePtr child = xmlread_first_element(n);
 
 	if (!has_algorithm(n, ALG_EXC_C14N))
 		return 0;
 	if (child && !(child->ns && xmlStrEqual(child->ns->href, BAD_CAST NS_EXC_C14N) &&
 		       xmlStrEqual(child->name, BAD_CAST "InclusiveNamespaces")))
 		return 0;
-	return !child || !next_element(child);
+	return !child || !xmlread_next_element(child);
 }
 
 static int check_transforms(xmlNodePtr transforms)
@@ -176,7 +159,7 @@ static int check_transforms(xmlNodePtr transforms)
 	if (expect_children(transforms, names, 2, t) < 0)
 		return profile_error("Transforms must be exactly enveloped-signature then "
 				     "exc-c14n");
-	if (!has_algorithm(t[0], ALG_ENVELOPED) || first_element(t[0]) || !check_exc_c14n(t[1]))
+	if (!has_algorithm(t[0], ALG_ENVELOPED) || xmlread_first_element(t[0]) || !check_exc_c14n(t[1]))
 		return profile_error("Transforms must be exactly enveloped-signature then "
 				     "exc-c14n");
 	return 0;
@@ -197,7 +180,7 @@ static int check_reference(xmlNodePtr ref)
 		return rc;
 	if ((rc = check_transforms(parts[0])) < 0)
 		return rc;
-	if (!has_algorithm(parts[1], ALG_SHA256) || first_element(parts[1]))
+	if (!has_algorithm(parts[1], ALG_SHA256) || xmlread_first_element(parts[1]))
 		return profile_error("DigestMethod must be SHA-256");
 	return 0;
 }
@@ -214,7 +197,7 @@ static int check_signed_info(xmlNodePtr si)
 	if (!check_exc_c14n(parts[0]))
 		return profile_error("CanonicalizationMethod must be exclusive C14N");
 	if (!(has_algorithm(parts[1], ALG_RSA_SHA256) ||
-	      has_algorithm(parts[1], ALG_ECDSA_SHA256)) || first_element(parts[1]))
+	      has_algorithm(parts[1], ALG_ECDSA_SHA256)) || xmlread_first_element(parts[1]))
 		return profile_error("SignatureMethod must be rsa-sha256 or ecdsa-sha256");
 	return check_reference(parts[2]);
 }
@@ -227,7 +210,7 @@ static int check_key_info(xmlNodePtr ki)
 
 	if (expect_children(ki, names, 1, &x509) < 0)
 		return profile_error("KeyInfo must hold exactly one X509Data and nothing else");
-	for (cert = first_element(x509); cert; cert = next_element(cert)) {
+	for (cert = xmlread_first_element(x509); cert; cert = xmlread_next_element(cert)) {
 		if (!is_ds(cert, "X509Certificate"))
 			return profile_error("X509Data may hold only X509Certificate elements");
 		count++;
@@ -304,13 +287,13 @@ done:
 static int read_certs(xmlNodePtr sig, STACK_OF(X509) **out)
 {
 	xmlNodePtr key_info = last_element(sig);
-	xmlNodePtr cert_node = first_element(first_element(key_info));
+	xmlNodePtr cert_node = xmlread_first_element(xmlread_first_element(key_info));
 	STACK_OF(X509) *certs = sk_X509_new_null();
 
 	*out = NULL;
 	if (!certs)
 		return gw_error_set(GW_ENOMEM, "out of memory");
-	for (; cert_node; cert_node = next_element(cert_node)) {
+	for (; cert_node; cert_node = xmlread_next_element(cert_node)) {
 		xmlChar *text = xmlNodeGetContent(cert_node);
 		X509 *cert = text ? decode_cert(text) : NULL;
 

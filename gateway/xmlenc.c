@@ -85,29 +85,6 @@ static void errors_reset(void)
 
 /* ---- tree helpers ---- */
 
-static bool is_in(xmlNodePtr n, const char *ns, const char *name)
-{
-	return n && n->type == XML_ELEMENT_NODE && n->ns && n->ns->href &&
-	       xmlStrEqual(n->ns->href, BAD_CAST ns) && xmlStrEqual(n->name, BAD_CAST name);
-}
-
-static xmlNodePtr element_from(xmlNodePtr n)
-{
-	while (n && n->type != XML_ELEMENT_NODE)
-		n = n->next;
-	return n;
-}
-
-static xmlNodePtr first_child(xmlNodePtr parent)
-{
-	return element_from(parent->children);
-}
-
-static xmlNodePtr next_sibling(xmlNodePtr n)
-{
-	return element_from(n->next);
-}
-
 /* True when n's Algorithm attribute is exactly uri. */
 static bool has_algorithm(xmlNodePtr n, const char *uri)
 {
@@ -486,13 +463,13 @@ static int outside(const char *what)
 /* CipherData holding exactly one CipherValue (never a CipherReference). */
 static int check_cipher_data(xmlNodePtr cd)
 {
-	xmlNodePtr cv = cd ? first_child(cd) : NULL;
+	xmlNodePtr cv = cd ? xmlread_first_element(cd) : NULL;
 
-	if (!is_in(cd, NS_XENC, "CipherData"))
+	if (!xmlread_is(cd, NS_XENC, "CipherData"))
 		return outside("CipherData is missing or out of place");
-	if (is_in(cv, NS_XENC, "CipherReference"))
+	if (xmlread_is(cv, NS_XENC, "CipherReference"))
 		return outside("CipherReference is not allowed; the ciphertext must be inline");
-	if (!is_in(cv, NS_XENC, "CipherValue") || next_sibling(cv))
+	if (!xmlread_is(cv, NS_XENC, "CipherValue") || xmlread_next_element(cv))
 		return outside("CipherData must hold exactly one CipherValue");
 	return 0;
 }
@@ -501,16 +478,16 @@ static int check_cipher_data(xmlNodePtr cd)
 static int check_key_method(xmlNodePtr em)
 {
 	char alg[128];
-	xmlNodePtr dm = em ? first_child(em) : NULL;
+	xmlNodePtr dm = em ? xmlread_first_element(em) : NULL;
 
-	if (!is_in(em, NS_XENC, "EncryptionMethod"))
+	if (!xmlread_is(em, NS_XENC, "EncryptionMethod"))
 		return outside("an EncryptedKey has no EncryptionMethod");
 	if (!has_algorithm(em, ALG_RSA_OAEP))
 		return gw_error_set(GW_EINVALID, "EncryptedKey uses key transport %s; the profile "
 				    "accepts only %s", algorithm_of(em, alg, sizeof(alg)),
 				    ALG_RSA_OAEP);
-	if (dm && (!is_in(dm, NS_DSIG, "DigestMethod") || !has_algorithm(dm, ALG_SHA1) ||
-		   next_sibling(dm)))
+	if (dm && (!xmlread_is(dm, NS_DSIG, "DigestMethod") || !has_algorithm(dm, ALG_SHA1) ||
+		   xmlread_next_element(dm)))
 		return outside("rsa-oaep-mgf1p must use its default SHA-1 digest and no "
 			       "OAEP parameters");
 	return 0;
@@ -537,14 +514,14 @@ static X509 *decode_certificate(xmlChar *text)
 /* The first readable ds:X509Data/ds:X509Certificate in an EncryptedKey's KeyInfo. */
 static X509 *ekey_certificate(xmlNodePtr ki)
 {
-	for (xmlNodePtr d = first_child(ki); d; d = next_sibling(d)) {
-		xmlNodePtr c = is_in(d, NS_DSIG, "X509Data") ? first_child(d) : NULL;
+	for (xmlNodePtr d = xmlread_first_element(ki); d; d = xmlread_next_element(d)) {
+		xmlNodePtr c = xmlread_is(d, NS_DSIG, "X509Data") ? xmlread_first_element(d) : NULL;
 
-		for (; c; c = next_sibling(c)) {
+		for (; c; c = xmlread_next_element(c)) {
 			xmlChar *text;
 			X509 *cert;
 
-			if (!is_in(c, NS_DSIG, "X509Certificate"))
+			if (!xmlread_is(c, NS_DSIG, "X509Certificate"))
 				continue;
 			text = xmlNodeGetContent(c);
 			cert = text ? decode_certificate(text) : NULL;
@@ -559,20 +536,20 @@ static X509 *ekey_certificate(xmlNodePtr ki)
 /* One EncryptedKey: EncryptionMethod, optional KeyInfo, CipherData. */
 static int check_encrypted_key(xmlNodePtr ekey, X509 **cert)
 {
-	xmlNodePtr em = first_child(ekey), cur;
+	xmlNodePtr em = xmlread_first_element(ekey), cur;
 	int rc;
 
 	*cert = NULL;
 	if ((rc = check_key_method(em)) < 0)
 		return rc;
-	cur = next_sibling(em);
-	if (is_in(cur, NS_DSIG, "KeyInfo")) {
+	cur = xmlread_next_element(em);
+	if (xmlread_is(cur, NS_DSIG, "KeyInfo")) {
 		*cert = ekey_certificate(cur);
-		cur = next_sibling(cur);
+		cur = xmlread_next_element(cur);
 	}
 	if ((rc = check_cipher_data(cur)) < 0)
 		return rc;
-	if (next_sibling(cur))
+	if (xmlread_next_element(cur))
 		return outside("an EncryptedKey holds elements after CipherData");
 	return 0;
 }
@@ -581,10 +558,10 @@ static int check_key_info(xmlNodePtr ki, struct enc_parts *p)
 {
 	int rc;
 
-	if (!is_in(ki, NS_DSIG, "KeyInfo"))
+	if (!xmlread_is(ki, NS_DSIG, "KeyInfo"))
 		return outside("there is no ds:KeyInfo with an EncryptedKey");
-	for (xmlNodePtr cur = first_child(ki); cur; cur = next_sibling(cur)) {
-		if (!is_in(cur, NS_XENC, "EncryptedKey"))
+	for (xmlNodePtr cur = xmlread_first_element(ki); cur; cur = xmlread_next_element(cur)) {
+		if (!xmlread_is(cur, NS_XENC, "EncryptedKey"))
 			return outside("ds:KeyInfo may hold only EncryptedKey elements");
 		if (p->n == XMLENC_MAX_RECIPIENTS)
 			return outside("ds:KeyInfo holds too many EncryptedKey elements");
@@ -615,25 +592,25 @@ static int check_profile(xmlNodePtr enc, struct enc_parts *p)
 	int rc;
 
 	memset(p, 0, sizeof(*p));
-	if (!is_in(enc, NS_XENC, "EncryptedData") || !enc->doc || !enc->parent)
+	if (!xmlread_is(enc, NS_XENC, "EncryptedData") || !enc->doc || !enc->parent)
 		return gw_error_set(GW_EINVALID, "the node to decrypt is not an xenc:EncryptedData "
 				    "inside a document");
 	if ((rc = check_type(enc)) < 0)
 		return rc;
-	em = first_child(enc);
-	if (!is_in(em, NS_XENC, "EncryptionMethod"))
+	em = xmlread_first_element(enc);
+	if (!xmlread_is(em, NS_XENC, "EncryptionMethod"))
 		return outside("EncryptionMethod is missing");
-	if (!has_algorithm(em, ALG_AES256_GCM) || first_child(em))
+	if (!has_algorithm(em, ALG_AES256_GCM) || xmlread_first_element(em))
 		return gw_error_set(GW_EINVALID, "EncryptedData uses content encryption %s; the "
 				    "profile accepts only %s", algorithm_of(em, alg, sizeof(alg)),
 				    ALG_AES256_GCM);
-	cur = next_sibling(em);
+	cur = xmlread_next_element(em);
 	if ((rc = check_key_info(cur, p)) < 0)
 		return rc;
-	cur = next_sibling(cur);
+	cur = xmlread_next_element(cur);
 	if ((rc = check_cipher_data(cur)) < 0)
 		return rc;
-	if (next_sibling(cur))
+	if (xmlread_next_element(cur))
 		return outside("EncryptedData holds elements after CipherData");
 	return 0;
 }
@@ -799,19 +776,19 @@ static int subtree_depth(xmlNodePtr root)
 	int depth = 1, max = 1;
 
 	for (;;) {
-		if (cur->type == XML_ELEMENT_NODE && first_child(cur)) {
-			cur = first_child(cur);
+		if (cur->type == XML_ELEMENT_NODE && xmlread_first_element(cur)) {
+			cur = xmlread_first_element(cur);
 			if (++depth > max)
 				max = depth;
 			continue;
 		}
-		while (cur != root && !next_sibling(cur)) {
+		while (cur != root && !xmlread_next_element(cur)) {
 			cur = cur->parent;
 			depth--;
 		}
 		if (cur == root)
 			return max;
-		cur = next_sibling(cur);
+		cur = xmlread_next_element(cur);
 	}
 }
 

@@ -542,6 +542,28 @@ static bool node_is(xmlNodePtr node, const char *ns, const char *name)
 	return node->ns && node->ns->href && !strcmp((const char *)node->ns->href, ns);
 }
 
+bool xmlread_is(xmlNodePtr node, const char *ns, const char *name)
+{
+	return node && node_is(node, ns, name);
+}
+
+static xmlNodePtr element_from(xmlNodePtr n)
+{
+	while (n && n->type != XML_ELEMENT_NODE)
+		n = n->next;
+	return n;
+}
+
+xmlNodePtr xmlread_first_element(xmlNodePtr parent)
+{
+	return parent ? element_from(parent->children) : NULL;
+}
+
+xmlNodePtr xmlread_next_element(xmlNodePtr node)
+{
+	return node ? element_from(node->next) : NULL;
+}
+
 xmlNodePtr xmlread_child(xmlNodePtr parent, const char *ns, const char *name)
 {
 	xmlNodePtr child;

@@ -10,6 +10,7 @@
 #define GW_XMLREAD_H
 
 #include <libxml/tree.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define NS_NOTICE "urn:x-notice-gateway:notice:1"
@@ -55,6 +56,12 @@ int xmlread_error_prefix(int code, const char *what);
 /* Parse and validate in one step. */
 int xmlread_parse_valid(xmlDocPtr *out, const unsigned char *data, size_t len,
 			size_t max_bytes, enum xml_kind kind, const char *what);
+
+/* An element with this namespace (NULL: none) and local name? NULL-safe. */
+bool xmlread_is(xmlNodePtr node, const char *ns, const char *name);
+/* The first element child, and the next element sibling (NULL when none). */
+xmlNodePtr xmlread_first_element(xmlNodePtr parent);
+xmlNodePtr xmlread_next_element(xmlNodePtr node);
 
 /* First child element of parent with the given namespace and local name. */
 xmlNodePtr xmlread_child(xmlNodePtr parent, const char *ns, const char *name);
