@@ -779,12 +779,8 @@ static int store_move(deliver *d, const char *id, enum msg_state from, enum msg_
 	rc = st->ops->message_update(st, id, from, to, reason, next_ms, 0);
 	if (rc == 0)
 		rc = st->ops->commit(st);
-	if (rc < 0) {
-		char saved[512];
-		snprintf(saved, sizeof(saved), "%s", gw_error_last());
-		st->ops->rollback(st);
-		gw_error_set(rc, "%s", saved);
-	}
+	if (rc < 0)
+		st->ops->rollback(st); /* keeps the error message */
 	return rc;
 }
 
@@ -877,12 +873,8 @@ static int store_outcome(deliver *d, const struct transfer *t, const struct atte
 	rc = outcome_write(d, t, f);
 	if (rc == 0)
 		rc = st->ops->commit(st);
-	if (rc < 0) {
-		char saved[512];
-		snprintf(saved, sizeof(saved), "%s", gw_error_last());
-		st->ops->rollback(st);
-		gw_error_set(rc, "%s", saved);
-	}
+	if (rc < 0)
+		st->ops->rollback(st); /* keeps the error message */
 	return rc;
 }
 

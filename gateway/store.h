@@ -135,7 +135,7 @@ struct store_ops {
 	void (*close)(store *st);
 	int (*begin)(store *st);
 	int (*commit)(store *st);
-	int (*rollback)(store *st);
+	int (*rollback)(store *st); /* keeps the message of what failed */
 
 	/* Intake. GW_ENOTFOUND when no revision of the notice is known. */
 	int (*intake_seen)(store *st, const char *content_sha256, bool *seen);

@@ -570,14 +570,21 @@ static int sq_begin(store *st)
 	return exec_stmt(s, stmt(s, ST_BEGIN), "begin a transaction");
 }
 
+/* Keeps the caller's error message (why it rolls back) unless it fails itself. */
 static int sq_rollback(store *st)
 {
 	struct sqlite_store *s = S(st);
+	char reason[512];
+	int rc;
 
 	s->head_pending = false;
 	if (sqlite3_get_autocommit(s->db))
 		return 0; /* nothing open (SQLite may already have rolled back) */
-	return exec_stmt(s, stmt(s, ST_ROLLBACK), "roll back a transaction");
+	snprintf(reason, sizeof(reason), "%s", gw_error_last());
+	rc = exec_stmt(s, stmt(s, ST_ROLLBACK), "roll back a transaction");
+	if (rc == 0)
+		gw_error_set(GW_ERROR, "%s", reason);
+	return rc;
 }
 
 static int sq_commit(store *st)
@@ -589,10 +596,8 @@ static int sq_commit(store *st)
 		return gw_error_set(GW_EINVALID, "store %s: commit without a transaction", s->path);
 	rc = exec_stmt(s, stmt(s, ST_COMMIT), "commit");
 	if (rc < 0) {
-		char saved[512];
-		snprintf(saved, sizeof(saved), "%s", gw_error_last());
 		sq_rollback(st);
-		return gw_error_set(rc, "%s", saved);
+		return rc;
 	}
 	head_publish(s);
 	return 0;
@@ -607,15 +612,12 @@ static int tx_open(struct sqlite_store *s, bool *own)
 
 static int tx_close(struct sqlite_store *s, bool own, int rc)
 {
-	char saved[512];
-
 	if (!own)
 		return rc;
 	if (rc == 0)
 		return sq_commit(&s->base);
-	snprintf(saved, sizeof(saved), "%s", gw_error_last());
 	sq_rollback(&s->base);
-	return gw_error_set(rc, "%s", saved);
+	return rc;
 }
 
 /* Append one audit row; the caller holds a write transaction. */
