@@ -9,7 +9,7 @@ FUZZ_SECONDS  ?= 300
 CRASH_NOTICES ?= 2000
 CRASH_KILLS   ?= 50
 
-.PHONY: all deps build test asan demo bench crash-test fuzz clean
+.PHONY: all deps build test asan demo bench crash-test fuzz browser-test clean
 
 all: build
 
@@ -45,6 +45,11 @@ crash-test: build
 fuzz:
 	@GW_DEPS_EXTRA="clang libclang-rt-14-dev" scripts/deps.sh
 	bash tests/fuzz/run.sh $(FUZZ_SECONDS) build-fuzz
+
+# The operator web view in Debian's headless Chromium (installs chromium and
+# playwright-core when missing; the screenshot goes into the build tree).
+browser-test: build
+	SCREENSHOT=$(BUILD)/web-screenshot.png bash tests/web/browser_test.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
