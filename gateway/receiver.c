@@ -1069,6 +1069,12 @@ static int worker_http(struct worker *w, evutil_socket_t listen_fd)
 						    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
 						    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_max_body_size(w->http, (ev_ssize_t)rc->max_body);
+	/* Drain an oversized body before answering 413: a sender still writing
+	 * would otherwise see a reset instead of the answer, and take a
+	 * permanent refusal for a temporary fault. The per-connection
+	 * deadline bounds how long the draining may take. */
+	if (evhttp_set_flags(w->http, EVHTTP_SERVER_LINGERING_CLOSE) != 0)
+		return gw_error_set(GW_ERROR, "cannot set lingering close on the HTTP server");
 	evhttp_set_max_headers_size(w->http, MAX_HEADERS_BYTES);
 	evhttp_set_timeout(w->http, rc->read_timeout);
 	w->bound = evhttp_accept_socket_with_handle(w->http, listen_fd);
