@@ -15,178 +15,18 @@
 # `gateway inbox list|show|verify`, and a clean exit on SIGTERM.
 #
 # Environment (set by CTest): GW_GATEWAY, GW_PKI_DIR, GW_SOURCE_DIR.
-set -euo pipefail
+# shellcheck source=receiver_common.sh
+. "$(dirname "$0")/receiver_common.sh"
 
-: "${GW_GATEWAY:?GW_GATEWAY must name the gateway executable}"
-: "${GW_PKI_DIR:?GW_PKI_DIR must name the development PKI}"
-: "${GW_SOURCE_DIR:?GW_SOURCE_DIR must name the source tree}"
-PKI=$GW_PKI_DIR
-SENDER=974760673
-ME=958935420
-OTHER=889960221
-NIL_ID=00000000-0000-4000-8000-000000000000
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/it_receiver.XXXXXX")
-pid=""
-passed=0
-
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    sleep 0.5
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL: $*" >&2
-  if [ -f "$work/receiver.log" ]; then
-    echo "--- receiver log (last 40 lines)" >&2
-    tail -n 40 "$work/receiver.log" >&2
-  fi
-  if [ -f "$work/resp.xml" ]; then
-    echo "--- last response body" >&2
-    head -c 2000 "$work/resp.xml" >&2
-    echo >&2
-  fi
-  exit 1
-}
-
-ok() {
-  passed=$((passed + 1))
-  echo "ok $passed - $*"
-}
-
-new_id() { tr -d '\n' < /proc/sys/kernel/random/uuid; }
-now_utc() { date -u +%Y-%m-%dT%H:%M:%SZ; }
-digest_of() { openssl dgst -sha256 -binary "$1" | base64; }
-count_items() { find "$work/inbox/new" -maxdepth 1 -type f -name '*.xml' | wc -l; }
-
-# The text of the first element with this local name in an XML file.
-xml_text() { xmllint --xpath "string(//*[local-name()='$2'])" "$1" 2>/dev/null || true; }
-xml_attr() { xmllint --xpath "string(//*[local-name()='$2']/@$3)" "$1" 2>/dev/null || true; }
+# Items in the main receiver's inbox/new (only the .xml ones count).
+count_items() { find "$inbox/new" -maxdepth 1 -type f -name '*.xml' | wc -l; }
 
 # ---- configuration and start -----------------------------------------------
 
-cat > "$work/receiver.ini" <<EOF
-[identity]
-orgnr = $ME
-key = $PKI/housing.key
-cert = $PKI/housing.pem
-trust = $PKI/ca.pem
-crl = $PKI/ca.crl
-schemas = $GW_SOURCE_DIR/schemas
-log_level = info
-
-[receiver]
-listen = 127.0.0.1:8443
-inbox = $work/inbox
-db = $work/receiver.db
-allow = $SENDER
-window_days = 7
-max_body = 65536
-read_timeout = 3
-max_connections = 16
-workers = 2
-EOF
-
-"$GW_GATEWAY" receive --config "$work/receiver.ini" --port 0 --port-file "$work/port" \
-  > "$work/receiver.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 100); do
-  [ -s "$work/port" ] && break
-  kill -0 "$pid" 2>/dev/null || fail "the receiver exited at start-up"
-  sleep 0.1
-done
-[ -s "$work/port" ] || fail "the receiver wrote no port file within 10 s"
-port=$(tr -d '\n' < "$work/port")
-url="https://127.0.0.1:$port/notices"
+write_config "$work/receiver.ini" receiver
+start_receiver receiver "$work/receiver.ini"
+pid=$RPID port=$PORT url=$URL inbox=$INBOX
 ok "receiver listening on port $port"
-
-# ---- building and sending messages -------------------------------------------
-
-# make_message OUT ID CREATED TO NEED-TEXT [SIGNER]
-make_message() {
-  local out=$1 id=$2 created=$3 to=$4 need=$5 signer=${6:-gateway}
-  cat > "$work/tmpl.xml" <<EOF
-<?xml version="1.0" encoding="UTF-8"?>
-<Message xmlns="urn:x-notice-gateway:envelope:1">
-  <Header>
-    <MessageId>$id</MessageId>
-    <Created>$created</Created>
-    <From orgnr="$SENDER"/>
-    <To orgnr="$to" service="housing"/>
-    <NoticeRef id="KDI-2026-000123" revision="1" kind="release"/>
-  </Header>
-  <Body><Notice xmlns="urn:x-notice-gateway:notice:1" id="KDI-2026-000123" revision="1" kind="release">
-      <Issued>2026-11-20T10:15:00+01:00</Issued>
-      <Sender orgnr="$SENDER" unit="Oslo fengsel"/>
-      <Contact name="Saksbehandler" phone="+47 22000000" email="post@example.org"/>
-      <Person nin="01817000000" givenName="Test" familyName="Person"/>
-      <Release date="2026-12-04" time="09:00" type="full-term" municipality="0301"/>
-      <Needs><Need category="housing">$need</Need></Needs>
-      <FollowUp individualPlan="false" coordinator="" responsibilityGroup="false"/>
-    </Notice></Body>
-  <ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#">
-    <ds:SignedInfo>
-      <ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>
-      <ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/>
-      <ds:Reference URI="">
-        <ds:Transforms>
-          <ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>
-          <ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>
-        </ds:Transforms>
-        <ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/>
-        <ds:DigestValue/>
-      </ds:Reference>
-    </ds:SignedInfo>
-    <ds:SignatureValue/>
-    <ds:KeyInfo><ds:X509Data><ds:X509Certificate/></ds:X509Data></ds:KeyInfo>
-  </ds:Signature>
-</Message>
-EOF
-  xmlsec1 --sign --privkey-pem "$PKI/$signer.key,$PKI/$signer.pem" --output "$out" \
-    "$work/tmpl.xml" 2> "$work/xmlsec.err" || { cat "$work/xmlsec.err" >&2; fail "xmlsec1 --sign failed"; }
-}
-
-# post FILE [CLIENT] [URL] [METHOD]: sets $code ("000" when TLS or the
-# connection failed); the body lands in $work/resp.xml.
-post() {
-  local file=$1 client=${2:-gateway} target=${3:-$url} method=${4:-POST}
-  local auth=(--cert "$PKI/$client.pem" --key "$PKI/$client.key")
-  [ "$client" = none ] && auth=()
-  rm -f "$work/resp.xml"
-  code=$(curl -sS --max-time 15 --cacert "$PKI/ca.pem" "${auth[@]}" -X "$method" \
-    -H 'Content-Type: application/xml' --data-binary @"$file" \
-    -o "$work/resp.xml" -w '%{http_code}' "$target" 2> "$work/curl.err") || code=000
-}
-
-# The response is a receipt signed by us that verifies with the CA alone.
-receipt_verifies() {
-  xmlsec1 --verify --trusted-pem "$PKI/ca.pem" --enabled-reference-uris empty \
-    --enabled-key-data x509 "$work/resp.xml" > "$work/verify.out" 2>&1 ||
-    { cat "$work/verify.out" >&2; fail "xmlsec1 does not verify the receipt ($1)"; }
-}
-
-# expect_receipt WHAT HTTP STATUS [REASON] [MESSAGE-ID] [SENT-FILE]
-expect_receipt() {
-  local what=$1 http=$2 status=$3 reason=${4:-} id=${5:-} sent=${6:-}
-  [ "$code" = "$http" ] || fail "$what: HTTP $code, expected $http"
-  [ "$(xml_text "$work/resp.xml" Status)" = "$status" ] ||
-    fail "$what: Status '$(xml_text "$work/resp.xml" Status)', expected $status"
-  if [ -n "$reason" ]; then
-    [ "$(xml_attr "$work/resp.xml" Reason code)" = "$reason" ] ||
-      fail "$what: Reason '$(xml_attr "$work/resp.xml" Reason code)', expected $reason"
-  fi
-  [ -z "$id" ] || [ "$(xml_text "$work/resp.xml" RefToMessageId)" = "$id" ] ||
-    fail "$what: RefToMessageId '$(xml_text "$work/resp.xml" RefToMessageId)', expected $id"
-  [ -z "$sent" ] || [ "$(xml_text "$work/resp.xml" MessageDigest)" = "$(digest_of "$sent")" ] ||
-    fail "$what: MessageDigest does not match the bytes sent"
-  [ "$(xml_attr "$work/resp.xml" Receiver orgnr)" = "$ME" ] || fail "$what: wrong Receiver"
-  receipt_verifies "$what"
-}
 
 expect_no_body() {
   local what=$1 http=$2
@@ -202,21 +42,21 @@ post "$work/m1.xml"
 expect_receipt accepted 200 accepted "" "$id" "$work/m1.xml"
 cp "$work/resp.xml" "$work/receipt1.xml"
 [ "$(count_items)" -eq 1 ] || fail "accepted: expected one inbox item, found $(count_items)"
-item="$work/inbox/new/$id.xml"
+item="$inbox/new/$id.xml"
 [ -f "$item" ] || fail "accepted: no inbox/new/$id.xml"
 xmllint --noout "$item" || fail "accepted: the inbox item is not well-formed"
 [ "$(xmllint --xpath "name(/*)" "$item")" = Notice ] || fail "accepted: the item is not a Notice"
 grep -q "Needs a flat." "$item" || fail "accepted: the item lost the notice content"
-cmp -s "$work/m1.xml" "$work/inbox/evidence/$id.message.xml" ||
+cmp -s "$work/m1.xml" "$inbox/evidence/$id.message.xml" ||
   fail "accepted: evidence differs from the bytes sent"
-cmp -s "$work/receipt1.xml" "$work/inbox/evidence/$id.receipt.xml" ||
+cmp -s "$work/receipt1.xml" "$inbox/evidence/$id.receipt.xml" ||
   fail "accepted: the stored receipt differs from the one answered"
 ok "a signed message is accepted: one inbox item, evidence kept, receipt verifies with xmlsec1"
 
 post "$work/m1.xml"
 expect_receipt duplicate 200 duplicate "" "$id" "$work/m1.xml"
 [ "$(count_items)" -eq 1 ] || fail "duplicate: expected one inbox item, found $(count_items)"
-cmp -s "$work/receipt1.xml" "$work/inbox/evidence/$id.receipt.xml" ||
+cmp -s "$work/receipt1.xml" "$inbox/evidence/$id.receipt.xml" ||
   fail "duplicate: the original receipt was replaced"
 ok "the same bytes again: 200 duplicate with a new signed receipt, still one item"
 
@@ -364,16 +204,9 @@ ok "a killed worker is replaced and service continues"
 
 # ---- the connection cap (a second receiver: one worker, two connections) ----
 
-sed -e "s/^max_connections = .*/max_connections = 2/" -e "s/^workers = .*/workers = 1/" \
-  -e "s#^inbox = .*#inbox = $work/inbox2#" -e "s#^db = .*#db = $work/receiver2.db#" \
-  "$work/receiver.ini" > "$work/receiver2.ini"
-"$GW_GATEWAY" receive --config "$work/receiver2.ini" --port 0 --port-file "$work/port2" \
-  > "$work/receiver2.log" 2>&1 &
-pid2=$!
-for _ in $(seq 1 100); do [ -s "$work/port2" ] && break; sleep 0.1; done
-[ -s "$work/port2" ] || fail "the second receiver did not start"
-port2=$(tr -d '\n' < "$work/port2")
-url2="https://127.0.0.1:$port2/notices"
+write_config "$work/receiver2.ini" receiver2 max_connections=2 workers=1
+start_receiver receiver2 "$work/receiver2.ini"
+port2=$PORT url2=$URL
 # Two connections that completed their TLS handshake (a verified client
 # certificate) hold both places until their deadline (read_timeout 3 s).
 hold() {
@@ -391,8 +224,8 @@ sleep 0.2
 id9=$(new_id)
 make_message "$work/m9.xml" "$id9" "$(now_utc)" "$ME" "Past the connection cap."
 post "$work/m9.xml" gateway "$url2"
-[ "$code" = 000 ] || { kill "$pid2"; fail "a third connection past max_connections=2: HTTP $code"; }
-grep -q "event=connection-refused" "$work/receiver2.log" || { kill "$pid2"; fail "the refusal was not logged"; }
+[ "$code" = 000 ] || fail "a third connection past max_connections=2: HTTP $code"
+grep -q "event=connection-refused" "$work/receiver2.log" || fail "the refusal was not logged"
 start=$(date +%s)
 for _ in $(seq 1 80); do
   post "$work/m9.xml" gateway "$url2"
@@ -400,8 +233,8 @@ for _ in $(seq 1 80); do
   sleep 0.1
 done
 elapsed=$(( $(date +%s) - start ))
-[ "$code" = 200 ] || { kill "$pid2"; fail "not served again after the held connections' deadline: HTTP $code"; }
-[ "$elapsed" -le 5 ] || { kill "$pid2"; fail "served again only after $elapsed s (read_timeout 3)"; }
+[ "$code" = 200 ] || fail "not served again after the held connections' deadline: HTTP $code"
+[ "$elapsed" -le 5 ] || fail "served again only after $elapsed s (read_timeout 3)"
 ok "max_connections: past the cap of verified connections a newcomer is refused; served again within read_timeout (${elapsed}s)"
 
 # Connections without a TLS handshake make room for a newcomer at the cap.
@@ -410,10 +243,10 @@ exec 5<>"/dev/tcp/127.0.0.1/$port2"
 sleep 0.3
 post "$work/m9.xml" gateway "$url2"
 exec 4<&- 5<&-
-[ "$code" = 200 ] || { kill "$pid2"; fail "half-open connections at the cap locked a sender out: HTTP $code"; }
-grep -q "event=connection-evicted" "$work/receiver2.log" || { kill "$pid2"; fail "the eviction was not logged"; }
-kill -TERM "$pid2"
-wait "$pid2" || fail "the second receiver exited $? after SIGTERM"
+[ "$code" = 200 ] || fail "half-open connections at the cap locked a sender out: HTTP $code"
+grep -q "event=connection-evicted" "$work/receiver2.log" || fail "the eviction was not logged"
+stop_receiver # the second one (RPID=$pid2): exits 0 within 10 s of SIGTERM
+RPID=$pid URL=$url INBOX=$inbox DB=$work/receiver.db RLOG=$work/receiver.log
 ok "max_connections: two half-open connections at the cap are evicted for a sender, who is served"
 
 # ---- gateway inbox -----------------------------------------------------------
@@ -434,7 +267,7 @@ ok "gateway inbox list, list --json and show"
   { cat "$work/verify.txt" >&2; fail "gateway inbox verify failed on intact evidence"; }
 ok "gateway inbox verify: the stored message and receipt verify"
 
-printf ' ' >> "$work/inbox/evidence/$id.message.xml"
+printf ' ' >> "$inbox/evidence/$id.message.xml"
 if "$GW_GATEWAY" inbox verify "$id" --config "$work/receiver.ini" > "$work/verify.txt" 2>&1; then
   fail "gateway inbox verify accepted altered evidence"
 fi
@@ -443,13 +276,7 @@ ok "gateway inbox verify exits 1 on altered evidence"
 
 # ---- SIGTERM -----------------------------------------------------------------
 
-kill -TERM "$pid"
-status=0
-for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$pid" 2>/dev/null && fail "the receiver did not stop within 10 s of SIGTERM"
-wait "$pid" || status=$?
-pid=""
-[ "$status" -eq 0 ] || fail "the receiver exited $status after SIGTERM"
+stop_receiver
 ok "SIGTERM: the receiver and its workers exit 0"
 
 echo "it_receiver: all $passed checks passed"

@@ -222,14 +222,15 @@ make_encrypted() {
 
 # ---- sending and checking --------------------------------------------------
 
-# post FILE [CLIENT] [URL]: sets $code ("000" when TLS or the connection
-# failed); the body lands in $work/resp.xml.
+# post FILE [CLIENT] [URL] [METHOD]: sets $code ("000" when TLS or the
+# connection failed); the body lands in $work/resp.xml. METHOD is POST unless
+# given.
 post() {
-  local file=$1 client=${2:-gateway} target=${3:-$URL}
+  local file=$1 client=${2:-gateway} target=${3:-$URL} method=${4:-POST}
   local auth=(--cert "$PKI/$client.pem" --key "$PKI/$client.key")
   [ "$client" = none ] && auth=()
   rm -f "$work/resp.xml"
-  code=$(curl -sS --max-time 15 --cacert "$PKI/ca.pem" "${auth[@]}" -X POST \
+  code=$(curl -sS --max-time 15 --cacert "$PKI/ca.pem" "${auth[@]}" -X "$method" \
     -H 'Content-Type: application/xml' --data-binary @"$file" \
     -o "$work/resp.xml" -w '%{http_code}' "$target" 2> "$work/curl.err") || code=000
 }
