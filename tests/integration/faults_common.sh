@@ -86,3 +86,23 @@ not_in_new() { [ ! -e "$LAB/gateway/spool/incoming/new/$1" ]; }
 log_has() { grep -q -- "$1" "$LAB/gateway/gateway.log"; }
 # count_lines PATTERN FILE: matching lines (0 when none)
 count_lines() { grep -c -- "$1" "$2" || true; }
+
+# fault_lab: the three receivers and the gateway's configuration, with the
+# names both fault tests use: cfg, db, spool, log, and the helpers q,
+# messages_of, delivered_of, all_delivered and has. Call fault_shim_build
+# first when the processes should run under the shim.
+fault_lab() {
+  lab_receiver housing "$ORGNR_HOUSING"
+  lab_receiver nav "$ORGNR_NAV"
+  lab_receiver health "$ORGNR_HEALTH"
+  lab_gateway_config
+  cfg="$LAB/gateway/gateway.conf"
+  db="$LAB/gateway/gateway.db"
+  spool="$LAB/gateway/spool"
+  log="$LAB/gateway/gateway.log"
+}
+q() { sql "$db" "$1"; }
+messages_of() { q "SELECT count(*) FROM messages WHERE notice_id = '$1'"; }
+delivered_of() { q "SELECT count(*) FROM messages WHERE notice_id = '$1' AND state = 'delivered'"; }
+all_delivered() { [ "$(delivered_of "$1")" = "$2" ]; }
+has() { grep -q -- "$2" <<<"$1" || { echo "  '$2' not in: $1" >&2; return 1; }; }

@@ -25,19 +25,7 @@
 . "$(dirname "$0")/common.sh"
 . "$(dirname "$0")/faults_common.sh"
 
-lab_receiver housing "$ORGNR_HOUSING"
-lab_receiver nav "$ORGNR_NAV"
-lab_receiver health "$ORGNR_HEALTH"
-lab_gateway_config
-cfg="$LAB/gateway/gateway.conf"
-db="$LAB/gateway/gateway.db"
-spool="$LAB/gateway/spool"
-log="$LAB/gateway/gateway.log"
-q() { sql "$db" "$1"; }
-messages_of() { q "SELECT count(*) FROM messages WHERE notice_id = '$1'"; }
-delivered_of() { q "SELECT count(*) FROM messages WHERE notice_id = '$1' AND state = 'delivered'"; }
-all_delivered() { [ "$(delivered_of "$1")" = "$2" ]; }
-has() { grep -q -- "$2" <<<"$1" || { echo "  '$2' not in: $1" >&2; return 1; }; }
+fault_lab
 # Every file in the spool with its SHA-256: proves "untouched".
 spool_listing() { (cd "$spool" && find . -type f -exec sha256sum {} + | sort -k 2); }
 LOCKED="the database's write lock longer than the busy timeout (10 s)"

@@ -25,21 +25,9 @@
 . "$(dirname "$0")/faults_common.sh"
 
 fault_shim_build
-lab_receiver housing "$ORGNR_HOUSING"
-lab_receiver nav "$ORGNR_NAV"
-lab_receiver health "$ORGNR_HEALTH"
-lab_gateway_config
-cfg="$LAB/gateway/gateway.conf"
-db="$LAB/gateway/gateway.db"
-spool="$LAB/gateway/spool"
-log="$LAB/gateway/gateway.log"
-q() { sql "$db" "$1"; }
-messages_of() { q "SELECT count(*) FROM messages WHERE notice_id = '$1'"; }
-delivered_of() { q "SELECT count(*) FROM messages WHERE notice_id = '$1' AND state = 'delivered'"; }
-all_delivered() { [ "$(delivered_of "$1")" = "$2" ]; }
+fault_lab
 line_of() { grep -- "$1" "$log" | head -n 1; }
 state_is() { [ "$(state_of "$1" "$2")" = "$3" ]; }
-has() { grep -q -- "$2" <<<"$1" || { echo "  '$2' not in: $1" >&2; return 1; }; }
 
 # The scheduler's clock (GW_TEST_CLOCK_FILE): moved forward in (d) so the
 # receiver's Retry-After need not be waited out.

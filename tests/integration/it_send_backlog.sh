@@ -12,17 +12,8 @@
 #      sent once, with at most max_connections connections open at once
 #      and at most max_connections TLS handshakes for the 20 requests
 #      (keep-alive).
-FAULTRECV=${GW_FAULTRECV:-${GW_BINARY_DIR:-}/bin/faultrecv}
-if [ ! -x "$FAULTRECV" ]; then
-  echo "FAIL: no fault receiver at '$FAULTRECV' (CMake target faultrecv)" >&2
-  exit 1
-fi
-. "$(dirname "$0")/common.sh"
-
-cfg="$LAB/gateway/gateway.conf"
-db="$LAB/gateway/gateway.db"
-fr="$LAB/fault"
-q() { sqlite3 "$db" "$1"; }
+# shellcheck source=faultrecv_common.sh
+. "$(dirname "$0")/faultrecv_common.sh"
 stat_of() { sed -n "s/^$1=//p" "$fr/stats"; }
 le() { [ "$1" -le "$2" ] || { echo "  $1 > $2" >&2; return 1; }; }
 PROBE_AFTER=3   # DELIVER_PROBE_AFTER

@@ -20,17 +20,8 @@
 #     delivers it;
 #   - past the retry horizon: every message still retrying is failed with
 #     "retry horizon reached".
-FAULTRECV=${GW_FAULTRECV:-${GW_BINARY_DIR:-}/bin/faultrecv}
-if [ ! -x "$FAULTRECV" ]; then
-  echo "FAIL: no fault receiver at '$FAULTRECV' (CMake target faultrecv)" >&2
-  exit 1
-fi
-. "$(dirname "$0")/common.sh"
-
-cfg="$LAB/gateway/gateway.conf"
-db="$LAB/gateway/gateway.db"
-fr="$LAB/fault"
-q() { sqlite3 "$db" "$1"; }
+# shellcheck source=faultrecv_common.sh
+. "$(dirname "$0")/faultrecv_common.sh"
 msg_of() { "$GW" list --config "$cfg" --notice "$1" | awk -v s="$2" '$4 == s {print $1}'; }
 
 # --- the fault receiver, serving housing's certificate --------------------
