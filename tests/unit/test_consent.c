@@ -14,6 +14,7 @@
  * and validates.
  */
 #include "testutil.h"
+#include "testutil_intake.h"
 #include "config.h"
 #include "err.h"
 #include "intake.h"
@@ -33,13 +34,6 @@
 #define NOW INT64_C(1795345200000) /* 2026-11-22T11:00:00Z */
 #define NIN "05909710113"
 
-#define assert_ok(expr)                                                              \
-	do {                                                                         \
-		int rc_ = (expr);                                                    \
-		if (rc_ != 0)                                                        \
-			fail_msg("%s returned %d: %s", #expr, rc_, gw_error_last()); \
-	} while (0)
-
 static const unsigned char pseudonym_key[] = "consent-test-pseudonym-key";
 
 static int64_t fixed_now(void)
@@ -49,16 +43,7 @@ static int64_t fixed_now(void)
 
 /* ---- the fixture ---- */
 
-struct fixture {
-	char dir[PATH_MAX];
-	struct gw_config cfg;
-	struct spool spool;
-	store *st;
-	signer *sig;
-	struct intake in;
-};
-
-static struct fixture fx;
+static struct tu_intake fx;
 
 static int group_setup(void **state)
 {
@@ -78,7 +63,6 @@ static int group_teardown(void **state)
 static int setup(void **state)
 {
 	gw_buf text = GW_BUF_INIT;
-	char path[PATH_MAX];
 
 	memset(&fx, 0, sizeof(fx));
 	snprintf(fx.dir, sizeof(fx.dir), "%s", tu_tmpdir("consent"));
@@ -102,27 +86,13 @@ static int setup(void **state)
 			      "municipalities = 0301\nurl = https://127.0.0.1:9445/n\n"));
 	assert_ok(config_parse(&fx.cfg, (const char *)text.data, fx.dir));
 	gw_buf_free(&text);
-	assert_ok(spool_open(&fx.spool, fx.cfg.gateway.spool));
-	snprintf(path, sizeof(path), "%s", fx.cfg.gateway.db);
-	assert_ok(store_sqlite_open(&fx.st, path));
-	snprintf(path, sizeof(path), "%s", tu_pki("gateway.key"));
-	assert_ok(signer_open(&fx.sig, path, tu_pki("gateway.pem")));
-	fx.in.cfg = &fx.cfg;
-	fx.in.st = fx.st;
-	fx.in.sig = fx.sig;
-	fx.in.pseudonym_key = pseudonym_key;
-	fx.in.pseudonym_key_len = sizeof(pseudonym_key) - 1;
-	fx.in.spool = &fx.spool;
-	fx.in.now_ms = fixed_now;
+	tu_intake_open(&fx, pseudonym_key, sizeof(pseudonym_key) - 1, fixed_now);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	intake_close(&fx.in);
-	signer_close(fx.sig);
-	fx.st->ops->close(fx.st);
-	tu_rmrf(fx.dir);
+	tu_intake_close(&fx);
 	return 0;
 }
 

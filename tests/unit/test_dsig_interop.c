@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include <libxml/parser.h>
 
@@ -64,20 +63,7 @@ static const char *path_in_dir(const char *name)
 /* Run a shell command; its output goes to a log shown when it fails. */
 static int run(const char *cmd)
 {
-	char full[4096];
-	const char *log = path_in_dir("xmlsec1.log");
-	int status;
-
-	snprintf(full, sizeof(full), "%s >'%s' 2>&1", cmd, log);
-	status = system(full);
-	assert_true(status != -1 && WIFEXITED(status));
-	if (WEXITSTATUS(status) != 0) {
-		gw_buf out = GW_BUF_INIT;
-		tu_read(log, &out);
-		print_message("%s\n%s", cmd, (char *)out.data);
-		gw_buf_free(&out);
-	}
-	return WEXITSTATUS(status);
+	return tu_run(cmd, path_in_dir("xmlsec1.log"), 1);
 }
 
 static const char message_body[] =

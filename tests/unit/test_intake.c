@@ -30,6 +30,7 @@
  * encryption message goes out once its certificate is usable.
  */
 #include "testutil.h"
+#include "testutil_intake.h"
 #include "config.h"
 #include "err.h"
 #include "intake.h"
@@ -65,25 +66,9 @@
 #define ORG_HEALTH "987654325"
 #define ORG_PRISON "922222223"
 
-#define assert_ok(expr)                                                              \
-	do {                                                                         \
-		int rc_ = (expr);                                                    \
-		if (rc_ != 0)                                                        \
-			fail_msg("%s returned %d: %s", #expr, rc_, gw_error_last()); \
-	} while (0)
-
 static const unsigned char pseudonym_key[] = "intake-test-pseudonym-key";
 
-struct fixture {
-	char dir[PATH_MAX]; /* a copy: tu_tmpdir's buffer is reused by tu_src and tu_pki */
-	struct gw_config cfg;
-	struct spool spool;
-	store *st;
-	signer *sig;
-	struct intake in;
-};
-
-static struct fixture fx;
+static struct tu_intake fx;
 static pki_trust *trust;
 static verifier *ver;
 
@@ -145,32 +130,17 @@ static void build_config(struct gw_config *cfg, const char *dir)
 
 static int setup(void **state)
 {
-	char path[PATH_MAX];
-
 	memset(&fx, 0, sizeof(fx));
 	snprintf(fx.dir, sizeof(fx.dir), "%s", tu_tmpdir("intake"));
 	build_config(&fx.cfg, fx.dir);
-	assert_ok(spool_open(&fx.spool, fx.cfg.gateway.spool));
-	snprintf(path, sizeof(path), "%s", fx.cfg.gateway.db);
-	assert_ok(store_sqlite_open(&fx.st, path));
-	assert_ok(signer_open(&fx.sig, tu_pki("gateway.key"), tu_pki("gateway.pem")));
-	fx.in.cfg = &fx.cfg;
-	fx.in.st = fx.st;
-	fx.in.sig = fx.sig;
-	fx.in.pseudonym_key = pseudonym_key;
-	fx.in.pseudonym_key_len = sizeof(pseudonym_key) - 1;
-	fx.in.spool = &fx.spool;
-	fx.in.now_ms = fixed_now;
+	tu_intake_open(&fx, pseudonym_key, sizeof(pseudonym_key) - 1, fixed_now);
 	*state = &fx;
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	intake_close(&fx.in);
-	signer_close(fx.sig);
-	fx.st->ops->close(fx.st);
-	tu_rmrf(fx.dir);
+	tu_intake_close(&fx);
 	return 0;
 }
 

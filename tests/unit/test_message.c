@@ -18,27 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define assert_ok(expr)                                                         \
-	do {                                                                    \
-		int rc_ = (expr);                                               \
-		if (rc_ != 0)                                                   \
-			fail_msg("%s returned %d: %s", #expr, rc_, gw_error_last()); \
-	} while (0)
-
 #define MSG_ID "3f1c2a4e-9b7d-4c1e-8a2f-0123456789ab"
-
-static int setup(void **state)
-{
-	assert_int_equal(xmlread_init(), 0);
-	assert_ok(xmlread_schemas_load(tu_src("schemas")));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	xmlread_shutdown();
-	return 0;
-}
 
 static struct msg_header sample_header(void)
 {
@@ -307,5 +287,5 @@ int main(void)
 		cmocka_unit_test(test_receipt_reason_only_when_rejected),
 		cmocka_unit_test(test_receipt_read_refuses_reason_on_accepted),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tu_xml_schemas_setup, tu_xml_schemas_teardown);
 }

@@ -20,13 +20,6 @@
 #define SAMPLE_NIN "14839110090"
 #define SAMPLE_FAMILY "Testperson"
 
-#define assert_ok(expr)                                                         \
-	do {                                                                    \
-		int rc_ = (expr);                                               \
-		if (rc_ != 0)                                                   \
-			fail_msg("%s returned %d: %s", #expr, rc_, gw_error_last()); \
-	} while (0)
-
 static int64_t instant(const char *text)
 {
 	int64_t ms = 0;
@@ -43,19 +36,6 @@ static struct notice_rules test_rules(void)
 
 	rules.now_ms = instant("2026-11-22T12:00:00+01:00");
 	return rules;
-}
-
-static int setup(void **state)
-{
-	assert_int_equal(xmlread_init(), 0);
-	assert_ok(xmlread_schemas_load(tu_src("schemas")));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	xmlread_shutdown();
-	return 0;
 }
 
 static void read_sample(const char *name, gw_buf *buf)
@@ -431,5 +411,5 @@ int main(void)
 		cmocka_unit_test(test_filtered_copy_of_withdrawal),
 		cmocka_unit_test(test_names),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tu_xml_schemas_setup, tu_xml_schemas_teardown);
 }

@@ -19,13 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define assert_ok(expr)                                                         \
-	do {                                                                    \
-		int rc_ = (expr);                                               \
-		if (rc_ != 0)                                                   \
-			fail_msg("%s returned %d: %s", #expr, rc_, gw_error_last()); \
-	} while (0)
-
 #define MSG_ID "3f1c2a4e-9b7d-4c1e-8a2f-0123456789ab"
 #define OTHER_ID "3f1c2a4e-9b7d-4c1e-8a2f-0123456789ac"
 #define ORG_HOUSING "958935420"

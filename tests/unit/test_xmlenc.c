@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 #include <libxml/parser.h>
 #include <openssl/evp.h>
@@ -90,23 +89,10 @@ static const char *in_dir(const char *name)
 	return p;
 }
 
-/* Run a shell command; its output is shown when it fails. Exit status. */
+/* Run a shell command; its stderr goes to a log shown when it fails. */
 static int run(const char *cmd)
 {
-	char full[4096];
-	const char *log = in_dir("cmd.log");
-	int status;
-
-	snprintf(full, sizeof(full), "%s 2>'%s'", cmd, log);
-	status = system(full);
-	assert_true(status != -1 && WIFEXITED(status));
-	if (WEXITSTATUS(status) != 0) {
-		gw_buf out = GW_BUF_INIT;
-		tu_read(log, &out);
-		print_message("%s\n%s\n", cmd, (char *)out.data);
-		gw_buf_free(&out);
-	}
-	return WEXITSTATUS(status);
+	return tu_run(cmd, in_dir("cmd.log"), 0);
 }
 
 static xmlDocPtr parse_text(const char *text)

@@ -14,26 +14,6 @@
 #include <string.h>
 
 /* Assert success, showing the error text when it fails. */
-#define assert_ok(expr)                                                         \
-	do {                                                                    \
-		int rc_ = (expr);                                               \
-		if (rc_ != 0)                                                   \
-			fail_msg("%s returned %d: %s", #expr, rc_, gw_error_last()); \
-	} while (0)
-
-static int setup(void **state)
-{
-	assert_int_equal(xmlread_init(), 0);
-	assert_int_equal(xmlread_schemas_load(tu_src("schemas")), 0);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	xmlread_shutdown();
-	return 0;
-}
-
 static int parse_text(xmlDocPtr *doc, const char *text)
 {
 	return xmlread_parse(doc, (const unsigned char *)text, strlen(text), 0, "t.xml");
@@ -352,5 +332,5 @@ int main(void)
 		cmocka_unit_test(test_serialize_round_trip),
 		cmocka_unit_test(test_missing_schema_dir),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tu_xml_schemas_setup, tu_xml_schemas_teardown);
 }

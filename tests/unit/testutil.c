@@ -2,6 +2,8 @@
  * testutil: see testutil.h.
  */
 #include "testutil.h"
+#include "testutil_intake.h"
+#include "xmlread.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *env_or(const char *name, const char *fallback)
@@ -84,4 +87,62 @@ void tu_write(const char *path, const void *data, size_t len)
 	if (len && fwrite(data, 1, len, f) != len)
 		fail_msg("cannot write %s", path);
 	fclose(f);
+}
+
+int tu_xml_schemas_setup(void **state)
+{
+	(void)state;
+	assert_ok(xmlread_init());
+	assert_ok(xmlread_schemas_load(tu_src("schemas")));
+	return 0;
+}
+
+int tu_xml_schemas_teardown(void **state)
+{
+	(void)state;
+	xmlread_shutdown();
+	return 0;
+}
+
+int tu_run(const char *cmd, const char *log, int with_stdout)
+{
+	char full[4096];
+	int status;
+
+	snprintf(full, sizeof(full), with_stdout ? "%s >'%s' 2>&1" : "%s 2>'%s'", cmd, log);
+	status = system(full);
+	assert_true(status != -1 && WIFEXITED(status));
+	if (WEXITSTATUS(status) != 0) {
+		gw_buf out = GW_BUF_INIT;
+		tu_read(log, &out);
+		print_message("%s\n%s\n", cmd, (char *)out.data);
+		gw_buf_free(&out);
+	}
+	return WEXITSTATUS(status);
+}
+
+void tu_intake_open(struct tu_intake *fx, const unsigned char *pseudonym_key,
+		    size_t pseudonym_key_len, int64_t (*now_ms)(void))
+{
+	char path[PATH_MAX];
+
+	assert_ok(spool_open(&fx->spool, fx->cfg.gateway.spool));
+	snprintf(path, sizeof(path), "%s", fx->cfg.gateway.db);
+	assert_ok(store_sqlite_open(&fx->st, path));
+	assert_ok(signer_open(&fx->sig, tu_pki("gateway.key"), tu_pki("gateway.pem")));
+	fx->in.cfg = &fx->cfg;
+	fx->in.st = fx->st;
+	fx->in.sig = fx->sig;
+	fx->in.pseudonym_key = pseudonym_key;
+	fx->in.pseudonym_key_len = pseudonym_key_len;
+	fx->in.spool = &fx->spool;
+	fx->in.now_ms = now_ms;
+}
+
+void tu_intake_close(struct tu_intake *fx)
+{
+	intake_close(&fx->in);
+	signer_close(fx->sig);
+	fx->st->ops->close(fx->st);
+	tu_rmrf(fx->dir);
 }
