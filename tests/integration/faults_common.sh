@@ -26,7 +26,11 @@ fault_shim_build() {
     mv -f "$so.$$" "$so"
   fi
   preload=$so
-  if ldd "$GW_REAL" | grep -q 'libasan\.so'; then
+  # Read all of ldd's output first: with pipefail, grep -q quitting early
+  # could SIGPIPE ldd and make a sanitizer build look like a plain one.
+  local libs
+  libs=$(ldd "$GW_REAL")
+  if grep -q 'libasan\.so' <<<"$libs"; then
     preload="$(gcc -print-file-name=libasan.so) $so"
   fi
   : > "$FAULT_CTL"
