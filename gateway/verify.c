@@ -153,7 +153,7 @@ static int check_exc_c14n(xmlNodePtr n)
 
 static int check_transforms(xmlNodePtr transforms)
 {
-	xmlNodePtr t[2];
+	xmlNodePtr t[2] = { NULL, NULL };
 	static const char *const names[] = { "Transform", "Transform" };
 
 	if (expect_children(transforms, names, 2, t) < 0)
@@ -168,7 +168,7 @@ static int check_transforms(xmlNodePtr transforms)
 static int check_reference(xmlNodePtr ref)
 {
 	static const char *const names[] = { "Transforms", "DigestMethod", "DigestValue" };
-	xmlNodePtr parts[3];
+	xmlNodePtr parts[3] = { NULL, NULL, NULL };
 	xmlChar *uri = xmlGetNoNsProp(ref, BAD_CAST "URI");
 	int empty = uri && uri[0] == '\0';
 	int rc;
@@ -189,7 +189,7 @@ static int check_signed_info(xmlNodePtr si)
 {
 	static const char *const names[] = { "CanonicalizationMethod", "SignatureMethod",
 					     "Reference" };
-	xmlNodePtr parts[3];
+	xmlNodePtr parts[3] = { NULL, NULL, NULL };
 	int rc;
 
 	if ((rc = expect_children(si, names, 3, parts)) < 0)
@@ -224,7 +224,7 @@ static int check_key_info(xmlNodePtr ki)
 static int check_structure(xmlDocPtr doc, xmlNodePtr *sig_out)
 {
 	static const char *const names[] = { "SignedInfo", "SignatureValue", "KeyInfo" };
-	xmlNodePtr root = xmlDocGetRootElement(doc), sig, parts[3];
+	xmlNodePtr root = xmlDocGetRootElement(doc), sig, parts[3] = { NULL, NULL, NULL };
 	int rc, count;
 
 	if (!root)
