@@ -1,25 +1,30 @@
 /*
  * inbox: the receiver's durable store and `gateway inbox` (see inbox.h).
  *
- * Write order for a new MessageId (docs/RECEIVER.md explains each crash
- * point). Steps 1-2 take no lock, so workers fsync their files in
- * parallel; SQLite's write lock (BEGIN IMMEDIATE) covers steps 3-5 only,
- * so two worker processes receiving the same MessageId are still ordered:
+ * Write order (docs/RECEIVER.md explains each crash point). Steps 1-2 take
+ * no lock, so workers fsync their items in parallel; SQLite's write lock
+ * (BEGIN IMMEDIATE) covers steps 3-5 only, so two worker processes
+ * receiving the same MessageId are still ordered. inbox_store_many() runs
+ * steps 3-6 once for all the messages a worker has ready (group commit):
  *   1. look the MessageId up: a committed row is final -> duplicate/conflict
- *   2. stage item (in tmp/), bytes and receipt (in evidence/) as anonymous
- *      files (O_TMPFILE), each written and fsynced; nobody else can see them
- *   3. BEGIN IMMEDIATE; look up again: known -> the staged files vanish
- *   4. name them tmp/ID.xml, evidence/ID.message.xml, evidence/ID.receipt.xml
- *      (linkat), fsync tmp/ and evidence/ once each
- *   5. INSERT the row, COMMIT (WAL, synchronous=FULL: durable on return)
- *   6. rename tmp/ID.xml -> new/ID.xml     (fsync new/ and tmp/)
- * Only after step 6 may the caller answer 200. The row's PRIMARY KEY is the
- * last guard: a constraint violation is read as "already known".
+ *   2. stage the item as an anonymous file in tmp/ (O_TMPFILE), written and
+ *      fsynced; nobody else can see it
+ *   3. BEGIN IMMEDIATE; per message look up again: known -> its staged file
+ *      vanishes; else name it tmp/ID.xml (linkat) and INSERT its row (the
+ *      received bytes and the receipt are columns of the row: the evidence)
+ *   4. one fsync of tmp/ for every name made
+ *   5. COMMIT (WAL, synchronous=FULL: durable on return)
+ *   6. rename each tmp/ID.xml -> new/ID.xml, then one fsync of new/ and one
+ *      of tmp/
+ * Only after step 6 may the caller answer 200: per message one file fsync,
+ * and three syncs shared by the batch. The row's PRIMARY KEY is the last
+ * guard: a constraint violation is read as "already known".
  *
  * Relies on: SQLite 3 (WAL), fsutil's durable writes, ident's UUIDv4 check
  * (a MessageId only becomes part of a path once it passed that check).
  * Diagnostics: every failure leaves a sentence naming the file or the SQL
- * step in gw_error_last(); nothing here logs personal data.
+ * step in gw_error_last() (per message in inbox_put.error); nothing here
+ * logs personal data.
  */
 #include "inbox.h"
 #include "config.h"
@@ -53,7 +58,6 @@ struct inbox {
 	char tmp[PATH_MAX];
 	char new_dir[PATH_MAX];
 	char cur[PATH_MAX];
-	char evidence[PATH_MAX];
 };
 
 static const char *const schema_sql =
@@ -71,7 +75,8 @@ static const char *const schema_sql =
 	" received TEXT NOT NULL,"
 	" received_ms INTEGER NOT NULL,"
 	" status TEXT NOT NULL,"
-	" receipt BLOB NOT NULL"
+	" receipt BLOB NOT NULL,"
+	" message BLOB NOT NULL"
 	") WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS received_by_time ON received(received_ms);";
 
@@ -138,13 +143,33 @@ static int row_to_entry(sqlite3_stmt *stmt, struct inbox_entry *e)
 	return 0;
 }
 
+/*
+ * Databases made by development builds before the received bytes moved
+ * into the row (when they were evidence/ files) lack the message column;
+ * say so instead of failing on the first INSERT.
+ */
+static int db_check_columns(inbox *ib)
+{
+	sqlite3_stmt *stmt = NULL;
+
+	if (sqlite3_prepare_v2(ib->db, "SELECT message FROM received LIMIT 0", -1, &stmt, NULL) !=
+	    SQLITE_OK) {
+		sqlite3_finalize(stmt);
+		return gw_error_set(GW_EINVALID, "the inbox database was made by an earlier "
+				    "development build (its table has no received-bytes column); "
+				    "move it and the inbox directory aside and start again");
+	}
+	sqlite3_finalize(stmt);
+	return 0;
+}
+
 static int db_configure(inbox *ib)
 {
 	sqlite3_busy_timeout(ib->db, INBOX_BUSY_TIMEOUT_MS);
 	if (db_exec(ib, "PRAGMA journal_mode=WAL;") < 0 ||
 	    db_exec(ib, "PRAGMA synchronous=FULL;") < 0 || db_exec(ib, schema_sql) < 0)
 		return GW_ERROR;
-	return 0;
+	return db_check_columns(ib);
 }
 
 /* ---- paths ------------------------------------------------------------- */
@@ -167,25 +192,15 @@ static int item_name(const char *message_id, char *out, size_t len)
 	return 0;
 }
 
-static int evidence_name(const char *message_id, const char *what, char *out, size_t len)
-{
-	int n = snprintf(out, len, "%s.%s.xml", message_id, what);
-
-	if (n < 0 || (size_t)n >= len)
-		return gw_error_set(GW_EINVALID, "evidence file name too long");
-	return 0;
-}
-
 static int make_dirs(inbox *ib, const char *dir)
 {
 	if (fsutil_path(ib->tmp, sizeof(ib->tmp), dir, "tmp") < 0 ||
 	    fsutil_path(ib->new_dir, sizeof(ib->new_dir), dir, "new") < 0 ||
-	    fsutil_path(ib->cur, sizeof(ib->cur), dir, "cur") < 0 ||
-	    fsutil_path(ib->evidence, sizeof(ib->evidence), dir, "evidence") < 0)
+	    fsutil_path(ib->cur, sizeof(ib->cur), dir, "cur") < 0)
 		return GW_EINVALID;
 	snprintf(ib->dir, sizeof(ib->dir), "%s", dir);
 	if (fsutil_mkdirs(ib->tmp, 0700) < 0 || fsutil_mkdirs(ib->new_dir, 0700) < 0 ||
-	    fsutil_mkdirs(ib->cur, 0700) < 0 || fsutil_mkdirs(ib->evidence, 0700) < 0)
+	    fsutil_mkdirs(ib->cur, 0700) < 0)
 		return GW_ERROR;
 	return fsutil_sync_dir(dir);
 }
@@ -364,25 +379,41 @@ int inbox_item_locate(inbox *ib, const char *message_id, enum inbox_item_state *
 	return 0;
 }
 
-int inbox_evidence_path(inbox *ib, const char *message_id, const char *what, char *path,
-			size_t pathlen)
+int inbox_received_bytes(inbox *ib, const char *message_id, gw_buf *out)
 {
-	char name[96];
+	sqlite3_stmt *stmt = NULL;
+	int rc, step;
 
-	if (check_id(message_id) < 0 || evidence_name(message_id, what, name, sizeof(name)) < 0)
+	if (check_id(message_id) < 0)
 		return GW_EINVALID;
-	return fsutil_path(path, pathlen, ib->evidence, name);
+	if (db_prepare(ib, "SELECT message FROM received WHERE message_id = ?1", &stmt) < 0)
+		return GW_ERROR;
+	sqlite3_bind_text(stmt, 1, message_id, -1, SQLITE_STATIC);
+	step = sqlite3_step(stmt);
+	gw_buf_reset(out);
+	if (step == SQLITE_ROW) {
+		const void *blob = sqlite3_column_blob(stmt, 0);
+		rc = gw_buf_put(out, blob ? blob : "", (size_t)sqlite3_column_bytes(stmt, 0));
+		rc = rc < 0 ? gw_error_set(GW_ENOMEM, "out of memory reading message %s", message_id)
+			    : 0;
+	} else if (step == SQLITE_DONE) {
+		rc = gw_error_set(GW_ENOTFOUND, "no message %s in the inbox", message_id);
+	} else {
+		rc = db_fail(ib, "reading the received bytes");
+	}
+	sqlite3_finalize(stmt);
+	return rc;
 }
 
 /* ---- writing ----------------------------------------------------------- */
 
 /*
- * Move a committed item from tmp/ into new/. ENOENT means another process
- * (a worker answering a duplicate, or recovery) moved it first, or it was
- * never written because new/ already held the same bytes: either way the
- * item is where it belongs once new/ is synced.
+ * Move a committed item from tmp/ into new/; the directories are synced by
+ * the caller. 1 moved; 0 nothing to move: another process (a worker
+ * answering a duplicate, or recovery) moved it first, or it was never
+ * written because new/ already held the same bytes.
  */
-static int item_publish(inbox *ib, const char *message_id)
+static int item_move(inbox *ib, const char *message_id)
 {
 	char name[64], from[PATH_MAX], to[PATH_MAX];
 
@@ -390,15 +421,31 @@ static int item_publish(inbox *ib, const char *message_id)
 	    fsutil_path(from, sizeof(from), ib->tmp, name) < 0 ||
 	    fsutil_path(to, sizeof(to), ib->new_dir, name) < 0)
 		return GW_EINVALID;
-	if (rename(from, to) < 0) {
-		if (errno != ENOENT)
-			return gw_error_set(GW_ERROR, "cannot move %s to %s: %s", from, to,
-					    strerror(errno));
-		return fsutil_sync_dir(ib->new_dir);
-	}
-	if (fsutil_sync_dir(ib->new_dir) < 0 || fsutil_sync_dir(ib->tmp) < 0)
+	if (rename(from, to) == 0)
+		return 1;
+	if (errno == ENOENT)
+		return 0;
+	return gw_error_set(GW_ERROR, "cannot move %s to %s: %s", from, to, strerror(errno));
+}
+
+/*
+ * Make moves out of tmp/ durable: the names in new/, and their absence from
+ * tmp/ (a name that came back into tmp/ after a power cut would be
+ * published a second time by recovery, after the case system may already
+ * have taken the first copy away).
+ */
+static int moves_sync(inbox *ib, bool moved)
+{
+	if (fsutil_sync_dir(ib->new_dir) < 0)
 		return GW_ERROR;
-	return 0;
+	return moved ? fsutil_sync_dir(ib->tmp) : 0;
+}
+
+static int item_publish(inbox *ib, const char *message_id)
+{
+	int moved = item_move(ib, message_id);
+
+	return moved < 0 ? moved : moves_sync(ib, moved == 1);
 }
 
 static bool same_content(const char *path, const unsigned char *data, size_t len)
@@ -436,116 +483,18 @@ static bool item_already_visible(inbox *ib, const char *message_id, const unsign
 	return false;
 }
 
-/*
- * The three files of a new message are staged outside the write lock: each
- * is written and fsynced as an anonymous file in its directory
- * (fsutil_stage), so the slow part runs in parallel across workers and a
- * crash before the link leaves nothing behind. Under the lock only the
- * process that finds no row links them to their names; any other closes
- * them and they vanish.
- */
-enum { STAGE_ITEM, STAGE_MESSAGE, STAGE_RECEIPT, STAGE_COUNT };
-
-struct staged {
-	const char *dir;
-	char name[96];
-	const void *data;
-	size_t len;
-	int fd;      /* the anonymous durable file; -1: written by name when linked */
-	bool wanted; /* false for an item already visible with these bytes */
-};
-
-static void stage_release(struct staged *st)
-{
-	for (int i = 0; i < STAGE_COUNT; i++) {
-		if (st[i].fd >= 0)
-			close(st[i].fd);
-		st[i].fd = -1;
-	}
-}
-
-static void stage_set(struct staged *s, const char *dir, const void *data, size_t len,
-		      bool wanted)
-{
-	s->dir = dir;
-	s->data = data;
-	s->len = len;
-	s->fd = -1;
-	s->wanted = wanted;
-}
-
-/* Outside the lock: every wanted file's bytes durable, anonymous. */
-static int stage_write(inbox *ib, const struct inbox_entry *e, const unsigned char *message,
-		       size_t message_len, const unsigned char *item, size_t item_len,
-		       struct staged *st)
-{
-	const char *id = e->header.message_id;
-
-	stage_set(&st[STAGE_ITEM], ib->tmp, item, item_len,
-		  !item_already_visible(ib, id, item, item_len));
-	stage_set(&st[STAGE_MESSAGE], ib->evidence, message, message_len, true);
-	stage_set(&st[STAGE_RECEIPT], ib->evidence, e->receipt.data, e->receipt.len, true);
-	if (item_name(id, st[STAGE_ITEM].name, sizeof(st[STAGE_ITEM].name)) < 0 ||
-	    evidence_name(id, "message", st[STAGE_MESSAGE].name, sizeof(st[STAGE_MESSAGE].name)) < 0 ||
-	    evidence_name(id, "receipt", st[STAGE_RECEIPT].name, sizeof(st[STAGE_RECEIPT].name)) < 0)
-		return GW_EINVALID;
-	for (int i = 0; i < STAGE_COUNT; i++) {
-		if (st[i].wanted &&
-		    fsutil_stage(st[i].dir, st[i].data, st[i].len, 0600, &st[i].fd) < 0) {
-			stage_release(st);
-			return GW_ERROR;
-		}
-	}
-	return 0;
-}
-
-/* Under the lock: give one staged file its name (its directory not synced yet). */
-static int stage_link(struct staged *s)
-{
-	int rc;
-
-	if (!s->wanted)
-		return 0;
-	if (s->fd >= 0) {
-		rc = fsutil_stage_link(s->fd, s->dir, s->name);
-		if (rc != GW_ETEMP)
-			return rc;
-		gw_error_clear();
-	}
-	/* No anonymous files on this system: the durable write by name, here. */
-	return fsutil_write_durable(s->dir, s->name, s->data, s->len, 0600);
-}
-
-/*
- * Under the write lock, for a MessageId without a row: name the three
- * staged files, then make the names durable with one fsync of tmp/ and one
- * of evidence/ (both evidence files are in the same directory).
- */
-static int files_link(inbox *ib, struct staged *st)
-{
-	for (int i = 0; i < STAGE_COUNT; i++) {
-		if (stage_link(&st[i]) < 0)
-			return GW_ERROR;
-	}
-	if (st[STAGE_ITEM].wanted && fsutil_sync_dir(ib->tmp) < 0)
-		return GW_ERROR;
-	inbox_fault_point("after-tmp-write");
-	if (fsutil_sync_dir(ib->evidence) < 0)
-		return GW_ERROR;
-	inbox_fault_point("after-evidence-message");
-	inbox_fault_point("after-evidence");
-	return 0;
-}
-
 /* 0 inserted; GW_EEXISTS on a PRIMARY KEY violation. */
-static int row_insert(inbox *ib, const struct inbox_entry *e)
+static int row_insert(inbox *ib, const struct inbox_put *p)
 {
+	const struct inbox_entry *e = p->entry;
 	const struct msg_header *h = &e->header;
 	sqlite3_stmt *stmt = NULL;
 	int step, rc = 0;
 
-	if (db_prepare(ib, "INSERT INTO received (" ENTRY_COLUMNS ") VALUES"
-			   " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+	if (p->message_len > INT_MAX || e->receipt.len > INT_MAX)
+		return gw_error_set(GW_EINVALID, "message %s is too large to record", h->message_id);
+	if (db_prepare(ib, "INSERT INTO received (" ENTRY_COLUMNS ", message) VALUES"
+			   " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
 		       &stmt) < 0)
 		return GW_ERROR;
 	sqlite3_bind_text(stmt, 1, h->message_id, -1, SQLITE_STATIC);
@@ -563,6 +512,8 @@ static int row_insert(inbox *ib, const struct inbox_entry *e)
 	sqlite3_bind_text(stmt, 13, e->status[0] ? e->status : "accepted", -1, SQLITE_STATIC);
 	sqlite3_bind_blob(stmt, 14, e->receipt.data ? (const void *)e->receipt.data : "",
 			  (int)e->receipt.len, SQLITE_STATIC);
+	sqlite3_bind_blob(stmt, 15, p->message ? (const void *)p->message : "",
+			  (int)p->message_len, SQLITE_STATIC);
 	step = sqlite3_step(stmt);
 	if (step == SQLITE_CONSTRAINT)
 		rc = gw_error_set(GW_EEXISTS, "MessageId %s is already stored", h->message_id);
@@ -572,22 +523,10 @@ static int row_insert(inbox *ib, const struct inbox_entry *e)
 	return rc;
 }
 
-/* Compare with a row that exists; a duplicate also finishes its publication. */
-static int known_outcome(inbox *ib, const struct inbox_entry *have, const char *digest_b64,
-			 enum inbox_outcome *outcome)
-{
-	if (strcmp(have->digest_b64, digest_b64) != 0) {
-		*outcome = INBOX_CONFLICT;
-		return 0;
-	}
-	*outcome = INBOX_DUPLICATE;
-	return item_publish(ib, have->header.message_id);
-}
-
 /* 1 when the row exists (copied into have), 0 when not. */
-static int known_row(inbox *ib, const struct inbox_entry *e, struct inbox_entry *have)
+static int known_row(inbox *ib, const char *message_id, struct inbox_entry *have)
 {
-	int rc = inbox_lookup(ib, e->header.message_id, have);
+	int rc = inbox_lookup(ib, message_id, have);
 
 	if (rc == GW_ENOTFOUND) {
 		gw_error_clear();
@@ -596,71 +535,223 @@ static int known_row(inbox *ib, const struct inbox_entry *e, struct inbox_entry 
 	return rc < 0 ? rc : 1;
 }
 
-static int store_in_tx(inbox *ib, const struct inbox_entry *e, struct staged *st,
-		       struct inbox_entry *have)
-{
-	int rc = known_row(ib, e, have);
+/*
+ * What inbox_store_many() keeps per message while it works. The item is
+ * staged outside the write lock as an anonymous file in tmp/, written and
+ * fsynced (fsutil_stage), so workers do that part in parallel and a crash
+ * before it is named leaves nothing behind.
+ */
+enum put_step {
+	PUT_ANSWERED, /* outcome (or rc) final; nothing more to do */
+	PUT_STAGED,   /* item durable but anonymous; no row yet */
+	PUT_STORED,   /* named in tmp/ and its row inserted: needs the commit */
+	PUT_KNOWN,    /* a duplicate found under the lock: publish its item */
+};
 
+struct put_work {
+	enum put_step step;
+	int fd;      /* the anonymous item; -1: written by name when linked */
+	bool wanted; /* false when new/ or cur/ already shows exactly these bytes */
+	char name[64];
+};
+
+static void put_fail(struct inbox_put *p, int rc)
+{
+	p->rc = rc < 0 ? rc : GW_ERROR;
+	snprintf(p->error, sizeof(p->error), "%s", gw_error_last());
+}
+
+/* The answer for a row that exists. */
+static void put_known(struct inbox_put *p, const struct inbox_entry *have)
+{
+	p->outcome = strcmp(have->digest_b64, p->entry->digest_b64) == 0 ? INBOX_DUPLICATE
+									  : INBOX_CONFLICT;
+}
+
+static void work_release(struct put_work *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (w[i].fd >= 0)
+			close(w[i].fd);
+		w[i].fd = -1;
+	}
+}
+
+/* Without the lock: a committed row is final; otherwise stage the item. */
+static void put_prepare(inbox *ib, struct inbox_put *p, struct put_work *w)
+{
+	struct inbox_entry have = { 0 };
+	const char *id = p->entry->header.message_id;
+	int rc;
+
+	w->step = PUT_ANSWERED;
+	w->fd = -1;
+	p->rc = 0;
+	p->error[0] = '\0';
+	if ((rc = check_id(id)) < 0 || (rc = item_name(id, w->name, sizeof(w->name))) < 0 ||
+	    (rc = known_row(ib, id, &have)) < 0) {
+		put_fail(p, rc);
+		return;
+	}
+	if (rc == 1) {
+		put_known(p, &have);
+		inbox_entry_clear(&have);
+		/* A duplicate also finishes a publication a crash interrupted. */
+		if (p->outcome == INBOX_DUPLICATE && (rc = item_publish(ib, id)) < 0)
+			put_fail(p, rc);
+		return;
+	}
+	w->wanted = !item_already_visible(ib, id, p->item, p->item_len);
+	if (w->wanted && (rc = fsutil_stage(ib->tmp, p->item, p->item_len, 0600, &w->fd)) < 0) {
+		put_fail(p, rc);
+		return;
+	}
+	w->step = PUT_STAGED;
+}
+
+/* Under the lock: name the staged item in tmp/ (not synced yet). */
+static int item_link(inbox *ib, const struct inbox_put *p, const struct put_work *w)
+{
+	int rc;
+
+	if (!w->wanted)
+		return 0;
+	if (w->fd >= 0) {
+		rc = fsutil_stage_link(w->fd, ib->tmp, w->name);
+		if (rc != GW_ETEMP)
+			return rc;
+		gw_error_clear();
+	}
+	/* No anonymous files on this system: the durable write by name, here. */
+	return fsutil_write_durable(ib->tmp, w->name, p->item, p->item_len, 0600);
+}
+
+/*
+ * Under the lock, for one staged message: look again (another worker, or an
+ * earlier message of this batch, may have stored it since), else name the
+ * item and insert the row. A negative return fails the whole batch.
+ */
+static int put_store(inbox *ib, struct inbox_put *p, struct put_work *w)
+{
+	struct inbox_entry have = { 0 };
+	int rc = known_row(ib, p->entry->header.message_id, &have);
+
+	if (rc == 1) {
+		put_known(p, &have);
+		w->step = p->outcome == INBOX_DUPLICATE ? PUT_KNOWN : PUT_ANSWERED;
+	}
+	inbox_entry_clear(&have);
 	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	if ((rc = item_link(ib, p, w)) < 0 || (rc = row_insert(ib, p)) < 0)
 		return rc;
-	if (files_link(ib, st) < 0)
-		return GW_ERROR;
-	rc = row_insert(ib, e);
-	if (rc == GW_EEXISTS) /* cannot happen under the write lock; be exact anyway */
-		return inbox_lookup(ib, e->header.message_id, have) < 0 ? GW_ERROR : 1;
+	w->step = PUT_STORED;
+	return 0;
+}
+
+/* Every message still waiting for the commit gets the batch's failure. */
+static void batch_fail(struct inbox_put *p, struct put_work *w, size_t n, int rc)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (w[i].step == PUT_STAGED || w[i].step == PUT_STORED) {
+			put_fail(&p[i], rc);
+			w[i].step = PUT_ANSWERED;
+		}
+	}
+}
+
+/* Steps 3-5 for every staged message: one lock, one fsync of tmp/, one commit. */
+static int batch_commit(inbox *ib, struct inbox_put *p, struct put_work *w, size_t n)
+{
+	bool linked = false;
+	int rc = 0;
+
+	if (db_exec(ib, "BEGIN IMMEDIATE;") < 0)
+		return gw_error_wrap(GW_ETEMP, "cannot take the inbox write lock");
+	inbox_fault_point("after-lock");
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (w[i].step != PUT_STAGED)
+			continue;
+		rc = put_store(ib, &p[i], &w[i]);
+		linked |= rc == 0 && w[i].step == PUT_STORED && w[i].wanted;
+	}
+	if (rc == 0 && linked && (rc = fsutil_sync_dir(ib->tmp)) == 0)
+		inbox_fault_point("after-tmp-write");
+	if (rc == 0 && (rc = db_exec(ib, "COMMIT;")) == 0) {
+		inbox_fault_point("after-commit");
+		return 0;
+	}
+	db_exec(ib, "ROLLBACK;");
 	return rc;
 }
 
-/* The answer for a row that exists; clears have. */
-static int store_known(inbox *ib, struct inbox_entry *have, const char *digest_b64,
-		       enum inbox_outcome *outcome)
+/* Step 6: every committed or duplicate item into new/, both directories synced once. */
+static void batch_publish(inbox *ib, struct inbox_put *p, struct put_work *w, size_t n)
 {
-	int rc = known_outcome(ib, have, digest_b64, outcome);
+	bool any = false, moved = false;
+	int rc = 0;
 
-	inbox_entry_clear(have);
-	return rc;
+	for (size_t i = 0; i < n; i++) {
+		if (w[i].step != PUT_STORED && w[i].step != PUT_KNOWN)
+			continue;
+		if (w[i].step == PUT_STORED)
+			p[i].outcome = INBOX_STORED;
+		any = true;
+		if ((rc = item_move(ib, p[i].entry->header.message_id)) < 0)
+			put_fail(&p[i], rc);
+		moved |= rc == 1;
+	}
+	if (!any)
+		return;
+	if ((rc = moves_sync(ib, moved)) < 0) {
+		for (size_t i = 0; i < n; i++)
+			if ((w[i].step == PUT_STORED || w[i].step == PUT_KNOWN) && p[i].rc == 0)
+				put_fail(&p[i], rc);
+		return;
+	}
+	inbox_fault_point("after-rename");
+}
+
+int inbox_store_many(inbox *ib, struct inbox_put *puts, size_t n)
+{
+	struct put_work *w;
+	bool staged = false;
+	int rc;
+
+	if (n == 0)
+		return 0;
+	if (!(w = calloc(n, sizeof(*w))))
+		return gw_error_set(GW_ENOMEM, "out of memory storing %zu messages", n);
+	for (size_t i = 0; i < n; i++) {
+		put_prepare(ib, &puts[i], &w[i]);
+		staged |= w[i].step == PUT_STAGED;
+	}
+	if (staged && (rc = batch_commit(ib, puts, w, n)) < 0)
+		batch_fail(puts, w, n, rc);
+	work_release(w, n);
+	batch_publish(ib, puts, w, n);
+	free(w);
+	return 0;
 }
 
 int inbox_store(inbox *ib, const struct inbox_entry *e, const unsigned char *message,
 		size_t message_len, const unsigned char *item, size_t item_len,
 		enum inbox_outcome *outcome)
 {
-	struct inbox_entry have = { 0 };
-	struct staged st[STAGE_COUNT];
-	int rc;
+	struct inbox_put p;
 
-	if (check_id(e->header.message_id) < 0)
-		return GW_EINVALID;
-	/* A committed row never goes away: found without the lock, it is the answer. */
-	if ((rc = known_row(ib, e, &have)) != 0)
-		return rc < 0 ? rc : store_known(ib, &have, e->digest_b64, outcome);
-	if (stage_write(ib, e, message, message_len, item, item_len, st) < 0)
+	memset(&p, 0, sizeof(p));
+	p.entry = e;
+	p.message = message;
+	p.message_len = message_len;
+	p.item = item;
+	p.item_len = item_len;
+	if (inbox_store_many(ib, &p, 1) < 0)
 		return GW_ERROR;
-	if (db_exec(ib, "BEGIN IMMEDIATE;") < 0) {
-		stage_release(st);
-		return gw_error_wrap(GW_ETEMP, "cannot take the inbox write lock");
-	}
-	inbox_fault_point("after-lock");
-	rc = store_in_tx(ib, e, st, &have);
-	stage_release(st);
-	if (rc != 0) {
-		db_exec(ib, "ROLLBACK;");
-		if (rc == 1)
-			return store_known(ib, &have, e->digest_b64, outcome);
-		inbox_entry_clear(&have);
-		return rc;
-	}
-	inbox_entry_clear(&have);
-	if (db_exec(ib, "COMMIT;") < 0) {
-		db_exec(ib, "ROLLBACK;");
-		return GW_ERROR;
-	}
-	inbox_fault_point("after-commit");
-	*outcome = INBOX_STORED;
-	rc = item_publish(ib, e->header.message_id);
-	if (rc == 0)
-		inbox_fault_point("after-rename");
-	return rc;
+	if (p.rc < 0)
+		return gw_error_set(p.rc, "%s", p.error);
+	*outcome = p.outcome;
+	return 0;
 }
 
 int inbox_publish(inbox *ib, const char *message_id)
@@ -748,6 +839,7 @@ struct inbox_cli {
 	const char *message_id;
 	const char *config;
 	const char *schemas;
+	const char *export_what; /* "message" or "receipt" */
 	bool json;
 };
 
@@ -755,7 +847,8 @@ static void cli_usage(FILE *out)
 {
 	fprintf(out, "usage: gateway inbox list --config FILE [--json]\n"
 		     "       gateway inbox show MSGID --config FILE\n"
-		     "       gateway inbox verify MSGID --config FILE [--schemas DIR]\n");
+		     "       gateway inbox verify MSGID --config FILE [--schemas DIR]\n"
+		     "       gateway inbox export MSGID --message|--receipt --config FILE\n");
 }
 
 static int cli_bad(const char *what, const char *arg)
@@ -772,6 +865,8 @@ static int cli_arg(int argc, char **argv, int *i, struct inbox_cli *o)
 
 	if (strcmp(a, "--json") == 0) {
 		o->json = true;
+	} else if (strcmp(a, "--message") == 0 || strcmp(a, "--receipt") == 0) {
+		o->export_what = a + 2;
 	} else if (strcmp(a, "--config") == 0 && value) {
 		o->config = value;
 		(*i)++;
@@ -880,28 +975,59 @@ static int cmd_show(inbox *ib, const struct gw_config *cfg, const struct inbox_c
 {
 	struct inbox_entry e = { 0 };
 	enum inbox_item_state state = INBOX_ITEM_MISSING;
-	char item[PATH_MAX], msg[PATH_MAX], rcpt[PATH_MAX];
+	gw_buf bytes = GW_BUF_INIT;
+	char item[PATH_MAX];
 
 	(void)cfg;
 	if (inbox_lookup(ib, o->message_id, &e) < 0 ||
 	    inbox_item_locate(ib, o->message_id, &state, item, sizeof(item)) < 0 ||
-	    inbox_evidence_path(ib, o->message_id, "message", msg, sizeof(msg)) < 0 ||
-	    inbox_evidence_path(ib, o->message_id, "receipt", rcpt, sizeof(rcpt)) < 0) {
+	    inbox_received_bytes(ib, o->message_id, &bytes) < 0) {
 		fprintf(stderr, "gateway inbox show: %s\n", gw_error_last());
 		inbox_entry_clear(&e);
+		gw_buf_free(&bytes);
 		return 1;
 	}
 	printf("message_id:   %s\nstatus:       %s\nreceived:     %s\ncreated:      %s\n"
 	       "from:         %s\ntls_peer:     %s\nto:           %s (%s)\n"
 	       "notice:       %s revision %d (%s)\ndigest:       sha256 %s\n"
-	       "item:         %s %s\nevidence:     %s\nreceipt:      %s (%zu bytes)\n",
+	       "item:         %s %s\nevidence:     message %zu bytes, receipt %zu bytes "
+	       "(gateway inbox export %s --message | --receipt)\n",
 	       e.header.message_id, e.status, e.received, e.header.created, e.header.from_orgnr,
 	       e.peer_orgnr, e.header.to_orgnr, e.header.service, e.header.notice_id,
 	       e.header.revision, e.header.kind, e.digest_b64, inbox_item_state_name(state),
-	       state == INBOX_ITEM_MISSING ? "(taken by the case system)" : item, msg, rcpt,
-	       e.receipt.len);
+	       state == INBOX_ITEM_MISSING ? "(taken by the case system)" : item, bytes.len,
+	       e.receipt.len, e.header.message_id);
 	inbox_entry_clear(&e);
+	gw_buf_free(&bytes);
 	return 0;
+}
+
+/* The evidence exactly as stored, to stdout: anyone can verify it again. */
+static int cmd_export(inbox *ib, const struct gw_config *cfg, const struct inbox_cli *o)
+{
+	struct inbox_entry e = { 0 };
+	gw_buf bytes = GW_BUF_INIT;
+	const gw_buf *out = &bytes;
+	int rc;
+
+	(void)cfg;
+	if (!o->export_what) {
+		fprintf(stderr, "gateway inbox export: say --message or --receipt\n");
+		return 2;
+	}
+	if (strcmp(o->export_what, "message") == 0) {
+		rc = inbox_received_bytes(ib, o->message_id, &bytes);
+	} else {
+		rc = inbox_lookup(ib, o->message_id, &e);
+		out = &e.receipt;
+	}
+	if (rc == 0 && (fwrite(out->data, 1, out->len, stdout) != out->len || fflush(stdout) != 0))
+		rc = gw_error_set(GW_ERROR, "cannot write to standard output");
+	if (rc < 0)
+		fprintf(stderr, "gateway inbox export: %s\n", gw_error_last());
+	inbox_entry_clear(&e);
+	gw_buf_free(&bytes);
+	return rc < 0 ? 1 : 0;
 }
 
 static int verify_fail(const char *what, const char *why)
@@ -911,23 +1037,23 @@ static int verify_fail(const char *what, const char *why)
 }
 
 /* The evidence bytes, their digest, their signature, their sender. */
-static int verify_message(struct receiver_setup *rs, const struct inbox_entry *e,
-			  const char *path)
+static int verify_message(struct receiver_setup *rs, inbox *ib, const struct inbox_entry *e)
 {
 	struct verify_result vr = { { 0 }, NULL };
+	const char *id = e->header.message_id;
 	struct msg_header h;
 	gw_buf bytes = GW_BUF_INIT;
 	xmlDocPtr doc = NULL;
 	char digest[45];
 	int rc;
 
-	if (fsutil_read_file(path, rs->cfg->receiver.max_body, &bytes) < 0)
+	if (inbox_received_bytes(ib, id, &bytes) < 0)
 		rc = verify_fail("message", gw_error_last());
 	else if (receipt_digest(bytes.data, bytes.len, digest) < 0 ||
 		 strcmp(digest, e->digest_b64) != 0)
 		rc = verify_fail("message", "the stored bytes do not match the recorded digest");
 	else if (xmlread_parse_valid(&doc, bytes.data, bytes.len, bytes.len, XML_KIND_MESSAGE,
-				     path) < 0 ||
+				     id) < 0 ||
 		 message_read_header(doc, &h) < 0)
 		rc = verify_fail("message", gw_error_last());
 	else if (verifier_check(rs->verifier, doc, h.from_orgnr, &vr) < 0)
@@ -943,46 +1069,35 @@ static int verify_message(struct receiver_setup *rs, const struct inbox_entry *e
 }
 
 /* The receipt we answered with: ours, accepted, about exactly these bytes. */
-static int verify_receipt(struct receiver_setup *rs, const struct inbox_entry *e,
-			  const char *path)
+static int verify_receipt(struct receiver_setup *rs, const struct inbox_entry *e)
 {
 	struct receipt_info info;
 	const char *reason = NULL;
-	gw_buf bytes = GW_BUF_INIT;
 	int rc;
 
-	if (fsutil_read_file(path, XMLREAD_DEFAULT_MAX_BYTES, &bytes) < 0)
-		rc = verify_fail("receipt", gw_error_last());
-	else if (bytes.len != e->receipt.len || memcmp(bytes.data, e->receipt.data, bytes.len) != 0)
-		rc = verify_fail("receipt", "the evidence file differs from the receipt recorded "
-					    "in the database");
-	else if (receipt_verify(rs->verifier, bytes.data, bytes.len, rs->cfg->identity.orgnr,
-				e->header.message_id, e->digest_b64, &info, &reason) < 0)
+	if (receipt_verify(rs->verifier, e->receipt.data, e->receipt.len, rs->cfg->identity.orgnr,
+			   e->header.message_id, e->digest_b64, &info, &reason) < 0)
 		rc = verify_fail("receipt", gw_error_last());
 	else if (strcmp(info.status, "accepted") != 0)
 		rc = verify_fail("receipt", "the stored receipt is not an acceptance");
 	else
 		rc = printf("receipt: verified: signed by organisation %s, accepted, names this "
 			    "MessageId and digest\n", rs->cfg->identity.orgnr) < 0 ? GW_ERROR : 0;
-	gw_buf_free(&bytes);
 	return rc;
 }
 
 static int cmd_verify(inbox *ib, struct receiver_setup *rs, const struct inbox_cli *o)
 {
 	struct inbox_entry e = { 0 };
-	char msg[PATH_MAX], rcpt[PATH_MAX];
 	int m, r;
 
-	if (inbox_lookup(ib, o->message_id, &e) < 0 ||
-	    inbox_evidence_path(ib, o->message_id, "message", msg, sizeof(msg)) < 0 ||
-	    inbox_evidence_path(ib, o->message_id, "receipt", rcpt, sizeof(rcpt)) < 0) {
+	if (inbox_lookup(ib, o->message_id, &e) < 0) {
 		fprintf(stderr, "gateway inbox verify: %s\n", gw_error_last());
 		inbox_entry_clear(&e);
 		return 1;
 	}
-	m = verify_message(rs, &e, msg);
-	r = verify_receipt(rs, &e, rcpt);
+	m = verify_message(rs, ib, &e);
+	r = verify_receipt(rs, &e);
 	inbox_entry_clear(&e);
 	if (m == 0 && r == 0) {
 		printf("%s: the stored message and our receipt both verify\n", o->message_id);
@@ -1003,6 +1118,11 @@ static int cmd_show_rs(inbox *ib, struct receiver_setup *rs, const struct inbox_
 	return cmd_show(ib, rs->cfg, o);
 }
 
+static int cmd_export_rs(inbox *ib, struct receiver_setup *rs, const struct inbox_cli *o)
+{
+	return cmd_export(ib, rs->cfg, o);
+}
+
 static const struct inbox_command {
 	const char *name;
 	bool needs_id;
@@ -1012,6 +1132,7 @@ static const struct inbox_command {
 	{ "list", false, false, cmd_list_rs },
 	{ "show", true, false, cmd_show_rs },
 	{ "verify", true, true, cmd_verify },
+	{ "export", true, false, cmd_export_rs },
 };
 
 static const struct inbox_command *command_find(const struct inbox_cli *o)
@@ -1054,7 +1175,7 @@ static int cli_inbox_open(inbox **ib, const struct config_receiver *rc)
 
 int inbox_main(int argc, char **argv)
 {
-	struct inbox_cli o = { NULL, NULL, NULL, NULL, false };
+	struct inbox_cli o = { NULL, NULL, NULL, NULL, NULL, false };
 	const struct inbox_command *cmd;
 	struct receiver_setup rs;
 	inbox *ib = NULL;

@@ -1,24 +1,25 @@
 /*
  * inbox: the receiver's durable store (SPEC section 8).
  *
- * Three places, one per MessageId:
+ * Two places, one entry per MessageId:
  *   DIR/tmp/ID.xml, DIR/new/ID.xml   the Maildir inbox item (the plaintext
  *                                    Notice) the partner's case system reads;
  *                                    it moves items on to DIR/cur/ itself
- *   DIR/evidence/ID.message.xml      the exact bytes received
- *   DIR/evidence/ID.receipt.xml      the signed receipt we answered with
  *   DB (SQLite, WAL, synchronous=FULL) one row per accepted MessageId:
- *                                    digest, header fields, receipt bytes
+ *                                    digest, header fields, and the
+ *                                    evidence: the exact bytes received and
+ *                                    the signed receipt we answered with
  *
- * inbox_store() is the one way a message gets in. It writes and fsyncs the
- * item and the evidence as unnamed files without a lock; under the
- * database's write lock it names them (the item in tmp/), makes the names
- * durable and commits the row; only then does it move the item into new/:
- * the case system never sees an item
- * without its record, and a crash at any point followed by a resend ends
- * with exactly one item and one row (docs/RECEIVER.md walks every point).
- * inbox_recover() finishes what a crash interrupted; call it at start-up,
- * before serving.
+ * inbox_store_many() is the one way messages get in. It writes and fsyncs
+ * each item as an unnamed file without a lock; under the database's write
+ * lock it names the items in tmp/, makes the names durable with one fsync
+ * and commits every row in one transaction; only then does it move the
+ * items into new/: the case system never sees an item without its record,
+ * and a crash at any point followed by a resend ends with exactly one item
+ * and one row (docs/RECEIVER.md walks every point). Storing several
+ * messages together shares the directory fsyncs and the commit between
+ * them (group commit). inbox_recover() finishes what a crash interrupted;
+ * call it at start-up, before serving.
  *
  * Every MessageId is checked to be a lower-case UUIDv4 before it becomes
  * part of a path. One inbox handle per process (SQLite handles do not survive
@@ -47,7 +48,7 @@ struct inbox_entry {
 };
 
 enum inbox_outcome {
-	INBOX_STORED,    /* new: item, evidence and row are durable */
+	INBOX_STORED,    /* new: item and row (with the evidence) are durable */
 	INBOX_DUPLICATE, /* same MessageId and digest already stored */
 	INBOX_CONFLICT,  /* same MessageId, other digest */
 };
@@ -75,14 +76,29 @@ int inbox_recover(inbox *ib, int *published, int *discarded);
 /* The row of message_id; GW_ENOTFOUND when none. Clear out afterwards. */
 int inbox_lookup(inbox *ib, const char *message_id, struct inbox_entry *out);
 
+/* One message to store, and what became of it. */
+struct inbox_put {
+	const struct inbox_entry *entry; /* header, digest, receipt */
+	const unsigned char *message;    /* the exact bytes received */
+	size_t message_len;
+	const unsigned char *item;       /* the inbox item (the serialized Notice) */
+	size_t item_len;
+	enum inbox_outcome outcome;      /* out, when rc is 0 */
+	int rc;                          /* out: 0, or why this one was not stored */
+	char error[256];                 /* out: the sentence for a negative rc */
+};
+
 /*
- * Store a new message: `entry` (header, digest, receipt), the exact bytes
- * received and the inbox item (the serialized Notice). *outcome tells
- * whether it was stored now or already known. A duplicate also makes sure an
- * item committed before a crash reaches new/. Returns 0 for all three
- * outcomes; a negative code only when the store failed (nothing was
- * acknowledged: answer a temporary error).
+ * Store messages, each new, a duplicate or a conflict (puts[i].outcome).
+ * A duplicate also makes sure an item committed before a crash reaches
+ * new/. A negative puts[i].rc means nothing was acknowledged for that one:
+ * answer a temporary error. The same MessageId twice in one call is stored
+ * once (the second is its duplicate). Returns 0, or a negative code when
+ * nothing could be tried (out of memory).
  */
+int inbox_store_many(inbox *ib, struct inbox_put *puts, size_t n);
+
+/* One message: inbox_store_many() of one; the error in gw_error_last(). */
 int inbox_store(inbox *ib, const struct inbox_entry *entry, const unsigned char *message,
 		size_t message_len, const unsigned char *item, size_t item_len,
 		enum inbox_outcome *outcome);
@@ -104,9 +120,8 @@ int inbox_item_locate(inbox *ib, const char *message_id, enum inbox_item_state *
 		      char *path, size_t pathlen);
 const char *inbox_item_state_name(enum inbox_item_state state);
 
-/* evidence/ID.message.xml (what = "message") or evidence/ID.receipt.xml. */
-int inbox_evidence_path(inbox *ib, const char *message_id, const char *what, char *path,
-			size_t pathlen);
+/* The exact bytes received for message_id (evidence); GW_ENOTFOUND when none. */
+int inbox_received_bytes(inbox *ib, const char *message_id, gw_buf *out);
 
 void inbox_entry_clear(struct inbox_entry *e);
 
@@ -117,8 +132,8 @@ void inbox_entry_clear(struct inbox_entry *e);
  * well, only the process that manages to create FILE (O_EXCL) is killed:
  * the point fires once per test. Without GW_FAULT_POINT this does nothing;
  * it never skips or weakens a check. Points, in the order a new message
- * reaches them: after-lock, after-tmp-write, after-evidence-message,
- * after-evidence, after-commit, after-rename (inbox_store), before-answer
+ * reaches them: after-lock, after-tmp-write, after-commit, after-rename
+ * (inbox_store_many), before-answer
  * (the receiver, after the store and before the 200 is written).
  */
 void inbox_fault_point(const char *name);

@@ -52,7 +52,7 @@ static const struct command commands[] = {
 	{ "export", "the exact bytes: export MSGID --message|--receipt", operator_main },
 	{ "audit", "check the audit trail: audit verify", operator_main },
 	{ "report", "report timeliness [--from DATE] [--to DATE] [--json]", operator_main },
-	{ "inbox", "receiver evidence: inbox list | show MSGID | verify MSGID", run_inbox },
+	{ "inbox", "receiver evidence: inbox list | show | verify | export MSGID", run_inbox },
 	{ "version", "print the version", run_version },
 };
 

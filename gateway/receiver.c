@@ -503,41 +503,35 @@ static void entry_fill(struct accept_run *run, struct inbox_entry *e)
 }
 
 /*
- * Sign the accepted receipt first (outside the inbox's write lock, so two
- * workers sign in parallel), then store. When another worker stored the
- * same MessageId meanwhile, the receipt signed here is thrown away.
+ * A new message: sign the accepted receipt now (outside the inbox's write
+ * lock, so workers sign in parallel) and leave it in pend (pend->out set);
+ * the store comes later, together with the other messages ready at the
+ * same time. When the same MessageId was stored meanwhile, the receipt
+ * signed here is thrown away.
  */
-static int store_new(struct accept_run *run)
+static int pending_fill(struct accept_run *run, struct receiver_pending *pend)
 {
-	struct inbox_entry e = { 0 };
-	enum inbox_outcome outcome;
-	int rc;
-
+	memset(pend, 0, sizeof(*pend));
+	pend->rs = run->rs;
+	pend->peer_orgnr = run->peer_orgnr;
+	pend->body = run->body;
+	pend->len = run->len;
+	pend->now_ms = run->now_ms;
+	pend->out = run->out;
 	run->out->http_status = 200;
 	run->out->status = "accepted";
-	entry_fill(run, &e);
-	if (receipt_sign(run, &e.receipt) < 0) {
-		inbox_entry_clear(&e);
+	entry_fill(run, &pend->entry);
+	if (receipt_sign(run, &pend->entry.receipt) < 0) {
+		inbox_entry_clear(&pend->entry);
+		pend->out = NULL;
 		return temporary(run, "cannot sign the receipt");
 	}
-	rc = inbox_store(run->ib, &e, run->body, run->len, run->item.data, run->item.len,
-			 &outcome);
-	if (rc == 0 && outcome == INBOX_STORED) {
-		gw_buf_free(&run->out->body);
-		run->out->body = e.receipt; /* hand the buffer over */
-		return 0;
-	}
-	inbox_entry_clear(&e);
-	if (rc < 0)
-		return temporary(run, "cannot store the message");
-	if (outcome == INBOX_CONFLICT)
-		return reject(run, 409, "message-id-conflict",
-			      "this MessageId was received before with other content");
-	run->out->status = "duplicate";
-	return 1;
+	pend->item = run->item; /* hand the buffer over */
+	memset(&run->item, 0, sizeof(run->item));
+	return 0;
 }
 
-static int pipeline(struct accept_run *run)
+static int pipeline(struct accept_run *run, struct receiver_pending *pend)
 {
 	int rc;
 
@@ -546,36 +540,111 @@ static int pipeline(struct accept_run *run)
 	    (rc = check_known(run)) != 0 || (rc = check_age(run)) < 0 ||
 	    (rc = check_body(run)) < 0)
 		return rc;
-	return store_new(run);
+	return pending_fill(run, pend);
+}
+
+static void run_init(struct accept_run *run, struct receiver_setup *rs, const char *peer_orgnr,
+		     const unsigned char *body, size_t len, int64_t now_ms,
+		     struct receiver_answer *out)
+{
+	memset(run, 0, sizeof(*run));
+	run->rs = rs;
+	run->peer_orgnr = peer_orgnr;
+	run->body = body;
+	run->len = len;
+	run->now_ms = now_ms;
+	run->out = out;
+}
+
+/* Every answer with a status carries a signed receipt. */
+static int answer_sign(struct accept_run *run)
+{
+	if (run->out->status && run->out->body.len == 0 && receipt_sign(run, &run->out->body) < 0) {
+		temporary(run, "cannot sign the receipt");
+		return GW_ERROR;
+	}
+	return 0;
+}
+
+int receiver_accept_prepare(struct receiver_setup *rs, inbox *ib, const char *peer_orgnr,
+			    const unsigned char *body, size_t len, struct receiver_answer *out,
+			    struct receiver_pending *pend)
+{
+	struct accept_run run;
+	int rc;
+
+	run_init(&run, rs, peer_orgnr, body, len, timeutil_now_ms(), out);
+	run.ib = ib;
+	memset(out, 0, sizeof(*out));
+	memset(pend, 0, sizeof(*pend));
+	snprintf(out->message_id, sizeof(out->message_id), "%s", RECEIVER_UNKNOWN_MESSAGE_ID);
+	if (receipt_digest(body, len, out->digest_b64) < 0) {
+		temporary(&run, "cannot digest the request");
+		rc = 0;
+	} else {
+		rc = pipeline(&run, pend);
+	}
+	xmlFreeDoc(run.doc);
+	gw_buf_free(&run.item);
+	if (rc == 0 && pend->out)
+		return 1;
+	/* out says everything: rejections and temporary failures alike */
+	return answer_sign(&run) < 0 ? GW_ERROR : 0;
+}
+
+void receiver_pending_put(const struct receiver_pending *pend, struct inbox_put *put)
+{
+	memset(put, 0, sizeof(*put));
+	put->entry = &pend->entry;
+	put->message = pend->body;
+	put->message_len = pend->len;
+	put->item = pend->item.data;
+	put->item_len = pend->item.len;
+}
+
+int receiver_accept_finish(struct receiver_pending *pend, const struct inbox_put *put)
+{
+	struct accept_run run;
+
+	run_init(&run, pend->rs, pend->peer_orgnr, pend->body, pend->len, pend->now_ms, pend->out);
+	if (put->rc < 0) {
+		gw_error_set(put->rc, "%s", put->error);
+		temporary(&run, "cannot store the message");
+	} else if (put->outcome == INBOX_STORED) {
+		gw_buf_free(&run.out->body);
+		run.out->body = pend->entry.receipt; /* hand the buffer over */
+		memset(&pend->entry.receipt, 0, sizeof(pend->entry.receipt));
+	} else if (put->outcome == INBOX_CONFLICT) {
+		reject(&run, 409, "message-id-conflict",
+		       "this MessageId was received before with other content");
+	} else {
+		run.out->status = "duplicate";
+	}
+	receiver_pending_clear(pend);
+	return answer_sign(&run);
+}
+
+void receiver_pending_clear(struct receiver_pending *pend)
+{
+	inbox_entry_clear(&pend->entry);
+	gw_buf_free(&pend->item);
 }
 
 int receiver_accept(struct receiver_setup *rs, inbox *ib, const char *peer_orgnr,
 		    const unsigned char *body, size_t len, struct receiver_answer *out)
 {
-	struct accept_run run;
-	int rc;
+	struct receiver_pending pend;
+	struct inbox_put put;
+	int rc = receiver_accept_prepare(rs, ib, peer_orgnr, body, len, out, &pend);
 
-	memset(&run, 0, sizeof(run));
-	run.rs = rs;
-	run.ib = ib;
-	run.peer_orgnr = peer_orgnr;
-	run.body = body;
-	run.len = len;
-	run.now_ms = timeutil_now_ms();
-	run.out = out;
-	memset(out, 0, sizeof(*out));
-	snprintf(out->message_id, sizeof(out->message_id), "%s", RECEIVER_UNKNOWN_MESSAGE_ID);
-	if (receipt_digest(body, len, out->digest_b64) < 0)
-		return temporary(&run, "cannot digest the request");
-	rc = pipeline(&run);
-	xmlFreeDoc(run.doc);
-	gw_buf_free(&run.item);
-	(void)rc; /* out says everything: rejections and temporary failures alike */
-	if (out->status && out->body.len == 0 && receipt_sign(&run, &out->body) < 0) {
-		temporary(&run, "cannot sign the receipt");
-		return GW_ERROR;
+	if (rc != 1)
+		return rc;
+	receiver_pending_put(&pend, &put);
+	if (inbox_store_many(ib, &put, 1) < 0) {
+		put.rc = GW_ERROR;
+		snprintf(put.error, sizeof(put.error), "%s", gw_error_last());
 	}
-	return 0;
+	return receiver_accept_finish(&pend, &put);
 }
 
 /* ======================================================================
@@ -745,6 +814,9 @@ struct worker {
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
 	struct event *on_term, *on_int, *drain;
+	struct event *ev_commit;         /* stores the waiting requests' messages */
+	struct waiting *waiting, **waiting_tail;
+	size_t n_waiting;
 	struct conn *conns, *conns_tail; /* every open connection, oldest first */
 	int live;     /* admitted connections open now */
 	int max_live; /* this worker's share of max_connections */
@@ -987,10 +1059,115 @@ static int request_gate(struct worker *w, struct evhttp_request *req, const char
 	return 0;
 }
 
+/*
+ * A request whose new message waits for the worker's next group commit.
+ * evhttp keeps an unanswered request alive even when its client goes
+ * away (it is only detached from the connection), so req and its body
+ * stay valid until reply() is called.
+ */
+struct waiting {
+	struct waiting *next;
+	struct evhttp_request *req;
+	char org[10];
+	struct receiver_answer answer;
+	struct receiver_pending pend;
+};
+
+static void answer_send(struct evhttp_request *req, struct receiver_answer *answer, const char *org)
+{
+	if (answer->http_status == 200 && answer->status && strcmp(answer->status, "accepted") == 0)
+		inbox_fault_point("before-answer");
+	log_answer(answer, org);
+	reply(req, answer->http_status, &answer->body);
+	receiver_answer_clear(answer);
+}
+
+/*
+ * Group commit: the new messages of every request that became ready in the
+ * same event-loop iteration are stored together (one lock, one directory
+ * fsync each, one commit: inbox_store_many), then each gets its answer.
+ * Runs as an event activated by the first waiting request, so it comes
+ * after the other ready connections of that iteration were read.
+ */
+static void worker_commit(struct worker *w)
+{
+	struct waiting *list = w->waiting, *next;
+	struct inbox_put *puts;
+	size_t n = w->n_waiting, i;
+
+	w->waiting = NULL;
+	w->waiting_tail = &w->waiting;
+	w->n_waiting = 0;
+	if (n == 0)
+		return;
+	puts = calloc(n, sizeof(*puts));
+	i = 0;
+	for (struct waiting *q = list; puts && q; q = q->next)
+		receiver_pending_put(&q->pend, &puts[i++]);
+	if (!puts || inbox_store_many(w->ib, puts, n) < 0) {
+		gw_log(GW_LOG_ERROR, "store-failed", "detail", puts ? gw_error_last() : "out of memory",
+		       NULL);
+	}
+	for (i = 0; list; list = next, i++) {
+		struct inbox_put failed = { .rc = GW_ERROR };
+
+		next = list->next;
+		if (!puts)
+			snprintf(failed.error, sizeof(failed.error), "out of memory");
+		receiver_accept_finish(&list->pend, puts ? &puts[i] : &failed);
+		answer_send(list->req, &list->answer, list->org);
+		free(list);
+	}
+	free(puts);
+}
+
+static void worker_commit_event(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	worker_commit(arg);
+}
+
+/* 0 when the request now waits for the group commit; -1 to answer at once. */
+static int wait_for_commit(struct worker *w, struct evhttp_request *req, const char *org,
+			   struct receiver_answer *answer, struct receiver_pending *pend)
+{
+	struct waiting *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return -1;
+	q->req = req;
+	snprintf(q->org, sizeof(q->org), "%s", org);
+	q->answer = *answer;
+	q->pend = *pend;
+	q->pend.out = &q->answer;
+	*w->waiting_tail = q;
+	w->waiting_tail = &q->next;
+	w->n_waiting++;
+	event_active(w->ev_commit, 0, 0);
+	return 0;
+}
+
+/* Out of memory for the queue: store this one alone, now. */
+static void store_alone(struct worker *w, struct receiver_answer *answer,
+			struct receiver_pending *pend)
+{
+	struct inbox_put put;
+
+	receiver_pending_put(pend, &put);
+	if (inbox_store_many(w->ib, &put, 1) < 0) {
+		put.rc = GW_ERROR;
+		snprintf(put.error, sizeof(put.error), "%s", gw_error_last());
+	}
+	pend->out = answer;
+	receiver_accept_finish(pend, &put);
+}
+
 static void worker_request(struct evhttp_request *req, void *arg)
 {
 	struct worker *w = arg;
 	struct receiver_answer answer;
+	struct receiver_pending pend;
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(in);
 	const unsigned char *body;
@@ -1018,12 +1195,12 @@ static void worker_request(struct evhttp_request *req, void *arg)
 		reply(req, 503, NULL);
 		return;
 	}
-	receiver_accept(w->rs, w->ib, org, body, len, &answer);
-	if (answer.http_status == 200 && answer.status && strcmp(answer.status, "accepted") == 0)
-		inbox_fault_point("before-answer");
-	log_answer(&answer, org);
-	reply(req, answer.http_status, &answer.body);
-	receiver_answer_clear(&answer);
+	if (receiver_accept_prepare(w->rs, w->ib, org, body, len, &answer, &pend) == 1 &&
+	    wait_for_commit(w, req, org, &answer, &pend) == 0)
+		return;
+	if (pend.out) /* a new message the queue had no room for */
+		store_alone(w, &answer, &pend);
+	answer_send(req, &answer, org);
 }
 
 static void worker_drain_tick(evutil_socket_t fd, short what, void *arg)
@@ -1032,7 +1209,7 @@ static void worker_drain_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (w->live <= 0 || timeutil_now_ms() >= w->stop_deadline_ms)
+	if ((w->live <= 0 && w->n_waiting == 0) || timeutil_now_ms() >= w->stop_deadline_ms)
 		event_base_loopbreak(w->base);
 }
 
@@ -1085,8 +1262,11 @@ static int worker_http(struct worker *w, evutil_socket_t listen_fd)
 
 static int worker_base(struct worker *w)
 {
+	w->waiting_tail = &w->waiting;
 	w->base = event_base_new();
-	return w->base ? 0 : gw_error_set(GW_ERROR, "cannot create an event loop");
+	if (w->base)
+		w->ev_commit = event_new(w->base, -1, 0, worker_commit_event, w);
+	return w->ev_commit ? 0 : gw_error_set(GW_ERROR, "cannot create an event loop");
 }
 
 static int worker_events(struct worker *w)
@@ -1101,6 +1281,10 @@ static int worker_events(struct worker *w)
 
 static void worker_free(struct worker *w)
 {
+	/* Stored messages are answered before evhttp frees their requests. */
+	worker_commit(w);
+	if (w->ev_commit)
+		event_free(w->ev_commit);
 	/* Connections are freed below, some only as the event loop is torn
 	 * down: their timers go first, while the loop is whole. */
 	for (struct conn *c = w->conns; c; c = c->next) {

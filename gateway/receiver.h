@@ -78,6 +78,34 @@ int receiver_accept(struct receiver_setup *rs, inbox *ib, const char *peer_orgnr
 		    const unsigned char *body, size_t len, struct receiver_answer *out);
 void receiver_answer_clear(struct receiver_answer *a);
 
+/*
+ * The same pipeline in two halves, so a server can store the new messages
+ * of several requests in one inbox_store_many() (group commit):
+ * receiver_accept_prepare() returns 0 when `out` is final (a rejection, a
+ * duplicate, a temporary failure), or 1 when the request is a new message
+ * waiting in `pend`; then receiver_pending_put() describes it for
+ * inbox_store_many() and receiver_accept_finish() turns what the store did
+ * into `out` (and clears pend). body must stay valid until then.
+ * receiver_accept() is prepare, a store of one, and finish.
+ */
+struct receiver_pending {
+	struct receiver_setup *rs;
+	const char *peer_orgnr;
+	const unsigned char *body;
+	size_t len;
+	int64_t now_ms;
+	struct receiver_answer *out;
+	struct inbox_entry entry; /* with the signed accepted receipt */
+	gw_buf item;              /* the inbox item */
+};
+
+int receiver_accept_prepare(struct receiver_setup *rs, inbox *ib, const char *peer_orgnr,
+			    const unsigned char *body, size_t len, struct receiver_answer *out,
+			    struct receiver_pending *pend);
+void receiver_pending_put(const struct receiver_pending *pend, struct inbox_put *put);
+int receiver_accept_finish(struct receiver_pending *pend, const struct inbox_put *put);
+void receiver_pending_clear(struct receiver_pending *pend);
+
 /* True when orgnr is listed in [receiver] allow. */
 bool receiver_peer_allowed(const struct gw_config *cfg, const char *orgnr);
 

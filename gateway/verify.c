@@ -8,17 +8,23 @@
  *      with exc-c14n, rsa-sha256 or ecdsa-sha256 and one Reference URI=""
  *      whose transforms are exactly enveloped-signature then exc-c14n with
  *      SHA-256; KeyInfo holding only X509Data/X509Certificate.
- *   2. cryptography: xmlsec with a context restricted to that profile (empty
- *      reference URI, the profile's transforms, X509 key data only) and the
- *      trust anchors loaded as trusted certificates. Success needs the
- *      context status and the single Reference to say so.
- *   3. the signer: the certificate from KeyInfo whose public key is the key
- *      xmlsec verified with, checked again by pki_cert_verify() (CRLs, and
- *      because xmlsec 1.2.37 may pick an untrusted leaf).
+ *   2. the signer: the one end-entity certificate of KeyInfo (the others
+ *      may only be intermediates), checked with pki_cert_verify() (chain to
+ *      the trust, validity now, CRLs) and for the digitalSignature usage.
+ *      OpenSSL does this, not xmlsec 1.2.37, whose store may pick an
+ *      untrusted leaf and ignores a missing CRL.
+ *   3. cryptography: xmlsec, with a context restricted to that profile
+ *      (empty reference URI, the profile's transforms) and the signer's
+ *      public key handed to it, so no other key can be used. Success needs
+ *      the context status and the single Reference to say so.
  *   4. the organisation in that certificate against the claimed party.
- * Verdicts: steps 1-2 "bad-signature" (but "untrusted-signer" when xmlsec
- * failed and no certificate in KeyInfo chains to the trust), step 3
- * "untrusted-signer", step 4 "sender-mismatch".
+ * Verdicts: steps 1 and 3 "bad-signature", step 2 "untrusted-signer", step 4
+ * "sender-mismatch".
+ *
+ * A partner signs every document with the same certificate, so the
+ * verifier remembers the last KeyInfo certificates it decoded and when
+ * their signer passed step 2 (signer_trusted() says for how long); the
+ * signature itself is verified every time.
  *
  * Threads: a verifier holds its own xmlsec keys manager and is used by one
  * thread at a time. The pki_trust behind it is only read (its X509_STORE is
@@ -27,6 +33,7 @@
 #include "verify.h"
 #include "err.h"
 #include "signer.h"
+#include "timeutil.h"
 #include "xmlread.h"
 
 #include <stdio.h>
@@ -59,9 +66,21 @@
 #define REASON_UNTRUSTED "untrusted-signer"
 #define REASON_MISMATCH "sender-mismatch"
 
+/* KeyInfo certificates seen before, decoded, and when their signer last passed. */
+#define KEYINFO_MEMO_SLOTS 16
+#define KEYINFO_TRUST_FOR_MS (5 * 60 * 1000)
+
+struct keyinfo_memo {
+	unsigned char hash[32]; /* SHA-256 of the X509Certificate texts */
+	STACK_OF(X509) *certs;  /* NULL: an empty slot */
+	X509 *leaf;             /* of certs; NULL when KeyInfo has no single signer */
+	int64_t trusted_at_ms;  /* 0: not (or no longer) known to pass */
+};
+
 struct verifier {
 	pki_trust *trust;
-	xmlSecKeysMngrPtr mngr; /* the trust anchors, as xmlsec trusted certificates */
+	struct keyinfo_memo memo[KEYINFO_MEMO_SLOTS];
+	size_t memo_next;
 };
 
 /* ---- the document's shape ---- */
@@ -283,18 +302,41 @@ done:
 	return cert;
 }
 
-/* The certificates of KeyInfo/X509Data, in document order. */
-static int read_certs(xmlNodePtr sig, STACK_OF(X509) **out)
+static void keyinfo_clear(struct keyinfo_memo *m)
 {
-	xmlNodePtr key_info = last_element(sig);
-	xmlNodePtr cert_node = xmlread_first_element(xmlread_first_element(key_info));
+	sk_X509_pop_free(m->certs, X509_free);
+	memset(m, 0, sizeof(*m));
+}
+
+/* SHA-256 over every X509Certificate text of KeyInfo, in order. */
+static int keyinfo_hash(xmlNodePtr first, unsigned char out[32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+
+	for (xmlNodePtr n = first; ok && n; n = xmlread_next_element(n)) {
+		xmlChar *text = xmlNodeGetContent(n);
+		/* the length first: two texts never hash like their concatenation */
+		size_t len = text ? strlen((const char *)text) : 0;
+		ok = text && EVP_DigestUpdate(md, &len, sizeof(len)) == 1 &&
+		     EVP_DigestUpdate(md, text, len) == 1;
+		xmlFree(text);
+	}
+	ok = ok && EVP_DigestFinal_ex(md, out, NULL) == 1;
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : gw_error_set(GW_ERROR, "cannot hash the KeyInfo certificates");
+}
+
+/* The certificates of KeyInfo/X509Data, decoded, in document order. */
+static int read_certs(xmlNodePtr first, STACK_OF(X509) **out)
+{
 	STACK_OF(X509) *certs = sk_X509_new_null();
 
 	*out = NULL;
 	if (!certs)
 		return gw_error_set(GW_ENOMEM, "out of memory");
-	for (; cert_node; cert_node = xmlread_next_element(cert_node)) {
-		xmlChar *text = xmlNodeGetContent(cert_node);
+	for (xmlNodePtr n = first; n; n = xmlread_next_element(n)) {
+		xmlChar *text = xmlNodeGetContent(n);
 		X509 *cert = text ? decode_cert(text) : NULL;
 
 		xmlFree(text);
@@ -309,16 +351,97 @@ static int read_certs(xmlNodePtr sig, STACK_OF(X509) **out)
 	return 0;
 }
 
-/* 1 when some certificate of KeyInfo chains to the trust, with the rest as helpers. */
-static int any_cert_trusted(pki_trust *trust, STACK_OF(X509) *certs, char *why, size_t whylen)
+/*
+ * The signer's certificate: the one certificate of KeyInfo that is not a
+ * CA (the others can only be intermediates helping the chain).
+ */
+static X509 *pick_leaf(STACK_OF(X509) *certs)
 {
-	why[0] = '\0';
+	X509 *leaf = NULL;
+
 	for (int i = 0; i < sk_X509_num(certs); i++) {
-		if (pki_cert_verify(trust, sk_X509_value(certs, i), certs, 0) == 0)
-			return 1;
-		if (!why[0])
-			snprintf(why, whylen, "%s", gw_error_last());
+		X509 *c = sk_X509_value(certs, i);
+		if (X509_check_ca(c) != 0)
+			continue;
+		if (leaf)
+			return NULL;
+		leaf = c;
 	}
+	if (!leaf && sk_X509_num(certs) == 1) /* a CA as signer: refused as untrusted later */
+		leaf = sk_X509_value(certs, 0);
+	return leaf;
+}
+
+/*
+ * The decoded KeyInfo of sig, from the verifier's memo when the same
+ * certificates came before (partners sign every document with the same
+ * one), decoded now otherwise. The memo replaces its oldest slot.
+ */
+static int keyinfo_get(verifier *v, xmlNodePtr sig, struct keyinfo_memo **out)
+{
+	xmlNodePtr first = xmlread_first_element(xmlread_first_element(last_element(sig)));
+	unsigned char hash[32];
+	struct keyinfo_memo *m;
+	STACK_OF(X509) *certs;
+	int rc;
+
+	if ((rc = keyinfo_hash(first, hash)) < 0)
+		return rc;
+	for (size_t i = 0; i < KEYINFO_MEMO_SLOTS; i++) {
+		if (v->memo[i].certs && memcmp(v->memo[i].hash, hash, sizeof(hash)) == 0) {
+			*out = &v->memo[i];
+			return 0;
+		}
+	}
+	if ((rc = read_certs(first, &certs)) < 0)
+		return rc;
+	m = &v->memo[v->memo_next];
+	v->memo_next = (v->memo_next + 1) % KEYINFO_MEMO_SLOTS;
+	keyinfo_clear(m);
+	m->certs = certs;
+	m->leaf = pick_leaf(certs);
+	memcpy(m->hash, hash, sizeof(hash));
+	*out = m;
+	return 0;
+}
+
+/* ---- the signer certificate ---- */
+
+/* Step 2: the signer certificate chains to the trust now and may sign. */
+static int check_signer_cert(verifier *v, X509 *cert, STACK_OF(X509) *certs)
+{
+	uint32_t usage;
+
+	if (pki_cert_verify(v->trust, cert, certs, 0) < 0)
+		return gw_error_wrap(GW_EINVALID, "signer certificate");
+	if (X509_check_ca(cert) != 0)
+		return gw_error_set(GW_EINVALID, "signer certificate is a CA certificate");
+	usage = X509_get_key_usage(cert);
+	if (usage != UINT32_MAX && !(usage & KU_DIGITAL_SIGNATURE))
+		return gw_error_set(GW_EINVALID, "signer certificate does not allow "
+				    "digitalSignature");
+	return 0;
+}
+
+/*
+ * A memo whose signer passed check_signer_cert() less than
+ * KEYINFO_TRUST_FOR_MS ago, and is inside its validity period now, is
+ * not checked again: the trust and its CRLs do not change under a
+ * verifier (a reload builds a new one), so only the time could change
+ * the answer. A failure is never remembered.
+ */
+static int signer_trusted(verifier *v, struct keyinfo_memo *m)
+{
+	int64_t now = timeutil_now_ms();
+
+	if (m->trusted_at_ms && now - m->trusted_at_ms < KEYINFO_TRUST_FOR_MS &&
+	    X509_cmp_current_time(X509_get0_notAfter(m->leaf)) > 0 &&
+	    X509_cmp_current_time(X509_get0_notBefore(m->leaf)) < 0)
+		return 0;
+	m->trusted_at_ms = 0;
+	if (check_signer_cert(v, m->leaf, m->certs) < 0)
+		return GW_EINVALID;
+	m->trusted_at_ms = now;
 	return 0;
 }
 
@@ -356,76 +479,37 @@ static int context_verdict(xmlSecDSigCtx *ctx)
 	    ref->origin != xmlSecDSigReferenceOriginSignedInfo)
 		return gw_error_set(GW_EINVALID, "signature does not verify: the Reference "
 				    "to the whole document failed");
-	if (!ctx->signKey)
-		return gw_error_set(GW_EINVALID, "signature does not verify: no key was used");
 	return 0;
 }
 
-/* The one certificate of certs whose public key is key; NULL when none or several. */
-static X509 *cert_for_key(STACK_OF(X509) *certs, EVP_PKEY *key)
-{
-	X509 *found = NULL;
-
-	for (int i = 0; key && i < sk_X509_num(certs); i++) {
-		X509 *c = sk_X509_value(certs, i);
-		EVP_PKEY *pub = X509_get0_pubkey(c);
-		if (!pub || EVP_PKEY_eq(pub, key) != 1)
-			continue;
-		if (found && X509_cmp(found, c) != 0)
-			return NULL;
-		found = c;
-	}
-	return found;
-}
-
 /*
- * Step 2: run xmlsec on sig. On success *leaf is the KeyInfo certificate
- * holding the key the signature verified with (borrowed from certs).
+ * Step 3: xmlsec verifies sig with the public key of the signer
+ * certificate step 2 accepted. The key is handed to the context, so xmlsec
+ * neither picks a certificate of its own nor uses any other key data.
  */
-static int run_xmlsec(verifier *v, xmlNodePtr sig, STACK_OF(X509) *certs, X509 **leaf)
+static int run_xmlsec(xmlNodePtr sig, X509 *leaf)
 {
 	xmlSecDSigCtx ctx;
+	EVP_PKEY *pub = X509_get0_pubkey(leaf);
 	int rc;
 
-	*leaf = NULL;
 	dsig_take_error();
-	if (xmlSecDSigCtxInitialize(&ctx, v->mngr) < 0)
+	if (!pub)
+		return gw_error_set(GW_EINVALID, "signer certificate holds no usable public key");
+	if (xmlSecDSigCtxInitialize(&ctx, NULL) < 0)
 		return gw_error_set(GW_ERROR, "cannot create a signature context: %s",
 				    dsig_take_error());
 	rc = restrict_context(&ctx);
+	if (rc == 0)
+		rc = dsig_key_new(&ctx.signKey, pub, NULL);
 	if (rc == 0 && xmlSecDSigCtxVerify(&ctx, sig) < 0)
 		rc = gw_error_set(GW_EINVALID, "signature does not verify: %s",
 				  dsig_take_error());
 	if (rc == 0)
 		rc = context_verdict(&ctx);
-	if (rc == 0) {
-		*leaf = cert_for_key(certs, xmlSecOpenSSLEvpKeyDataGetEvp(
-						     xmlSecKeyGetValue(ctx.signKey)));
-		if (!*leaf)
-			rc = gw_error_set(GW_EINVALID, "signature does not verify: no single "
-					  "certificate in KeyInfo holds the signing key");
-	}
-	xmlSecDSigCtxFinalize(&ctx);
+	xmlSecDSigCtxFinalize(&ctx); /* destroys ctx.signKey */
 	dsig_take_error();
 	return rc;
-}
-
-/* ---- the signer certificate ---- */
-
-/* Step 3: the signer certificate chains to the trust now and may sign. */
-static int check_signer_cert(verifier *v, X509 *cert, STACK_OF(X509) *certs)
-{
-	uint32_t usage;
-
-	if (pki_cert_verify(v->trust, cert, certs, 0) < 0)
-		return gw_error_wrap(GW_EINVALID, "signer certificate");
-	if (X509_check_ca(cert) != 0)
-		return gw_error_set(GW_EINVALID, "signer certificate is a CA certificate");
-	usage = X509_get_key_usage(cert);
-	if (usage != UINT32_MAX && !(usage & KU_DIGITAL_SIGNATURE))
-		return gw_error_set(GW_EINVALID, "signer certificate does not allow "
-				    "digitalSignature");
-	return 0;
 }
 
 /* A rejection: the reason code for the peer, the sentence already in gw_error. */
@@ -439,46 +523,31 @@ static int reject(struct verify_result *result, const char *code)
 static int check_signed_copy(verifier *v, xmlNodePtr sig, const char *expected_orgnr,
 			     struct verify_result *result)
 {
-	STACK_OF(X509) *certs = NULL;
-	X509 *leaf = NULL;
-	char crypto_why[512], trust_why[512];
+	struct keyinfo_memo *m;
 	int rc;
 
-	if (read_certs(sig, &certs) < 0)
+	if ((rc = keyinfo_get(v, sig, &m)) < 0)
+		return rc == GW_EINVALID ? reject(result, REASON_BAD) : rc;
+	if (!m->leaf) {
+		gw_error_set(GW_EINVALID, "signature profile: KeyInfo must carry exactly one "
+			     "end-entity (signer) certificate");
 		return reject(result, REASON_BAD);
-	rc = run_xmlsec(v, sig, certs, &leaf);
-	if (rc < 0 && rc != GW_EINVALID)
-		goto done; /* a fault here, not a verdict on the document */
-	if (rc < 0) {
-		/* xmlsec fails alike for a bad signature and a certificate it cannot trust. */
-		snprintf(crypto_why, sizeof(crypto_why), "%s", gw_error_last());
-		if (!any_cert_trusted(v->trust, certs, trust_why, sizeof(trust_why))) {
-			gw_error_set(GW_EINVALID, "signer certificate: %s", trust_why);
-			rc = reject(result, REASON_UNTRUSTED);
-		} else {
-			gw_error_set(GW_EINVALID, "%s", crypto_why);
-			rc = reject(result, REASON_BAD);
-		}
-		goto done;
 	}
-	if (check_signer_cert(v, leaf, certs) < 0) {
-		rc = reject(result, REASON_UNTRUSTED);
-		goto done;
-	}
-	if (pki_cert_orgnr(leaf, result->signer_orgnr) < 0) {
+	/* The signer is judged first: an untrusted one is named as such, whatever its signature. */
+	if (signer_trusted(v, m) < 0)
+		return reject(result, REASON_UNTRUSTED);
+	if ((rc = run_xmlsec(sig, m->leaf)) < 0)
+		return rc == GW_EINVALID ? reject(result, REASON_BAD) : rc;
+	if (pki_cert_orgnr(m->leaf, result->signer_orgnr) < 0) {
 		gw_error_wrap(GW_EINVALID, "signer certificate");
-		rc = reject(result, REASON_UNTRUSTED);
-		goto done;
+		return reject(result, REASON_UNTRUSTED);
 	}
-	rc = 0;
 	if (expected_orgnr && strcmp(expected_orgnr, result->signer_orgnr) != 0) {
 		gw_error_set(GW_EINVALID, "document claims organisation %.9s but is signed by "
 			     "organisation %s", expected_orgnr, result->signer_orgnr);
-		rc = reject(result, REASON_MISMATCH);
+		return reject(result, REASON_MISMATCH);
 	}
-done:
-	sk_X509_pop_free(certs, X509_free);
-	return rc;
+	return 0;
 }
 
 int verifier_check(verifier *v, xmlDocPtr doc, const char *expected_orgnr,
@@ -508,61 +577,17 @@ int verifier_check(verifier *v, xmlDocPtr doc, const char *expected_orgnr,
 
 /* ---- the verifier ---- */
 
-/* Give every anchor certificate of the trust to xmlsec as trusted. */
-static int load_anchors(xmlSecKeysMngrPtr mngr, pki_trust *trust)
-{
-	X509_STORE *store = pki_trust_store(trust);
-	STACK_OF(X509_OBJECT) *objs;
-	int rc = 0, loaded = 0;
-
-	if (!X509_STORE_lock(store))
-		return gw_error_set(GW_ERROR, "cannot lock the trust store");
-	objs = X509_STORE_get0_objects(store);
-	for (int i = 0; rc == 0 && i < sk_X509_OBJECT_num(objs); i++) {
-		X509 *cert = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
-		unsigned char *der = NULL;
-		int len;
-
-		if (!cert)
-			continue; /* a CRL */
-		len = i2d_X509(cert, &der);
-		if (len <= 0 ||
-		    xmlSecCryptoAppKeysMngrCertLoadMemory(mngr, der, (xmlSecSize)len,
-							  xmlSecKeyDataFormatDer,
-							  xmlSecKeyDataTypeTrusted) < 0)
-			rc = gw_error_set(GW_ERROR, "xmlsec does not accept a trust anchor: %s",
-					  dsig_take_error());
-		OPENSSL_free(der);
-		loaded++;
-	}
-	X509_STORE_unlock(store);
-	if (rc == 0 && loaded == 0)
-		rc = gw_error_set(GW_EINVALID, "the trust holds no anchor certificate");
-	return rc;
-}
-
 int verifier_new(verifier **out, pki_trust *trust)
 {
 	verifier *v;
-	int rc;
 
 	*out = NULL;
+	if (!trust)
+		return gw_error_set(GW_EINVALID, "a verifier needs a trust");
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		return gw_error_set(GW_ENOMEM, "out of memory");
 	v->trust = trust;
-	dsig_take_error();
-	v->mngr = xmlSecKeysMngrCreate();
-	if (!v->mngr || xmlSecCryptoAppDefaultKeysMngrInit(v->mngr) < 0) {
-		rc = gw_error_set(GW_ERROR, "cannot create an xmlsec keys manager (was "
-				  "dsig_init() called?): %s", dsig_take_error());
-		verifier_free(v);
-		return rc;
-	}
-	if ((rc = load_anchors(v->mngr, trust)) < 0) {
-		verifier_free(v);
-		return rc;
-	}
 	*out = v;
 	return 0;
 }
@@ -571,7 +596,7 @@ void verifier_free(verifier *v)
 {
 	if (!v)
 		return;
-	if (v->mngr)
-		xmlSecKeysMngrDestroy(v->mngr);
+	for (size_t i = 0; i < KEYINFO_MEMO_SLOTS; i++)
+		keyinfo_clear(&v->memo[i]);
 	free(v);
 }

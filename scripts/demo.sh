@@ -32,6 +32,9 @@ lab_drop "$SRC"/spool/demo/*.xml
 echo "== running the gateway until every due message has an answer"
 lab_send
 lab_stop
+for partner in housing nav health prison; do
+  lab_export_evidence "$partner"
+done
 
 echo
 printf '%-20s %-9s %-10s %-20s %s\n' NOTICE SERVICE RECIPIENT STATE "RECEIPT VERIFIED"
@@ -42,12 +45,12 @@ printf '%-20s %-9s %-10s %-20s %s\n' NOTICE SERVICE RECIPIENT STATE "RECEIPT VER
   if [ "$state" = delivered ]; then
     verified="no"
     for partner in housing nav health prison; do
-      r="$LAB/$partner/inbox/evidence/$msg.receipt.xml"
+      r="$LAB/$partner/evidence/$msg.receipt.xml"
       [ -f "$r" ] || continue
       if "$GW" show --config "$LAB/gateway/gateway.conf" "$msg" | grep -q 'signature verified' &&
          xmlsec1 --verify --trusted-pem "$PKI/ca.pem" --enabled-reference-uris empty "$r" >/dev/null 2>&1 &&
          xmlsec1 --verify --trusted-pem "$PKI/ca.pem" --enabled-reference-uris empty \
-           "$LAB/$partner/inbox/evidence/$msg.message.xml" >/dev/null 2>&1; then
+           "$LAB/$partner/evidence/$msg.message.xml" >/dev/null 2>&1; then
         verified="yes (xmlsec1 too)"
       fi
     done
@@ -62,8 +65,9 @@ for partner in housing nav health prison; do
     "$(find "$LAB/$partner/inbox/new" -name '*.xml' 2>/dev/null | wc -l)" "$LAB/$partner/inbox/new"
 done
 echo
-echo "Verify any evidence yourself, for example:"
-echo "  xmlsec1 --verify --trusted-pem $build/demo/pki/ca.pem --enabled-reference-uris empty $build/demo/nav/inbox/evidence/*.receipt.xml"
+echo "Each partner's evidence (the bytes it received and the receipt it answered) is kept"
+echo "in its inbox database; the demo exported it with 'gateway inbox export'. Verify it yourself:"
+echo "  xmlsec1 --verify --trusted-pem $build/demo/pki/ca.pem --enabled-reference-uris empty $build/demo/nav/evidence/*.receipt.xml"
 
 undelivered=$("$GW" list --config "$LAB/gateway/gateway.conf" | awk '$6 != "delivered" && $6 != "held:"' | wc -l)
 if [ "$undelivered" -ne 0 ]; then

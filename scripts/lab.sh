@@ -128,3 +128,17 @@ lab_stop() {
   done
   LAB_PIDS=()
 }
+
+# lab_export_evidence NAME: copy partner NAME's evidence out of its inbox
+# database (`gateway inbox export`) into $LAB/NAME/evidence/ as
+# ID.message.xml (the bytes received) and ID.receipt.xml (the receipt
+# answered), for xmlsec1 and anyone else to verify.
+lab_export_evidence() {
+  local dir="$LAB/$1" id
+  [ -f "$dir/receiver.conf" ] || return 0
+  mkdir -p "$dir/evidence"
+  for id in $("$GW" inbox list --config "$dir/receiver.conf" | awk 'NR > 1 { print $1 }'); do
+    "$GW" inbox export "$id" --message --config "$dir/receiver.conf" > "$dir/evidence/$id.message.xml"
+    "$GW" inbox export "$id" --receipt --config "$dir/receiver.conf" > "$dir/evidence/$id.receipt.xml"
+  done
+}

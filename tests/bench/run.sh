@@ -139,8 +139,9 @@ baseline() { # baseline KT
   local kt=$1 alg=rsa-sha256 d=$LAB/baseline msg content prefix sig tpl t mid now code ok=0 i t0 t1
   [ "$kt" = ec ] && alg=ecdsa-sha256
   mkdir -p "$d"
-  msg=$(find "$LAB/housing/inbox/evidence" -name '*.message.xml' | head -1)
-  content=$(<"$msg")
+  msg=$("$GW" inbox list --config "$LAB/housing/receiver.conf" | awk 'NR == 2 { print $1 }')
+  "$GW" inbox export "$msg" --message --config "$LAB/housing/receiver.conf" > "$d/sample.xml"
+  content=$(<"$d/sample.xml")
   prefix=${content%%<ds:Signature*}
   sig='<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#'$alg'"/><ds:Reference URI=""><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo><ds:X509Data/></ds:KeyInfo></ds:Signature></Message>'
   tpl="$prefix$sig"

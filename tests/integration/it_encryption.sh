@@ -59,9 +59,12 @@ encrypt_for() {
 item() { grep -l "id=\"$2\"" "$LAB/$1"/inbox/new/*.xml 2>/dev/null | head -n1; }
 msg_of() { "$GW" list --config "$cfg" --notice "$1" | awk -v s="$2" '$4 == s { print $1 }'; }
 evidence() {
-  local id
+  local id out
   id=$(msg_of "$2" "$1")
-  find "$LAB/$1/inbox/evidence" -name "$id*.xml" ! -name '*.receipt.xml' 2>/dev/null | head -n1
+  out="$LAB/evidence.$1.$2.xml"
+  [ -n "$id" ] &&
+    "$GW" inbox export "$id" --message --config "$LAB/$1/receiver.conf" > "$out" 2>/dev/null &&
+    echo "$out"
 }
 state() { "$GW" list --config "$cfg" --notice "$1" | awk -v s="$2" '$4 == s { print $6 }'; }
 cert_b64() { openssl x509 -in "$1" -outform DER | base64 -w0; }

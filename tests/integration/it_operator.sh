@@ -108,10 +108,12 @@ check "show unknown id: exit 1" eq "$(rc_of G show no-such-id)" 1
 # --- export and verify --------------------------------------------------------
 G export "$nav_msg" --message > "$LAB/nav.message.xml"
 G export "$nav_msg" --receipt > "$LAB/nav.receipt.xml"
+"$GW" inbox export "$nav_msg" --message --config "$LAB/nav/receiver.conf" > "$LAB/nav.ev.message.xml"
+"$GW" inbox export "$nav_msg" --receipt --config "$LAB/nav/receiver.conf" > "$LAB/nav.ev.receipt.xml"
 check "export --message equals the partner's evidence" \
-  cmp -s "$LAB/nav.message.xml" "$LAB/nav/inbox/evidence/$nav_msg.message.xml"
+  cmp -s "$LAB/nav.message.xml" "$LAB/nav.ev.message.xml"
 check "export --receipt equals the receipt the partner answered" \
-  cmp -s "$LAB/nav.receipt.xml" "$LAB/nav/inbox/evidence/$nav_msg.receipt.xml"
+  cmp -s "$LAB/nav.receipt.xml" "$LAB/nav.ev.receipt.xml"
 check "export needs --message or --receipt" eq "$(rc_of G export "$nav_msg")" 2
 check "export of a held message: exit 1" eq "$(rc_of G export "$held_msg" --message)" 1
 check "export of an unknown message: exit 1" eq "$(rc_of G export no-such --receipt)" 1

@@ -47,16 +47,19 @@ item="$inbox/new/$id.xml"
 xmllint --noout "$item" || fail "accepted: the inbox item is not well-formed"
 [ "$(xmllint --xpath "name(/*)" "$item")" = Notice ] || fail "accepted: the item is not a Notice"
 grep -q "Needs a flat." "$item" || fail "accepted: the item lost the notice content"
-cmp -s "$work/m1.xml" "$inbox/evidence/$id.message.xml" ||
+export_evidence "$work/receiver.ini" "$id" message "$work/ev1.message.xml"
+cmp -s "$work/m1.xml" "$work/ev1.message.xml" ||
   fail "accepted: evidence differs from the bytes sent"
-cmp -s "$work/receipt1.xml" "$inbox/evidence/$id.receipt.xml" ||
+export_evidence "$work/receiver.ini" "$id" receipt "$work/ev1.receipt.xml"
+cmp -s "$work/receipt1.xml" "$work/ev1.receipt.xml" ||
   fail "accepted: the stored receipt differs from the one answered"
 ok "a signed message is accepted: one inbox item, evidence kept, receipt verifies with xmlsec1"
 
 post "$work/m1.xml"
 expect_receipt duplicate 200 duplicate "" "$id" "$work/m1.xml"
 [ "$(count_items)" -eq 1 ] || fail "duplicate: expected one inbox item, found $(count_items)"
-cmp -s "$work/receipt1.xml" "$inbox/evidence/$id.receipt.xml" ||
+export_evidence "$work/receiver.ini" "$id" receipt "$work/ev2.receipt.xml"
+cmp -s "$work/receipt1.xml" "$work/ev2.receipt.xml" ||
   fail "duplicate: the original receipt was replaced"
 ok "the same bytes again: 200 duplicate with a new signed receipt, still one item"
 
@@ -260,19 +263,44 @@ python3 -c 'import json,sys; rows=json.load(open(sys.argv[1])); assert len(rows)
   "$work/list.json" || fail "inbox list --json is not the three rows"
 "$GW_GATEWAY" inbox show "$id" --config "$work/receiver.ini" > "$work/show.txt" ||
   fail "gateway inbox show failed"
-grep -q "evidence/$id.message.xml" "$work/show.txt" || fail "inbox show does not name the evidence"
+grep -q "^evidence: *message [0-9]* bytes, receipt [0-9]* bytes" "$work/show.txt" ||
+  fail "inbox show does not describe the evidence"
 ok "gateway inbox list, list --json and show"
 
 "$GW_GATEWAY" inbox verify "$id" --config "$work/receiver.ini" > "$work/verify.txt" 2>&1 ||
   { cat "$work/verify.txt" >&2; fail "gateway inbox verify failed on intact evidence"; }
 ok "gateway inbox verify: the stored message and receipt verify"
 
-printf ' ' >> "$inbox/evidence/$id.message.xml"
-if "$GW_GATEWAY" inbox verify "$id" --config "$work/receiver.ini" > "$work/verify.txt" 2>&1; then
-  fail "gateway inbox verify accepted altered evidence"
-fi
-grep -q "NOT verified" "$work/verify.txt" || fail "inbox verify did not say what failed"
-ok "gateway inbox verify exits 1 on altered evidence"
+# evidence_edit COLUMN alter|restore: change one byte of the stored bytes in
+# the database (the intact copy kept in a file), or put the intact ones back.
+evidence_edit() {
+  python3 - "$DB" "$id" "$1" "$2" "$work/intact.$1" <<'PY'
+import sqlite3, sys
+db_path, msg_id, col, action, keep = sys.argv[1:6]
+assert col in ("message", "receipt")
+db = sqlite3.connect(db_path, timeout=30)
+if action == "restore":
+    b = open(keep, "rb").read()
+else:
+    b = bytearray(db.execute("SELECT %s FROM received WHERE message_id = ?" % col, (msg_id,)).fetchone()[0])
+    open(keep, "wb").write(bytes(b))
+    i = b.index(b"<", len(b) // 2)
+    b[i + 1] ^= 0x01  # one letter of an element name in the signed part
+db.execute("UPDATE received SET %s = ? WHERE message_id = ?" % col, (bytes(b), msg_id))
+db.commit()
+PY
+}
+for what in message receipt; do
+  evidence_edit "$what" alter
+  if "$GW_GATEWAY" inbox verify "$id" --config "$work/receiver.ini" > "$work/verify.txt" 2>&1; then
+    fail "gateway inbox verify accepted an altered $what"
+  fi
+  grep -q "^$what: NOT verified" "$work/verify.txt" || fail "inbox verify did not say the $what failed"
+  evidence_edit "$what" restore
+done
+"$GW_GATEWAY" inbox verify "$id" --config "$work/receiver.ini" > "$work/verify.txt" 2>&1 ||
+  { cat "$work/verify.txt" >&2; fail "gateway inbox verify failed after the evidence was restored"; }
+ok "gateway inbox verify exits 1 on altered evidence (message bytes, receipt) and says which"
 
 # ---- SIGTERM -----------------------------------------------------------------
 

@@ -68,8 +68,9 @@ item="$INBOX/new/$id.xml"
 xmllint --noout --schema "$GW_SOURCE_DIR/schemas/notice.xsd" "$item" 2>/dev/null ||
   fail "the item is not a schema-valid Notice"
 grep -q "Needs a flat (old key)." "$item" || fail "the item lost the notice content"
-cmp -s "$work/e1.xml" "$INBOX/evidence/$id.message.xml" || fail "the evidence is not the bytes received"
-grep -q "Needs a flat" "$INBOX/evidence/$id.message.xml" && fail "the evidence holds plaintext"
+export_evidence "$work/r.ini" "$id" message "$work/e1.evidence.xml"
+cmp -s "$work/e1.xml" "$work/e1.evidence.xml" || fail "the evidence is not the bytes received"
+grep -q "Needs a flat" "$work/e1.evidence.xml" && fail "the evidence holds plaintext"
 "$GW_GATEWAY" inbox verify "$id" --config "$work/r.ini" > "$work/iv.out" 2>&1 ||
   { cat "$work/iv.out" >&2; fail "gateway inbox verify failed on an encrypted message"; }
 ok "encrypted for [identity] cert: accepted; the item is the plaintext Notice, the evidence the encrypted bytes, and it re-verifies"

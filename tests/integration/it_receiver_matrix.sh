@@ -4,7 +4,7 @@
 # receipt where SPEC section 6 gives one (Status rejected, the Reason code,
 # RefToMessageId, the digest of the bytes sent, our Receiver, and a
 # signature that `xmlsec1 --verify --trusted-pem ca.pem` accepts), and that
-# nothing appeared in the store: no file in new/, tmp/, cur/ or evidence/,
+# nothing appeared in the store: no file in new/, tmp/ or cur/,
 # no database row.
 #
 # Rows: TLS without a client certificate, with one from an untrusted CA,
@@ -32,7 +32,7 @@ make_message "$work/first.xml" "$first" "$(now_utc)" "$ME" "The one accepted mes
 post "$work/first.xml"
 expect_receipt "the accepted message" 200 accepted "" "$first" "$work/first.xml"
 baseline=$(store_state)
-[ "$baseline" = "new=1 tmp=0 cur=0 evidence=2 rows=1" ] || fail "baseline store: $baseline"
+[ "$baseline" = "new=1 tmp=0 cur=0 rows=1" ] || fail "baseline store: $baseline"
 ok "baseline: one message accepted ($baseline)"
 
 unchanged() {
@@ -145,7 +145,8 @@ row_receipt "Created 10 minutes ahead" "$work/future.xml" 400 stale
 
 make_message "$work/conflict.xml" "$first" "$(now_utc)" "$ME" "Other content, same MessageId."
 row_receipt "the accepted MessageId with other bytes" "$work/conflict.xml" 409 message-id-conflict
-cmp -s "$work/first.xml" "$INBOX/evidence/$first.message.xml" || fail "409: the evidence was replaced"
+export_evidence "$work/r.ini" "$first" message "$work/first.evidence.xml"
+cmp -s "$work/first.xml" "$work/first.evidence.xml" || fail "409: the evidence was replaced"
 
 # ---- signature wrapping ----------------------------------------------------------
 
@@ -182,14 +183,14 @@ wrap xenc "$work/wrap-xenc.xml"
 row_receipt "wrapping: the signed original in an xenc element as the Body" "$work/wrap-xenc.xml" 400 bad-signature
 wrap body "$work/wrap-body.xml"
 row_receipt "wrapping: the signed original as the Body" "$work/wrap-body.xml" 400 schema-invalid
-[ ! -e "$INBOX/evidence/$wid.message.xml" ] || fail "wrapping: evidence stored for the wrapped id"
+[ "$(db_rows "$wid")" -eq 0 ] || fail "wrapping: a row stored for the wrapped id"
 
 # ---- and the receiver still serves -------------------------------------------------
 
 post "$work/inner.xml"
 expect_receipt "the unwrapped original" 200 accepted "" "$wid" "$work/inner.xml"
 grep -q "The signed original." "$INBOX/new/$wid.xml" || fail "the original's item lost its content"
-[ "$(store_state)" = "new=2 tmp=0 cur=0 evidence=4 rows=2" ] || fail "final store: $(store_state)"
+[ "$(store_state)" = "new=2 tmp=0 cur=0 rows=2" ] || fail "final store: $(store_state)"
 stop_receiver
 ok "the signed original, sent as itself, is accepted: after $((passed - 1)) refusals the store holds exactly two messages"
 

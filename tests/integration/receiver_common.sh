@@ -275,5 +275,11 @@ count_in() { find "$INBOX/$1" -maxdepth 1 -type f 2>/dev/null | wc -l; }
 
 # store_state: one line describing everything the store holds.
 store_state() {
-  echo "new=$(count_in new) tmp=$(count_in tmp) cur=$(count_in cur) evidence=$(count_in evidence) rows=$(db_rows)"
+  echo "new=$(count_in new) tmp=$(count_in tmp) cur=$(count_in cur) rows=$(db_rows)"
+}
+
+# export_evidence CONFIG ID message|receipt OUT: the evidence as stored.
+export_evidence() {
+  "$GW_GATEWAY" inbox export "$2" --"$3" --config "$1" > "$4" ||
+    fail "gateway inbox export $2 --$3 failed"
 }

@@ -31,6 +31,7 @@
 #define ORG_NAV "889960221"
 #define ORG_HOUSING "958935420"
 #define NS_ENV "urn:x-notice-gateway:envelope:1"
+#define NS_NOTICE "urn:x-notice-gateway:notice:1"
 
 struct fixture {
 	pki_trust *trust;     /* ca.pem */
@@ -499,6 +500,36 @@ static void test_trusted_cert_beside_untrusted_signer(void **state)
 	xmlFreeDoc(doc);
 }
 
+/*
+ * The verifier remembers a signer certificate that passed (partners sign
+ * everything with one). That memory must never vouch for a signature: a
+ * trusted, already seen certificate put in front of another key's
+ * signature, or a changed document, still fails; a failure is not kept.
+ */
+static void test_remembered_signer_vouches_for_nothing(void **state)
+{
+	xmlDocPtr good = signed_message("gateway-rsa.key", "gateway-rsa.pem", ORG_GATEWAY);
+	xmlDocPtr forged = signed_message("untrusted.key", "untrusted.pem", ORG_GATEWAY);
+	xmlNodePtr good_cert = find(good, "X509Certificate", "http://www.w3.org/2000/09/xmldsig#");
+	xmlNodePtr forged_cert = find(forged, "X509Certificate", "http://www.w3.org/2000/09/xmldsig#");
+	xmlChar *text = xmlNodeGetContent(good_cert);
+	struct verify_result r;
+
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(check(fx.v, good, ORG_GATEWAY, &r), 0);
+		assert_string_equal(r.signer_orgnr, ORG_GATEWAY);
+	}
+	for (int i = 0; i < 2; i++)
+		expect_reason(fx.v, xmlCopyDoc(forged, 1), ORG_GATEWAY, "untrusted-signer", NULL);
+	/* the trusted certificate, someone else's signature */
+	xmlNodeSetContent(forged_cert, text);
+	expect_reason(fx.v, forged, ORG_GATEWAY, "bad-signature", "does not verify");
+	xmlFree(text);
+	/* the trusted certificate, its own signature, a changed document */
+	xmlNodeSetContent(find(good, "Need", NS_NOTICE), BAD_CAST "Altered after signing.");
+	expect_reason(fx.v, good, ORG_GATEWAY, "bad-signature", "does not verify");
+}
+
 /* ---- threads ---- */
 
 struct worker {
@@ -555,6 +586,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_rsa),
+		cmocka_unit_test(test_remembered_signer_vouches_for_nothing),
 		cmocka_unit_test(test_round_trip_ec),
 		cmocka_unit_test(test_sign_to_bytes_is_exact),
 		cmocka_unit_test(test_signer_refuses_bad_keys),

@@ -114,6 +114,12 @@ static void read_sub(struct fixture *f, const char *sub, const char *name, gw_bu
 	tu_read(path, out);
 }
 
+/* The received bytes kept as evidence in the row. */
+static void read_message(struct fixture *f, const char *id, gw_buf *out)
+{
+	assert_int_equal(inbox_received_bytes(f->ib, id, out), 0);
+}
+
 static void move(struct fixture *f, const char *from, const char *to, const char *name)
 {
 	char a[700], b[700];
@@ -136,10 +142,9 @@ static void test_store_new_makes_item_evidence_and_row(void **state)
 	assert_int_equal(count_sub(f, "tmp"), 0);
 	read_sub(f, "new", ID1 ".xml", &buf);
 	assert_string_equal((char *)buf.data, "N:digest-one");
-	read_sub(f, "evidence", ID1 ".message.xml", &buf);
-	assert_string_equal((char *)buf.data, "M:digest-one");
-	read_sub(f, "evidence", ID1 ".receipt.xml", &buf);
-	assert_string_equal((char *)buf.data, "<Receipt digest=\"digest-one\"/>");
+	read_message(f, ID1, &buf);
+	assert_int_equal(buf.len, 12);
+	assert_memory_equal(buf.data, "M:digest-one", 12);
 
 	assert_int_equal(inbox_lookup(f->ib, ID1, &e), 0);
 	assert_string_equal(e.digest_b64, "digest-one");
@@ -172,9 +177,11 @@ static void test_duplicate_stores_nothing_twice(void **state)
 	inbox_entry_clear(&e);
 	assert_int_equal(outcome, INBOX_DUPLICATE);
 	assert_int_equal(count_sub(f, "new"), 1);
-	assert_int_equal(count_sub(f, "evidence"), 2);
-	read_sub(f, "evidence", ID1 ".receipt.xml", &buf);
-	assert_string_equal((char *)buf.data, "<Receipt digest=\"digest-one\"/>");
+	assert_int_equal(inbox_lookup(f->ib, ID1, &e), 0);
+	assert_string_equal((char *)e.receipt.data, "<Receipt digest=\"digest-one\"/>");
+	inbox_entry_clear(&e);
+	read_message(f, ID1, &buf);
+	assert_memory_equal(buf.data, "M:digest-one", 12);
 	gw_buf_free(&buf);
 }
 
@@ -193,8 +200,8 @@ static void test_other_digest_is_a_conflict(void **state)
 	inbox_entry_clear(&e);
 	read_sub(f, "new", ID1 ".xml", &buf);
 	assert_string_equal((char *)buf.data, "N:digest-one");
-	read_sub(f, "evidence", ID1 ".message.xml", &buf);
-	assert_string_equal((char *)buf.data, "M:digest-one");
+	read_message(f, ID1, &buf);
+	assert_memory_equal(buf.data, "M:digest-one", 12);
 	assert_int_equal(count_sub(f, "new"), 1);
 	gw_buf_free(&buf);
 }
@@ -208,8 +215,6 @@ static void test_crash_before_commit_then_resend(void **state)
 
 	snprintf(path, sizeof(path), "%s/tmp/%s.xml", f->inbox_dir, ID1);
 	tu_write(path, "N:digest-one", 12);
-	snprintf(path, sizeof(path), "%s/evidence/%s.receipt.xml", f->inbox_dir, ID1);
-	tu_write(path, "<Receipt never-sent/>", 21);
 	assert_int_equal(store(f->ib, ID1, "digest-one", &outcome), 0);
 	assert_int_equal(outcome, INBOX_STORED);
 	assert_int_equal(count_sub(f, "new"), 1);
@@ -307,7 +312,7 @@ static void test_recover_discards_unacknowledged_leftovers(void **state)
 	assert_int_equal(inbox_recover(f->ib, &published, &discarded), 0);
 	assert_int_equal(published, 0);
 	assert_int_equal(discarded, 2);
-	assert_int_equal(count_files(f->inbox_dir), 4); /* tmp new cur evidence */
+	assert_int_equal(count_files(f->inbox_dir), 3); /* tmp new cur */
 	snprintf(path, sizeof(path), "%s/tmp", f->inbox_dir);
 	assert_int_equal(count_files(path), 0);
 	assert_int_equal(access(path, F_OK), 0);
@@ -345,15 +350,16 @@ static void test_message_ids_are_checked_before_paths(void **state)
 	struct fixture *f = *state;
 	enum inbox_outcome outcome;
 	struct inbox_entry e = { 0 };
-	char path[700];
+	gw_buf buf = GW_BUF_INIT;
 
 	assert_int_equal(store(f->ib, "../../etc/passwd", "d", &outcome), GW_EINVALID);
 	assert_int_equal(store(f->ib, "3F1C2B7A-9D4E-4C1A-8B2F-0E6D5C4B3A21", "d", &outcome),
 			 GW_EINVALID);
 	assert_int_equal(inbox_lookup(f->ib, "x' OR 1=1 --", &e), GW_EINVALID);
 	assert_int_equal(inbox_lookup(f->ib, ID2, &e), GW_ENOTFOUND);
-	assert_int_equal(inbox_evidence_path(f->ib, "../x", "message", path, sizeof(path)),
-			 GW_EINVALID);
+	assert_int_equal(inbox_received_bytes(f->ib, "../x", &buf), GW_EINVALID);
+	assert_int_equal(inbox_received_bytes(f->ib, ID2, &buf), GW_ENOTFOUND);
+	gw_buf_free(&buf);
 }
 
 struct collect {
@@ -383,6 +389,71 @@ static void test_list_and_reopen(void **state)
 	assert_int_equal(inbox_list(f->ib, collect_row, &c), 0);
 	assert_int_equal(c.rows, 2);
 	assert_string_equal(c.first, ID1); /* same time: ordered by MessageId */
+}
+
+/* ---- several messages in one group commit ------------------------------ */
+
+struct put_data {
+	struct inbox_entry e;
+	char message[64], item[64];
+};
+
+static void put_make(struct put_data *d, struct inbox_put *p, const char *id, const char *digest)
+{
+	entry_make(&d->e, id, digest);
+	snprintf(d->message, sizeof(d->message), "M:%s", digest);
+	snprintf(d->item, sizeof(d->item), "N:%s", digest);
+	memset(p, 0, sizeof(*p));
+	p->entry = &d->e;
+	p->message = (const unsigned char *)d->message;
+	p->message_len = strlen(d->message);
+	p->item = (const unsigned char *)d->item;
+	p->item_len = strlen(d->item);
+}
+
+static void test_store_many_answers_each_message(void **state)
+{
+	struct fixture *f = *state;
+	struct put_data d[6];
+	struct inbox_put p[6];
+	enum inbox_outcome outcome;
+	struct collect c = { 0, "" };
+	gw_buf buf = GW_BUF_INIT;
+
+	/* ID3 was stored before with other bytes: a conflict, stays as it was. */
+	assert_int_equal(store(f->ib, ID3, "digest-old", &outcome), 0);
+	put_make(&d[0], &p[0], ID1, "digest-one");
+	put_make(&d[1], &p[1], ID2, "digest-two");
+	put_make(&d[2], &p[2], ID1, "digest-one");   /* same message twice at once */
+	put_make(&d[3], &p[3], ID3, "digest-three"); /* conflict with the stored row */
+	put_make(&d[4], &p[4], "not-an-id", "x");    /* refused alone */
+	put_make(&d[5], &p[5], ID2, "digest-other"); /* conflict inside the batch */
+	assert_int_equal(inbox_store_many(f->ib, p, 6), 0);
+
+	assert_int_equal(p[0].rc, 0);
+	assert_int_equal(p[0].outcome, INBOX_STORED);
+	assert_int_equal(p[1].rc, 0);
+	assert_int_equal(p[1].outcome, INBOX_STORED);
+	assert_int_equal(p[2].rc, 0);
+	assert_int_equal(p[2].outcome, INBOX_DUPLICATE);
+	assert_int_equal(p[3].rc, 0);
+	assert_int_equal(p[3].outcome, INBOX_CONFLICT);
+	assert_int_equal(p[4].rc, GW_EINVALID);
+	assert_non_null(strstr(p[4].error, "not a MessageId"));
+	assert_int_equal(p[5].rc, 0);
+	assert_int_equal(p[5].outcome, INBOX_CONFLICT);
+
+	assert_int_equal(count_sub(f, "new"), 3);
+	assert_int_equal(count_sub(f, "tmp"), 0);
+	assert_int_equal(inbox_list(f->ib, collect_row, &c), 0);
+	assert_int_equal(c.rows, 3);
+	read_sub(f, "new", ID2 ".xml", &buf);
+	assert_string_equal((char *)buf.data, "N:digest-two");
+	read_message(f, ID3, &buf);
+	assert_memory_equal(buf.data, "M:digest-old", 12);
+	gw_buf_free(&buf);
+	for (int i = 0; i < 6; i++)
+		inbox_entry_clear(&d[i].e);
 }
 
 /* ---- two processes at once --------------------------------------------- */
@@ -462,10 +533,10 @@ static void test_two_processes_conflicting_keep_one_consistent_winner(void **sta
 		read_sub(f, "new", name, &buf);
 		snprintf(want, sizeof(want), "N:%s", e.digest_b64);
 		assert_string_equal((char *)buf.data, want); /* item matches the row */
-		snprintf(name, sizeof(name), "%s.message.xml", id);
-		read_sub(f, "evidence", name, &buf);
+		read_message(f, id, &buf);
 		snprintf(want, sizeof(want), "M:%s", e.digest_b64);
-		assert_string_equal((char *)buf.data, want);
+		assert_int_equal(buf.len, strlen(want));
+		assert_memory_equal(buf.data, want, buf.len);
 	}
 	inbox_entry_clear(&e);
 	gw_buf_free(&buf);
@@ -476,6 +547,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_store_new_makes_item_evidence_and_row, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicate_stores_nothing_twice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_many_answers_each_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_digest_is_a_conflict, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_before_commit_then_resend, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_item_in_new_without_row_is_not_duplicated, setup, teardown),
