@@ -573,7 +573,7 @@ static void endpoint_defaults(struct config_endpoint *ep)
 	memset(ep, 0, sizeof(*ep));
 	ep->consent_required = true;
 	ep->lead_days = 14;
-	ep->max_connections = 4;
+	ep->max_connections = 8;
 }
 
 static void begin_endpoint(struct parse_ctx *ctx, const char *name)

@@ -52,8 +52,12 @@
 
 #define INBOX_BUSY_TIMEOUT_MS 30000
 
+/* Statements run per message, prepared once (db_cached). */
+enum { SQL_LOOKUP, SQL_INSERT, SQL_CACHED };
+
 struct inbox {
 	sqlite3 *db;
+	sqlite3_stmt *cached[SQL_CACHED];
 	char dir[PATH_MAX];
 	char tmp[PATH_MAX];
 	char new_dir[PATH_MAX];
@@ -107,6 +111,29 @@ static int db_prepare(inbox *ib, const char *sql, sqlite3_stmt **stmt)
 	if (sqlite3_prepare_v2(ib->db, sql, -1, stmt, NULL) != SQLITE_OK)
 		return db_fail(ib, "preparing a statement");
 	return 0;
+}
+
+static const char *const cached_sql[SQL_CACHED] = {
+	[SQL_LOOKUP] = "SELECT " ENTRY_COLUMNS " FROM received WHERE message_id = ?1",
+	[SQL_INSERT] = "INSERT INTO received (" ENTRY_COLUMNS ", message) VALUES"
+		       " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+};
+
+/* A per-message statement, ready to bind; hand it back with db_done(). */
+static int db_cached(inbox *ib, int which, sqlite3_stmt **stmt)
+{
+	if (!ib->cached[which] &&
+	    sqlite3_prepare_v3(ib->db, cached_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+			       &ib->cached[which], NULL) != SQLITE_OK)
+		return db_fail(ib, "preparing a statement");
+	*stmt = ib->cached[which];
+	return 0;
+}
+
+static void db_done(sqlite3_stmt *stmt)
+{
+	sqlite3_reset(stmt);
+	sqlite3_clear_bindings(stmt);
 }
 
 static void copy_column(sqlite3_stmt *stmt, int col, char *dst, size_t size)
@@ -245,6 +272,8 @@ void inbox_close(inbox *ib)
 {
 	if (!ib)
 		return;
+	for (int i = 0; i < SQL_CACHED; i++)
+		sqlite3_finalize(ib->cached[i]);
 	sqlite3_close(ib->db);
 	free(ib);
 }
@@ -282,7 +311,7 @@ int inbox_lookup(inbox *ib, const char *message_id, struct inbox_entry *out)
 
 	if (check_id(message_id) < 0)
 		return GW_EINVALID;
-	if (db_prepare(ib, "SELECT " ENTRY_COLUMNS " FROM received WHERE message_id = ?1", &stmt) < 0)
+	if (db_cached(ib, SQL_LOOKUP, &stmt) < 0)
 		return GW_ERROR;
 	sqlite3_bind_text(stmt, 1, message_id, -1, SQLITE_STATIC);
 	step = sqlite3_step(stmt);
@@ -292,7 +321,7 @@ int inbox_lookup(inbox *ib, const char *message_id, struct inbox_entry *out)
 		rc = gw_error_set(GW_ENOTFOUND, "no message %s in the inbox", message_id);
 	else
 		rc = db_fail(ib, "looking up a MessageId");
-	sqlite3_finalize(stmt);
+	db_done(stmt);
 	return rc;
 }
 
@@ -493,9 +522,7 @@ static int row_insert(inbox *ib, const struct inbox_put *p)
 
 	if (p->message_len > INT_MAX || e->receipt.len > INT_MAX)
 		return gw_error_set(GW_EINVALID, "message %s is too large to record", h->message_id);
-	if (db_prepare(ib, "INSERT INTO received (" ENTRY_COLUMNS ", message) VALUES"
-			   " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-		       &stmt) < 0)
+	if (db_cached(ib, SQL_INSERT, &stmt) < 0)
 		return GW_ERROR;
 	sqlite3_bind_text(stmt, 1, h->message_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 2, e->digest_b64, -1, SQLITE_STATIC);
@@ -519,7 +546,7 @@ static int row_insert(inbox *ib, const struct inbox_put *p)
 		rc = gw_error_set(GW_EEXISTS, "MessageId %s is already stored", h->message_id);
 	else if (step != SQLITE_DONE)
 		rc = db_fail(ib, "storing a message");
-	sqlite3_finalize(stmt);
+	db_done(stmt);
 	return rc;
 }
 

@@ -17,7 +17,7 @@
 stat_of() { sed -n "s/^$1=//p" "$fr/stats"; }
 le() { [ "$1" -le "$2" ] || { echo "  $1 > $2" >&2; return 1; }; }
 PROBE_AFTER=3   # DELIVER_PROBE_AFTER
-MAX_CONN=4      # the endpoint's max_connections (config default)
+MAX_CONN=4      # the endpoint's max_connections (set below)
 
 mkdir -p "$fr"
 echo down > "$fr/mode"
