@@ -53,7 +53,7 @@
 #define INBOX_BUSY_TIMEOUT_MS 30000
 
 /* Statements run per message, prepared once (db_cached). */
-enum { SQL_LOOKUP, SQL_INSERT, SQL_CACHED };
+enum { SQL_LOOKUP, SQL_INSERT, SQL_UNRECORDED, SQL_CACHED };
 
 struct inbox {
 	sqlite3 *db;
@@ -82,7 +82,11 @@ static const char *const schema_sql =
 	" receipt BLOB NOT NULL,"
 	" message BLOB NOT NULL"
 	") WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS received_by_time ON received(received_ms);";
+	"CREATE INDEX IF NOT EXISTS received_by_time ON received(received_ms);"
+	/* Items in new/ or cur/ without a row, as the last recovery found them. */
+	"CREATE TABLE IF NOT EXISTS unrecorded_items ("
+	" message_id TEXT PRIMARY KEY NOT NULL"
+	") WITHOUT ROWID;";
 
 #define ENTRY_COLUMNS                                                                      \
 	"message_id, digest, from_orgnr, peer_orgnr, to_orgnr, service, notice_id, revision," \
@@ -117,6 +121,7 @@ static const char *const cached_sql[SQL_CACHED] = {
 	[SQL_LOOKUP] = "SELECT " ENTRY_COLUMNS " FROM received WHERE message_id = ?1",
 	[SQL_INSERT] = "INSERT INTO received (" ENTRY_COLUMNS ", message) VALUES"
 		       " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+	[SQL_UNRECORDED] = "SELECT 1 FROM unrecorded_items WHERE message_id = ?1",
 };
 
 /* A per-message statement, ready to bind; hand it back with db_done(). */
@@ -489,21 +494,40 @@ static bool same_content(const char *path, const unsigned char *data, size_t len
 	return same;
 }
 
+/* 1 when the last recovery found an item of message_id without a row. */
+static int unrecorded(inbox *ib, const char *message_id)
+{
+	sqlite3_stmt *stmt = NULL;
+	int step;
+
+	if (db_cached(ib, SQL_UNRECORDED, &stmt) < 0)
+		return GW_ERROR;
+	sqlite3_bind_text(stmt, 1, message_id, -1, SQLITE_STATIC);
+	step = sqlite3_step(stmt);
+	db_done(stmt);
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		return db_fail(ib, "looking up unrecorded items");
+	return step == SQLITE_ROW;
+}
+
 /*
  * True when an item with exactly these bytes is already visible to the
- * case system (left by a crash of an older write order, or put there by
- * hand): writing it again would hand the case system a second copy.
+ * case system without a record (a database restored from an older backup,
+ * or an item put there by hand): writing it again would hand the case
+ * system a second copy. new/ is looked at directly; cur/, which a case
+ * system may fill for years, only for the MessageIds the last recovery
+ * found there without a row (everything published since has a row).
  */
-static bool item_already_visible(inbox *ib, const char *message_id, const unsigned char *item,
-				 size_t item_len)
+static bool item_already_visible(inbox *ib, const char *message_id, const char *name,
+				 const unsigned char *item, size_t item_len)
 {
-	enum inbox_item_state state;
 	char path[PATH_MAX];
 
-	if (inbox_item_locate(ib, message_id, &state, path, sizeof(path)) < 0)
+	if (!file_exists(ib->new_dir, name, path, sizeof(path)) &&
+	    !(unrecorded(ib, message_id) == 1 && cur_find(ib, name, path, sizeof(path)))) {
+		gw_error_clear();
 		return false;
-	if (state != INBOX_ITEM_NEW && state != INBOX_ITEM_CUR)
-		return false;
+	}
 	if (same_content(path, item, item_len))
 		return true;
 	gw_log(GW_LOG_WARN, "inbox-item-replaced", "msg", message_id, "path", path,
@@ -628,7 +652,7 @@ static void put_prepare(inbox *ib, struct inbox_put *p, struct put_work *w)
 			put_fail(p, rc);
 		return;
 	}
-	w->wanted = !item_already_visible(ib, id, p->item, p->item_len);
+	w->wanted = !item_already_visible(ib, id, w->name, p->item, p->item_len);
 	if (w->wanted && (rc = fsutil_stage(ib->tmp, p->item, p->item_len, 0600, &w->fd)) < 0) {
 		put_fail(p, rc);
 		return;
@@ -844,16 +868,80 @@ static int recover_scan(inbox *ib, int *published, int *discarded)
 	return rc;
 }
 
+/* The MessageId of an item name in new/ ("ID.xml") or cur/ ("ID.xml:2,FLAGS"). */
+static bool item_id(const char *name, char id[IDENT_UUID_LEN + 1])
+{
+	size_t len = strlen(name);
+
+	if (len < IDENT_UUID_LEN + 4 || memcmp(name + IDENT_UUID_LEN, ".xml", 4) != 0 ||
+	    (len > IDENT_UUID_LEN + 4 && name[IDENT_UUID_LEN + 4] != ':'))
+		return false;
+	memcpy(id, name, IDENT_UUID_LEN);
+	id[IDENT_UUID_LEN] = '\0';
+	return ident_uuid4_valid(id);
+}
+
+/* Remember every item of dir that has no row (see item_already_visible). */
+static int note_unrecorded(inbox *ib, const char *dir, int *found)
+{
+	char id[IDENT_UUID_LEN + 1];
+	struct inbox_entry have = { 0 };
+	sqlite3_stmt *add = NULL;
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int rc = 0;
+
+	if (!d)
+		return gw_error_set(GW_ERROR, "cannot read %s: %s", dir, strerror(errno));
+	if (db_prepare(ib, "INSERT OR IGNORE INTO unrecorded_items (message_id) VALUES (?1)",
+		       &add) < 0) {
+		closedir(d);
+		return GW_ERROR;
+	}
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		int known;
+
+		if (!item_id(de->d_name, id) || (known = known_row(ib, id, &have)) == 1)
+			continue;
+		if ((rc = known) < 0)
+			break;
+		sqlite3_bind_text(add, 1, id, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(add) != SQLITE_DONE)
+			rc = db_fail(ib, "noting an unrecorded item");
+		sqlite3_reset(add);
+		(*found)++;
+	}
+	inbox_entry_clear(&have);
+	sqlite3_finalize(add);
+	closedir(d);
+	return rc < 0 ? rc : 0;
+}
+
 int inbox_recover(inbox *ib, int *published, int *discarded)
 {
-	int rc;
+	int rc, unrecorded_found = 0;
 
 	*published = *discarded = 0;
 	/* The write lock keeps every other writer outside its steps 1-5. */
 	if (db_exec(ib, "BEGIN IMMEDIATE;") < 0)
 		return gw_error_wrap(GW_ETEMP, "cannot take the inbox write lock for recovery");
 	rc = recover_scan(ib, published, discarded);
-	db_exec(ib, "ROLLBACK;");
+	if (rc == 0)
+		rc = db_exec(ib, "DELETE FROM unrecorded_items;");
+	if (rc == 0)
+		rc = note_unrecorded(ib, ib->new_dir, &unrecorded_found);
+	if (rc == 0)
+		rc = note_unrecorded(ib, ib->cur, &unrecorded_found);
+	if (rc == 0 && (rc = db_exec(ib, "COMMIT;")) == 0 && unrecorded_found > 0) {
+		char n[16];
+
+		snprintf(n, sizeof(n), "%d", unrecorded_found);
+		gw_log(GW_LOG_WARN, "inbox-unrecorded-items", "count", n, "detail",
+		       "items in new/ or cur/ have no record (a database older than the inbox?);"
+		       " a resend of the same bytes will not be delivered a second time", NULL);
+	}
+	if (rc < 0)
+		db_exec(ib, "ROLLBACK;");
 	return rc;
 }
 

@@ -68,8 +68,11 @@ void inbox_close(inbox *ib);
 /*
  * Finish what a crash interrupted: an item in tmp/ whose row is committed
  * is moved into new/; one without a row (never acknowledged) is removed,
- * the sender will send it again. Holds the write lock while it works, so it
- * is safe while other processes serve.
+ * the sender will send it again. Items in new/ or cur/ without a row (a
+ * database older than the inbox) are noted, so a resend of the same bytes
+ * is not handed to the case system a second time (one scan of cur/ here,
+ * none per message). Holds the write lock while it works, so it is safe
+ * while other processes serve.
  */
 int inbox_recover(inbox *ib, int *published, int *discarded);
 
