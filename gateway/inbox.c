@@ -771,8 +771,12 @@ int inbox_store_many(inbox *ib, struct inbox_put *puts, size_t n)
 
 	if (n == 0)
 		return 0;
-	if (!(w = calloc(n, sizeof(*w))))
-		return gw_error_set(GW_ENOMEM, "out of memory storing %zu messages", n);
+	if (!(w = calloc(n, sizeof(*w)))) {
+		rc = gw_error_set(GW_ENOMEM, "out of memory storing %zu messages", n);
+		for (size_t i = 0; i < n; i++)
+			put_fail(&puts[i], rc);
+		return rc;
+	}
 	for (size_t i = 0; i < n; i++) {
 		put_prepare(ib, &puts[i], &w[i]);
 		staged |= w[i].step == PUT_STAGED;

@@ -97,7 +97,7 @@ struct inbox_put {
  * new/. A negative puts[i].rc means nothing was acknowledged for that one:
  * answer a temporary error. The same MessageId twice in one call is stored
  * once (the second is its duplicate). Returns 0, or a negative code when
- * nothing could be tried (out of memory).
+ * nothing could be tried (out of memory; every rc says so too).
  */
 int inbox_store_many(inbox *ib, struct inbox_put *puts, size_t n);
 

@@ -640,10 +640,7 @@ int receiver_accept(struct receiver_setup *rs, inbox *ib, const char *peer_orgnr
 	if (rc != 1)
 		return rc;
 	receiver_pending_put(&pend, &put);
-	if (inbox_store_many(ib, &put, 1) < 0) {
-		put.rc = GW_ERROR;
-		snprintf(put.error, sizeof(put.error), "%s", gw_error_last());
-	}
+	inbox_store_many(ib, &put, 1); /* a failure is in put.rc and put.error */
 	return receiver_accept_finish(&pend, &put);
 }
 
@@ -1104,17 +1101,14 @@ static void worker_commit(struct worker *w)
 	i = 0;
 	for (struct waiting *q = list; puts && q; q = q->next)
 		receiver_pending_put(&q->pend, &puts[i++]);
-	if (!puts || inbox_store_many(w->ib, puts, n) < 0) {
-		gw_log(GW_LOG_ERROR, "store-failed", "detail", puts ? gw_error_last() : "out of memory",
-		       NULL);
-	}
+	/* On failure every put says so itself (rc, error); nothing was acknowledged. */
+	if (puts)
+		inbox_store_many(w->ib, puts, n);
 	for (i = 0; list; list = next, i++) {
-		struct inbox_put failed = { .rc = GW_ERROR };
+		struct inbox_put no_memory = { .rc = GW_ENOMEM, .error = "out of memory" };
 
 		next = list->next;
-		if (!puts)
-			snprintf(failed.error, sizeof(failed.error), "out of memory");
-		receiver_accept_finish(&list->pend, puts ? &puts[i] : &failed);
+		receiver_accept_finish(&list->pend, puts ? &puts[i] : &no_memory);
 		answer_send(list->req, &list->answer, list->org);
 		free(list);
 	}
@@ -1155,10 +1149,7 @@ static void store_alone(struct worker *w, struct receiver_answer *answer,
 	struct inbox_put put;
 
 	receiver_pending_put(pend, &put);
-	if (inbox_store_many(w->ib, &put, 1) < 0) {
-		put.rc = GW_ERROR;
-		snprintf(put.error, sizeof(put.error), "%s", gw_error_last());
-	}
+	inbox_store_many(w->ib, &put, 1); /* a failure is in put.rc and put.error */
 	pend->out = answer;
 	receiver_accept_finish(pend, &put);
 }
