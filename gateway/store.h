@@ -5,7 +5,19 @@
  *
  * Durability: every committed transaction is durable when commit returns
  * (SQLite WAL with synchronous=FULL). Acknowledge nothing (spool removal,
- * operator answer) before then.
+ * operator answer) before then. The one exception is asked for by name:
+ * a transaction opened with begin_relaxed() survives a crash of the process
+ * when commit returns, but a power cut may lose it until the next durable
+ * commit (or sync()) of the same store; only work that is redone anyway
+ * when it is lost may use it (the dispatch pass's queued -> sending).
+ *
+ * Nesting: begin() inside an open transaction opens a nested one (an SQL
+ * SAVEPOINT). Its commit() hands its changes to the enclosing transaction,
+ * whose commit alone makes them durable; its rollback() undoes only its own
+ * changes (and their audit rows). Should the backend have rolled back the
+ * whole enclosing transaction (SQLite does after a full disk or an I/O
+ * error), every further begin() and commit() inside it fails, and so does
+ * the enclosing commit(): nothing of it was stored.
  *
  * Message states (SPEC section 10):
  *   queued -> sending -> delivered | queued (retry) | failed
@@ -132,10 +144,15 @@ struct store_filter {
 typedef struct store store;
 
 struct store_ops {
-	void (*close)(store *st);
-	int (*begin)(store *st);
+	void (*close)(store *st); /* makes relaxed commits durable first (sync) */
+	int (*begin)(store *st);  /* nested inside an open transaction (see above) */
+	/* A transaction whose commit need not be durable (see above); nested
+	 * inside an open transaction it is an ordinary nested one. */
+	int (*begin_relaxed)(store *st);
 	int (*commit)(store *st);
 	int (*rollback)(store *st); /* keeps the message of what failed */
+	/* Make every relaxed commit durable now; 0 at once when there is none. */
+	int (*sync)(store *st);
 
 	/* Intake. GW_ENOTFOUND when no revision of the notice is known. */
 	int (*intake_seen)(store *st, const char *content_sha256, bool *seen);

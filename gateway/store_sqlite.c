@@ -3,6 +3,10 @@
  *
  * Durability. The connection runs journal_mode=WAL with synchronous=FULL:
  * when commit() returns, the transaction survives a crash or power loss.
+ * Only a transaction begun with begin_relaxed() runs synchronous=NORMAL
+ * and waits for the next durable commit or sync() to survive a power cut
+ * ("Relaxed transactions" below). Transactions nest (SAVEPOINTs, "Nested
+ * transactions" below).
  * foreign_keys=ON ties messages to notices and attempts/receipts to
  * messages. busy_timeout makes a second process wait instead of failing.
  *
@@ -39,13 +43,14 @@
  * refuses UPDATE and DELETE by trigger: a slip in a sqlite3 shell fails;
  * someone who drops the triggers is caught by `gateway audit verify`.
  *
- * Head. After a commit that added rows the new head (seq, hash) goes to
- * the log (event=audit-head) and to <db>.audit-head: one fixed-size line,
- * rewritten in place under flock(2), only ever forward (a process that
- * committed an older row does not overwrite a newer head) and never over a
- * head the table no longer holds (truncation stays visible). It is not
- * fsynced: after a power loss it may lag the database by the last commits,
- * which verify reports as a note, never as a tamper.
+ * Head. After a durable commit that added rows (or made relaxed ones
+ * durable) the new head (seq, hash) goes to the log (event=audit-head) and
+ * to <db>.audit-head: one fixed-size line, rewritten in place under
+ * flock(2), only ever forward (a process that committed an older row does
+ * not overwrite a newer head) and never over a head the table no longer
+ * holds (truncation stays visible). It is not fsynced: after a power loss
+ * it may lag the database by the last commits, which verify reports as a
+ * note, never as a tamper.
  *
  * SQL. Every statement is prepared once at open and kept in the store;
  * values are only ever bound, never formatted into SQL text. State names in
@@ -73,6 +78,7 @@
 #include <unistd.h>
 
 #define BUSY_TIMEOUT_MS 10000
+#define NEST_MAX 8 /* nested transactions inside one (intake uses one level) */
 #define STR_BUSY_TIMEOUT_S "10" /* BUSY_TIMEOUT_MS in seconds, for messages */
 
 /* ---- schema: the one place the database layout is defined ---- */
@@ -172,7 +178,7 @@ static const char *const schema_steps[] = {
 	"sender_unit, event_date, person_ref, late_at_intake, weekend_release, received_ms"
 
 enum stmt_id {
-	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
 	ST_SEEN, ST_NOTICE_LATEST, ST_NOTICE_INSERT, ST_NOTICE_GET,
 	ST_MSG_INSERT, ST_MSG_TRANSITION,
 	ST_DUE_NEXT_DATE, ST_DUE_IN_DATE, ST_DUE_IN_DATE_HEADS, ST_NEXT_DUE, ST_RECOVER,
@@ -188,6 +194,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
+	/* Nested transactions: one name, SQLite acts on the latest of that name. */
+	[ST_SAVEPOINT] = "SAVEPOINT gw_nested",
+	[ST_RELEASE] = "RELEASE gw_nested",
+	[ST_ROLLBACK_TO] = "ROLLBACK TO gw_nested",
 	[ST_SEEN] = "SELECT 1 FROM notices WHERE content_sha256 = ?1",
 	[ST_NOTICE_LATEST] = "SELECT revision, content_sha256 FROM notices WHERE notice_id = ?1"
 			     " ORDER BY revision DESC LIMIT 1",
@@ -285,8 +295,19 @@ struct sqlite_store {
 	sqlite3_stmt *stmt[ST_COUNT];
 	char path[PATH_MAX];
 	char head_path[PATH_MAX + 16]; /* <path>.audit-head */
-	struct audit_head head;        /* the last row this transaction added */
-	bool head_pending;             /* publish head after COMMIT */
+	struct audit_head head;        /* the last row the open transaction added */
+	bool head_pending;             /* it added rows: publish head after a durable COMMIT */
+	int depth;                     /* 0: none open; 1: BEGIN; 2 and more: SAVEPOINTs */
+	bool relaxed;                  /* the open transaction runs synchronous=NORMAL */
+	bool full_unset;               /* synchronous=FULL could not be restored: begin refuses */
+	bool lost;                     /* SQLite rolled the open transaction back by itself */
+	char lost_reason[512];         /* ... after this failure */
+	struct nest_saved {            /* at each SAVEPOINT: head, head_pending as they were */
+		struct audit_head head;
+		bool pending;
+	} saved[NEST_MAX];
+	struct audit_head unsynced;    /* last audit row of relaxed commits not yet durable */
+	bool unsynced_pending;
 };
 
 static struct sqlite_store *S(store *st)
@@ -338,9 +359,18 @@ static int db_fail(struct sqlite_store *s, int rc, const char *what)
 	else if ((rc & 0xff) == SQLITE_NOMEM)
 		code = GW_ENOMEM;
 	if (cause)
-		return gw_error_set(code, "store %s: cannot %s: %s (SQLite: %s)", s->path, what, cause,
-				    sqlite3_errmsg(s->db));
-	return gw_error_set(code, "store %s: cannot %s: %s", s->path, what, sqlite3_errmsg(s->db));
+		gw_error_set(code, "store %s: cannot %s: %s (SQLite: %s)", s->path, what, cause,
+			     sqlite3_errmsg(s->db));
+	else
+		gw_error_set(code, "store %s: cannot %s: %s", s->path, what, sqlite3_errmsg(s->db));
+	/* Some failures (a full disk, an I/O error) make SQLite roll back the
+	 * whole transaction, savepoints and all: nothing more may be added to it
+	 * or committed (see "Nested transactions"). */
+	if (s->depth > 0 && !s->lost && sqlite3_get_autocommit(s->db)) {
+		s->lost = true;
+		snprintf(s->lost_reason, sizeof(s->lost_reason), "%s", gw_error_last());
+	}
+	return code;
 }
 
 /* The cached statement, reset and with no bindings, ready to bind. */
@@ -502,10 +532,10 @@ static int hash_at(struct sqlite_store *s, int64_t seq, char out[AUDIT_HASH_HEX]
 }
 
 /*
- * Move the head file forward to s->head. Runs after COMMIT, so failures
- * are logged, not returned: the change itself is durable.
+ * Move the head file forward to head. Runs after a durable COMMIT (or
+ * sync), so failures are logged, not returned: the change itself is durable.
  */
-static void head_file_update(struct sqlite_store *s)
+static void head_file_update(struct sqlite_store *s, const struct audit_head *head)
 {
 	char line[HEAD_LINE_LEN + 1], buf[HEAD_LINE_LEN + 8], have[AUDIT_HASH_HEX];
 	struct audit_head recorded;
@@ -521,7 +551,7 @@ static void head_file_update(struct sqlite_store *s)
 		goto fail;
 	n = pread(fd, buf, sizeof(buf), 0);
 	if (n > 0 && head_parse(buf, (size_t)n, &recorded) == 0) {
-		if (recorded.seq >= s->head.seq)
+		if (recorded.seq >= head->seq)
 			goto done; /* another process recorded a newer head */
 		if (hash_at(s, recorded.seq, have) < 0 || strcmp(have, recorded.hash) != 0) {
 			char seq[24];
@@ -533,7 +563,7 @@ static void head_file_update(struct sqlite_store *s)
 			goto done;
 		}
 	}
-	snprintf(line, sizeof(line), "%020" PRId64 " %s\n", s->head.seq, s->head.hash);
+	snprintf(line, sizeof(line), "%020" PRId64 " %s\n", head->seq, head->hash);
 	if (pwrite(fd, line, HEAD_LINE_LEN, 0) != HEAD_LINE_LEN || ftruncate(fd, HEAD_LINE_LEN) < 0)
 		goto fail;
 done:
@@ -545,29 +575,150 @@ fail:
 	close(fd);
 }
 
-/* After a COMMIT that added audit rows: the head to the log and the file. */
-static void head_publish(struct sqlite_store *s)
+/* The head to the log and the file, once the rows up to it are durable. */
+static void head_publish(struct sqlite_store *s, const struct audit_head *head)
 {
 	char seq[24];
 
-	if (!s->head_pending)
-		return;
-	s->head_pending = false;
-	snprintf(seq, sizeof(seq), "%" PRId64, s->head.seq);
-	gw_log(GW_LOG_INFO, "audit-head", "seq", seq, "hash", s->head.hash, NULL);
-	head_file_update(s);
+	snprintf(seq, sizeof(seq), "%" PRId64, head->seq);
+	gw_log(GW_LOG_INFO, "audit-head", "seq", seq, "hash", head->hash, NULL);
+	head_file_update(s, head);
 }
 
-/* ---- transactions ---- */
+/* ---- transactions ----
+ *
+ * Nested transactions. Depth 1 is BEGIN IMMEDIATE ... COMMIT; a begin
+ * inside it is SAVEPOINT gw_nested, its commit RELEASE, its rollback
+ * ROLLBACK TO + RELEASE (one name: SQLite acts on the latest savepoint of
+ * that name). audit_add() points s->head at the row it inserted and sets
+ * head_pending; each SAVEPOINT saves both and ROLLBACK TO restores them, so
+ * s->head never names a row that was rolled back, and a RELEASE keeps them
+ * (the rows now belong to the enclosing transaction). Only the outermost
+ * COMMIT publishes the head. When SQLite has rolled the whole transaction
+ * back by itself (db_fail() notices: a full disk, an I/O error), s->lost
+ * makes every further begin, write and commit inside it fail until the
+ * caller's outermost rollback or commit ends it.
+ *
+ * Relaxed transactions. SQLite refuses to change PRAGMA synchronous inside
+ * a transaction ("Safety level may not be changed inside a transaction"),
+ * so the choice is made at BEGIN: synchronous=NORMAL, BEGIN ... COMMIT,
+ * then synchronous=FULL again whatever happened (when that fails, every
+ * later begin tries again and refuses until it works). In WAL mode NORMAL
+ * leaves out the fsync of the WAL at COMMIT: the commit survives a crash of
+ * the process (it is in the WAL, in the page cache) but not a power cut.
+ * The next durable commit fsyncs the whole WAL file, which holds the
+ * relaxed frames before its own (frames are appended in order; a
+ * checkpoint syncs the WAL before it copies any frame and the database
+ * after), so it makes them durable as well; so does sync() (an fdatasync
+ * of the WAL without a commit). Checked with strace -f -e
+ * trace=fsync,fdatasync on SQLite 3.40: no sync at a relaxed COMMIT, one
+ * fdatasync of the WAL at the next FULL COMMIT.
+ *
+ * The audit head is published (log line and head file) only after a
+ * durable commit or sync, never after a relaxed commit: the head file is
+ * the witness against a truncated trail, and a head ahead of what survived
+ * a power cut would make `audit verify` report rows missing. Until then the
+ * relaxed rows' head waits in s->unsynced; a durable commit that adds rows
+ * publishes its own head, which comes later in the same chain and so
+ * covers them. The caller of begin_relaxed() must see to it that a durable
+ * commit or sync() follows soon (deliver.c: within DURABLE_WITHIN_MS):
+ * `audit verify` run meanwhile finds rows after the recorded head, waits a
+ * little for it, and then reports them. close() syncs first.
+ */
+
+/*
+ * PRAGMA synchronous, run afresh each time: SQLite applies this pragma when
+ * the statement is prepared, not when it is stepped, so a kept prepared
+ * statement would not set anything.
+ */
+static int set_synchronous(struct sqlite_store *s, bool full)
+{
+	const char *sql = full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_fail(s, rc, full ? "set synchronous=FULL again" : "relax a transaction");
+	return 0;
+}
+
+/* Back to synchronous=FULL after a relaxed transaction; the caller's error message is kept. */
+static void full_again(struct sqlite_store *s)
+{
+	char reason[512];
+
+	snprintf(reason, sizeof(reason), "%s", gw_error_last());
+	s->full_unset = set_synchronous(s, true) < 0;
+	if (s->full_unset)
+		gw_log(GW_LOG_ERROR, "store-error", "reason", gw_error_last(), "next",
+		       "no transaction begins until synchronous=FULL is set again", NULL);
+	gw_error_set(GW_ERROR, "%s", reason);
+}
+
+/* The outermost transaction is over (committed or rolled back). */
+static void tx_done(struct sqlite_store *s)
+{
+	s->depth = 0;
+	s->lost = false;
+	if (s->relaxed) {
+		s->relaxed = false;
+		full_again(s);
+	}
+}
+
+/* The error of working on inside a transaction SQLite already rolled back. */
+static int tx_lost(struct sqlite_store *s)
+{
+	if (!s->lost) {
+		s->lost = true;
+		snprintf(s->lost_reason, sizeof(s->lost_reason), "the database ended it");
+	}
+	s->head_pending = false;
+	return gw_error_set(GW_ERROR, "store %s: the transaction was rolled back after an earlier "
+			    "failure, so nothing of it was stored (%s)", s->path, s->lost_reason);
+}
+
+static int tx_begin(struct sqlite_store *s, bool relaxed)
+{
+	int rc;
+
+	if (s->depth > 0) {
+		if (s->lost || sqlite3_get_autocommit(s->db))
+			return tx_lost(s);
+		if (s->depth > NEST_MAX)
+			return gw_error_set(GW_EINVALID, "store %s: transactions nested more "
+					    "than %d deep", s->path, NEST_MAX);
+		if ((rc = exec_stmt(s, stmt(s, ST_SAVEPOINT), "begin a nested transaction")) < 0)
+			return rc;
+		s->saved[s->depth - 1].head = s->head;
+		s->saved[s->depth - 1].pending = s->head_pending;
+		s->depth++;
+		return 0;
+	}
+	if (!sqlite3_get_autocommit(s->db))
+		return gw_error_set(GW_EINVALID, "store %s: a transaction is already open", s->path);
+	if (s->full_unset && (s->full_unset = set_synchronous(s, true) < 0))
+		return GW_ERROR;
+	if (relaxed && (rc = set_synchronous(s, false)) < 0)
+		return rc;
+	s->relaxed = relaxed;
+	s->lost = false;
+	s->head_pending = false;
+	if ((rc = exec_stmt(s, stmt(s, ST_BEGIN), "begin a transaction")) < 0) {
+		tx_done(s);
+		return rc;
+	}
+	s->depth = 1;
+	return 0;
+}
 
 static int sq_begin(store *st)
 {
-	struct sqlite_store *s = S(st);
+	return tx_begin(S(st), false);
+}
 
-	if (!sqlite3_get_autocommit(s->db))
-		return gw_error_set(GW_EINVALID, "store %s: a transaction is already open", s->path);
-	s->head_pending = false;
-	return exec_stmt(s, stmt(s, ST_BEGIN), "begin a transaction");
+static int sq_begin_relaxed(store *st)
+{
+	return tx_begin(S(st), true);
 }
 
 /* Keeps the caller's error message (why it rolls back) unless it fails itself. */
@@ -575,39 +726,134 @@ static int sq_rollback(store *st)
 {
 	struct sqlite_store *s = S(st);
 	char reason[512];
-	int rc;
+	int rc = 0;
 
-	s->head_pending = false;
-	if (sqlite3_get_autocommit(s->db))
-		return 0; /* nothing open (SQLite may already have rolled back) */
 	snprintf(reason, sizeof(reason), "%s", gw_error_last());
-	rc = exec_stmt(s, stmt(s, ST_ROLLBACK), "roll back a transaction");
+	if (s->depth > 1) {
+		struct nest_saved *saved = &s->saved[s->depth - 2];
+
+		s->depth--;
+		if (s->lost || sqlite3_get_autocommit(s->db)) {
+			tx_lost(s); /* the enclosing transaction's commit will fail */
+		} else if ((rc = exec_stmt(s, stmt(s, ST_ROLLBACK_TO),
+					   "roll back a nested transaction")) < 0 ||
+			   (rc = exec_stmt(s, stmt(s, ST_RELEASE),
+					   "end a nested transaction")) < 0) {
+			/* Its changes may still be there: the enclosing one must not commit. */
+			s->lost = true;
+			snprintf(s->lost_reason, sizeof(s->lost_reason), "%s", gw_error_last());
+			s->head_pending = false;
+			return rc;
+		} else {
+			s->head = saved->head;
+			s->head_pending = saved->pending;
+		}
+		gw_error_set(GW_ERROR, "%s", reason);
+		return 0;
+	}
+	s->head_pending = false;
+	if (!sqlite3_get_autocommit(s->db)) /* else nothing open (SQLite may have rolled back) */
+		rc = exec_stmt(s, stmt(s, ST_ROLLBACK), "roll back a transaction");
+	if (s->depth == 1)
+		tx_done(s);
 	if (rc == 0)
 		gw_error_set(GW_ERROR, "%s", reason);
 	return rc;
 }
 
-static int sq_commit(store *st)
+/*
+ * Make the WAL durable without a commit: an fdatasync of the WAL file
+ * (SQLite's own VFS call on its own handle), so every frame written to it
+ * so far, the relaxed commits' included, survives a power cut.
+ */
+static int wal_sync(struct sqlite_store *s)
+{
+	sqlite3_file *wal = NULL;
+	int rc = sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal);
+
+	if (rc != SQLITE_OK || !wal || !wal->pMethods)
+		return gw_error_set(GW_ERROR, "store %s: cannot reach the write-ahead log to "
+				    "sync it", s->path);
+	if ((rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL)) != SQLITE_OK)
+		return gw_error_set(GW_ERROR, "store %s: cannot sync the write-ahead log (%s): the "
+				    "last commits may not survive a power cut", s->path,
+				    sqlite3_errstr(rc));
+	return 0;
+}
+
+static int sq_sync(store *st)
 {
 	struct sqlite_store *s = S(st);
 	int rc;
 
-	if (sqlite3_get_autocommit(s->db))
-		return gw_error_set(GW_EINVALID, "store %s: commit without a transaction", s->path);
-	rc = exec_stmt(s, stmt(s, ST_COMMIT), "commit");
-	if (rc < 0) {
-		sq_rollback(st);
+	if (!s->unsynced_pending)
+		return 0;
+	if ((rc = wal_sync(s)) < 0)
 		return rc;
-	}
-	head_publish(s);
+	s->unsynced_pending = false;
+	head_publish(s, &s->unsynced);
 	return 0;
 }
 
-/* A state change and its audit row: in the caller's transaction, or ours. */
+static int sq_commit(store *st)
+{
+	struct sqlite_store *s = S(st);
+	bool relaxed;
+	int rc;
+
+	if (s->depth == 0)
+		return gw_error_set(GW_EINVALID, "store %s: commit without a transaction", s->path);
+	if (s->lost || sqlite3_get_autocommit(s->db)) {
+		rc = tx_lost(s);
+		sq_rollback(st);
+		return rc;
+	}
+	if (s->depth > 1) { /* the enclosing transaction's commit makes it durable */
+		if ((rc = exec_stmt(s, stmt(s, ST_RELEASE), "commit a nested transaction")) < 0) {
+			sq_rollback(st);
+			return rc;
+		}
+		s->depth--;
+		return 0;
+	}
+	if ((rc = exec_stmt(s, stmt(s, ST_COMMIT), "commit")) < 0) {
+		sq_rollback(st);
+		return rc;
+	}
+	relaxed = s->relaxed;
+	tx_done(s);
+	if (relaxed) { /* not durable yet: its head waits (see "Relaxed transactions") */
+		if (s->head_pending) {
+			s->unsynced = s->head;
+			s->unsynced_pending = true;
+		}
+		s->head_pending = false;
+		return 0;
+	}
+	if (s->head_pending) { /* this commit wrote and synced the WAL: earlier frames too */
+		s->head_pending = false;
+		s->unsynced_pending = false;
+		head_publish(s, &s->head);
+	} else if (s->unsynced_pending && sq_sync(st) < 0) {
+		/* A commit without audit rows may have written nothing to sync. */
+		gw_log(GW_LOG_WARN, "audit-head-unwritten", "reason", gw_error_last(), "next",
+		       "published after the next durable commit", NULL);
+	}
+	return 0;
+}
+
+/*
+ * A state change and its audit row: in the caller's transaction (nested or
+ * not), or in one of ours.
+ */
 static int tx_open(struct sqlite_store *s, bool *own)
 {
-	*own = sqlite3_get_autocommit(s->db) != 0;
-	return *own ? sq_begin(&s->base) : 0;
+	*own = s->depth == 0;
+	if (*own)
+		return tx_begin(s, false);
+	if (s->lost || sqlite3_get_autocommit(s->db))
+		return tx_lost(s);
+	return 0;
 }
 
 static int tx_close(struct sqlite_store *s, bool own, int rc)
@@ -628,7 +874,7 @@ static int audit_add(struct sqlite_store *s, const char *event, const char *subj
 	sqlite3_stmt *q;
 	int rc, err = 0;
 
-	if (sqlite3_get_autocommit(s->db))
+	if (s->depth == 0 || sqlite3_get_autocommit(s->db))
 		return gw_error_set(GW_ERROR, "store %s: an audit row outside a transaction",
 				    s->path);
 	memset(&r, 0, sizeof(r));
@@ -1633,6 +1879,10 @@ static void sq_close(store *st)
 
 	if (!s)
 		return;
+	while (s->depth > 0)
+		sq_rollback(st);
+	if (s->unsynced_pending && sq_sync(st) < 0) /* relaxed commits: durable before we go */
+		gw_log(GW_LOG_WARN, "audit-head-unwritten", "reason", gw_error_last(), NULL);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
 	if (s->db) {
@@ -1646,8 +1896,10 @@ static void sq_close(store *st)
 static const struct store_ops sqlite_ops = {
 	.close = sq_close,
 	.begin = sq_begin,
+	.begin_relaxed = sq_begin_relaxed,
 	.commit = sq_commit,
 	.rollback = sq_rollback,
+	.sync = sq_sync,
 	.intake_seen = sq_intake_seen,
 	.notice_latest = sq_notice_latest,
 	.notice_insert = sq_notice_insert,

@@ -4,7 +4,9 @@
  * first scheduling, crash recovery of "sending", and that attempts and
  * receipts come back exactly as stored. The audit trail: every state
  * change has its row in the same transaction (a rollback leaves neither),
- * the chain verifies, the head file follows each commit, the table refuses
+ * the chain verifies, the head file follows each commit, nested
+ * transactions (savepoints) keep the chain and the head exact, a relaxed
+ * commit's head waits for a durable commit or sync, the table refuses
  * UPDATE and DELETE, a version 1 database is upgraded; the operator moves
  * (retry, cancel) and the read functions for status and the timeliness
  * report.
@@ -47,7 +49,8 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	f->st->ops->close(f->st);
+	if (f->st)
+		f->st->ops->close(f->st);
 	tu_rmrf(f->dir);
 	return 0;
 }
@@ -294,12 +297,19 @@ static void test_rollback_discards(void **state)
 	bool seen = true;
 
 	assert_int_equal(st->ops->begin(st), 0);
-	assert_int_equal(st->ops->begin(st), GW_EINVALID);
 	add_notice(st, "KDI-1", 1, "aa");
+	/* A begin inside is a nested transaction: its commit is not durable,
+	 * the enclosing rollback takes it away too. */
+	assert_int_equal(st->ops->begin(st), 0);
+	add_notice(st, "KDI-2", 1, "bb");
+	assert_int_equal(st->ops->commit(st), 0);
 	assert_int_equal(st->ops->rollback(st), 0);
 	assert_int_equal(st->ops->intake_seen(st, "aa", &seen), 0);
 	assert_false(seen);
+	assert_int_equal(st->ops->intake_seen(st, "bb", &seen), 0);
+	assert_false(seen);
 	assert_int_equal(st->ops->rollback(st), 0); /* harmless when nothing is open */
+	assert_int_equal(st->ops->commit(st), GW_EINVALID); /* nothing to commit */
 }
 
 /* ---- scheduling ---- */
@@ -657,6 +667,199 @@ static void test_audit_rolls_back_with_the_change(void **state)
 	expect_intact(st, 3);
 }
 
+static bool seen_sha(store *st, const char *sha)
+{
+	bool seen = false;
+
+	assert_int_equal(st->ops->intake_seen(st, sha, &seen), 0);
+	return seen;
+}
+
+static int64_t recorded_seq(store *st)
+{
+	struct audit_head head;
+	char where[600];
+
+	assert_int_equal(st->ops->audit_recorded_head(st, &head, where, sizeof(where)), 0);
+	return head.seq;
+}
+
+/*
+ * Nested transactions (intake's notice per file inside a chunk's
+ * transaction): a nested commit keeps its rows for the enclosing commit, a
+ * nested rollback takes away its own rows and nothing else, and the head
+ * published after the enclosing commit is the last row that stayed, never
+ * one rolled back, so the chain and the head file verify.
+ */
+static void test_nested_commit_and_rollback_keep_the_chain(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	struct audit_head head;
+	struct rows r;
+	char where[600];
+
+	add_notice(st, "KDI-N0", 1, "sha-n0"); /* row 1, own transaction */
+	assert_int_equal(recorded_seq(st), 1);
+
+	assert_int_equal(st->ops->begin(st), 0);
+	add_notice(st, "KDI-NA", 1, "sha-na"); /* row 2 */
+	assert_int_equal(st->ops->begin(st), 0);
+	add_notice(st, "KDI-NB", 1, "sha-nb"); /* row 3, rolled back */
+	add_message(st, "nb1", "KDI-NB", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	assert_int_equal(st->ops->rollback(st), 0);
+	assert_true(seen_sha(st, "sha-na"));
+	assert_false(seen_sha(st, "sha-nb"));
+	assert_int_equal(st->ops->begin(st), 0);
+	add_notice(st, "KDI-NC", 1, "sha-nc"); /* row 3 again: follows row 2 */
+	add_message(st, "nc1", "KDI-NC", 1, MSG_QUEUED, "2026-12-04", NOW, NOW); /* row 4 */
+	assert_int_equal(st->ops->commit(st), 0);
+	assert_int_equal(recorded_seq(st), 1); /* nothing published inside */
+	/* The last nested transaction rolls back: the head stays at row 4. */
+	assert_int_equal(st->ops->begin(st), 0);
+	add_notice(st, "KDI-ND", 1, "sha-nd");
+	assert_int_equal(st->ops->rollback(st), 0);
+	assert_int_equal(st->ops->commit(st), 0);
+
+	assert_false(seen_sha(st, "sha-nb"));
+	assert_true(seen_sha(st, "sha-nc"));
+	assert_false(seen_sha(st, "sha-nd"));
+	walk(st, &r);
+	assert_int_equal(r.n, 4);
+	expect_row(&r.v[1], "notice", "KDI-NA", "", "");
+	expect_row(&r.v[2], "notice", "KDI-NC", "", "");
+	expect_row(&r.v[3], "created", "nc1", "", "queued");
+	assert_int_equal(st->ops->audit_recorded_head(st, &head, where, sizeof(where)), 0);
+	assert_int_equal(head.seq, 4);
+	assert_string_equal(head.hash, r.v[3].hash);
+	expect_intact(st, 4);
+
+	/* Only a nested transaction added rows, and it rolled back: the
+	 * enclosing commit publishes nothing and the head file stays right. */
+	assert_int_equal(st->ops->begin(st), 0);
+	assert_int_equal(st->ops->begin(st), 0);
+	add_notice(st, "KDI-NE", 1, "sha-ne");
+	assert_int_equal(st->ops->rollback(st), 0);
+	assert_int_equal(st->ops->commit(st), 0);
+	assert_int_equal(recorded_seq(st), 4);
+	expect_intact(st, 4);
+
+	/* Two levels deep, and the enclosing rollback takes everything. */
+	assert_int_equal(st->ops->begin(st), 0);
+	add_notice(st, "KDI-NF", 1, "sha-nf");
+	assert_int_equal(st->ops->begin(st), 0);
+	assert_int_equal(st->ops->begin(st), 0);
+	add_notice(st, "KDI-NG", 1, "sha-ng");
+	assert_int_equal(st->ops->commit(st), 0);
+	assert_int_equal(st->ops->commit(st), 0);
+	assert_int_equal(st->ops->rollback(st), 0);
+	assert_false(seen_sha(st, "sha-nf"));
+	assert_false(seen_sha(st, "sha-ng"));
+	assert_int_equal(recorded_seq(st), 4);
+	add_notice(st, "KDI-NH", 1, "sha-nh"); /* row 5 follows row 4 */
+	assert_int_equal(recorded_seq(st), 5);
+	expect_intact(st, 5);
+}
+
+static int synchronous_now(store *st)
+{
+	struct store_sqlite_settings set;
+
+	assert_int_equal(store_sqlite_settings(st, &set), 0);
+	return set.synchronous;
+}
+
+/*
+ * A relaxed transaction (the dispatch pass) commits with synchronous=NORMAL
+ * and FULL is back afterwards; its audit rows are not published until a
+ * durable commit or sync() has made them durable: a durable commit with
+ * rows of its own, one without (the store syncs the log itself), sync(),
+ * and close().
+ */
+static void test_relaxed_commit_publishes_after_a_durable_one(void **state)
+{
+	struct fixture *f = *state;
+	store *st = f->st;
+	struct rows r;
+
+	add_notice(st, "KDI-R", 1, "sha-r"); /* row 1 */
+	add_message(st, "r1", "KDI-R", 1, MSG_QUEUED, "2026-12-04", NOW, NOW); /* row 2 */
+	add_message(st, "r2", "KDI-R", 1, MSG_QUEUED, "2026-12-04", NOW, NOW); /* row 3 */
+	assert_int_equal(recorded_seq(st), 3);
+	assert_int_equal(st->ops->sync(st), 0); /* nothing to do */
+
+	/* Relaxed, then sync(). */
+	assert_int_equal(st->ops->begin_relaxed(st), 0);
+	assert_int_equal(synchronous_now(st), 1); /* NORMAL inside */
+	assert_int_equal(st->ops->message_update(st, "r1", MSG_QUEUED, MSG_SENDING, NULL, -1, 0),
+			 0); /* row 4 */
+	assert_int_equal(st->ops->commit(st), 0);
+	assert_int_equal(synchronous_now(st), 2); /* FULL again */
+	assert_int_equal(state_of(st, "r1"), MSG_SENDING);
+	assert_int_equal(recorded_seq(st), 3); /* not durable yet: not published */
+	assert_int_equal(st->ops->sync(st), 0);
+	assert_int_equal(recorded_seq(st), 4);
+	expect_intact(st, 4);
+
+	/* Relaxed, then a durable commit with rows of its own: its head covers both. */
+	assert_int_equal(st->ops->begin_relaxed(st), 0);
+	assert_int_equal(st->ops->message_update(st, "r2", MSG_QUEUED, MSG_SENDING, NULL, -1, 0),
+			 0); /* row 5 */
+	assert_int_equal(st->ops->commit(st), 0);
+	assert_int_equal(recorded_seq(st), 4);
+	assert_int_equal(st->ops->message_update(st, "r2", MSG_SENDING, MSG_QUEUED, "retry", NOW,
+						 1),
+			 0); /* row 6, durable */
+	assert_int_equal(recorded_seq(st), 6);
+	expect_intact(st, 6);
+
+	/* Relaxed, then a durable commit that wrote nothing (so synced nothing):
+	 * the store syncs the log itself before it publishes. */
+	assert_int_equal(st->ops->begin_relaxed(st), 0);
+	assert_int_equal(st->ops->message_update(st, "r2", MSG_QUEUED, MSG_SENDING, NULL, -1, 0),
+			 0); /* row 7 */
+	assert_int_equal(st->ops->commit(st), 0);
+	assert_int_equal(recorded_seq(st), 6);
+	assert_int_equal(st->ops->begin(st), 0);
+	assert_int_equal(st->ops->commit(st), 0);
+	assert_int_equal(recorded_seq(st), 7);
+	expect_intact(st, 7);
+
+	/* A relaxed rollback leaves FULL and nothing to publish. */
+	assert_int_equal(st->ops->begin_relaxed(st), 0);
+	assert_int_equal(st->ops->audit_append(st, "config-reload", "", "file=x"), 0);
+	assert_int_equal(st->ops->rollback(st), 0);
+	assert_int_equal(synchronous_now(st), 2);
+	assert_int_equal(st->ops->sync(st), 0);
+	assert_int_equal(recorded_seq(st), 7);
+
+	/* Inside an open transaction begin_relaxed is nested: the enclosing
+	 * durable commit publishes. */
+	assert_int_equal(st->ops->begin(st), 0);
+	assert_int_equal(st->ops->begin_relaxed(st), 0);
+	assert_int_equal(synchronous_now(st), 2);
+	assert_int_equal(st->ops->audit_append(st, "config-reload", "", "file=y"), 0); /* row 8 */
+	assert_int_equal(st->ops->commit(st), 0);
+	assert_int_equal(st->ops->commit(st), 0);
+	assert_int_equal(recorded_seq(st), 8);
+
+	/* Relaxed, nested inside it, then close: close makes it durable and publishes. */
+	assert_int_equal(st->ops->begin_relaxed(st), 0);
+	assert_int_equal(st->ops->begin(st), 0);
+	assert_int_equal(st->ops->audit_append(st, "config-reload", "", "file=z"), 0); /* row 9 */
+	assert_int_equal(st->ops->commit(st), 0);
+	assert_int_equal(st->ops->commit(st), 0);
+	assert_int_equal(recorded_seq(st), 8);
+	st->ops->close(st);
+	f->st = NULL;
+	assert_int_equal(store_sqlite_open(&f->st, f->path), 0);
+	st = f->st;
+	assert_int_equal(recorded_seq(st), 9);
+	walk(st, &r);
+	assert_int_equal(r.n, 9);
+	assert_string_equal(r.v[8].detail, "file=z");
+	expect_intact(st, 9);
+}
+
 static int raw_exec(const char *path, const char *sql)
 {
 	sqlite3 *db;
@@ -689,7 +892,8 @@ static void test_audit_upgrade_from_version_1(void **state)
 
 	add_notice(f->st, "KDI-D", 1, "sha-d");
 	add_message(f->st, "d1", "KDI-D", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
-	f->st->ops->close(f->st);
+	if (f->st)
+		f->st->ops->close(f->st);
 	f->st = NULL;
 	/* Make it a version 1 database with a message, as an old build left it. */
 	assert_int_equal(raw_exec(f->path, "DROP TRIGGER audit_no_update;"
@@ -892,6 +1096,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_audit_row_for_every_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audit_rolls_back_with_the_change, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_nested_commit_and_rollback_keep_the_chain,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_relaxed_commit_publishes_after_a_durable_one,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audit_table_refuses_update_and_delete, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_audit_upgrade_from_version_1, setup, teardown),
