@@ -8,9 +8,11 @@
  *   rejected/      rejected input NAME with NAME.reason (code, sentence)
  *
  * Nothing is ever deleted from incoming/new: a file leaves it only by a
- * durable rename into processed/ or rejected/, and never over another file
- * (a taken name gets a suffix .1, .2, ...). Only the gateway writes into
- * processed/ and rejected/, and only one intake runs at a time.
+ * rename into processed/ or rejected/ whose new name is made durable (the
+ * destination directory is fsynced before the file counts as moved), and
+ * never over another file (a taken name gets a suffix .1, .2, ...). Only
+ * the gateway writes into processed/ and rejected/, and only one intake
+ * runs at a time.
  */
 #ifndef GW_SPOOL_H
 #define GW_SPOOL_H
@@ -61,8 +63,24 @@ void spool_list_free(struct spool_list *list);
 int spool_read(const struct spool *sp, const char *name, size_t max_bytes, gw_buf *out,
 	       const char **reason);
 
-/* Move incoming/new/name into processed/ durably; final name in final_name when given. */
+/*
+ * Move incoming/new/name into processed/ (under a free name: name, name.1,
+ * ...) and fsync processed/; final name in final_name when given.
+ * incoming/new is not synced (spool.c says why that is safe).
+ */
 int spool_accept(const struct spool *sp, const char *name, char *final_name, size_t final_len);
+
+/*
+ * spool_accept() for several files with one directory sync:
+ * spool_move_processed() renames without syncing anything, then one
+ * spool_sync_processed() makes every such move durable. A moved file
+ * counts as accepted only once that returned 0. On failure each names the
+ * file or directory and the cause; a file whose rename failed is still in
+ * incoming/new.
+ */
+int spool_move_processed(const struct spool *sp, const char *name, char *final_name,
+			 size_t final_len);
+int spool_sync_processed(const struct spool *sp);
 
 /*
  * Reject incoming/new/name: first rejected/FINAL.reason is written durably

@@ -1,7 +1,8 @@
 /*
  * test_spool: the spool contract of SPEC section 3. Which names are taken,
  * ignored or rejected; that a rejection keeps the bytes next to a reason
- * file with code and sentence; that nothing is ever overwritten; expiry of
+ * file with code and sentence; that nothing is ever overwritten; moves of
+ * several files into processed/ with one directory sync; expiry of
  * processed files.
  */
 #include "testutil.h"
@@ -223,6 +224,50 @@ static void test_accept_never_overwrites(void **state)
 	tu_rmrf(root);
 }
 
+/*
+ * Several accepted files, one directory sync: each rename takes a free name
+ * (never over a file), the files leave incoming/new at once, and the sync
+ * of processed/ is a separate step that names the spool when it fails.
+ */
+static void test_move_several_then_sync_once(void **state)
+{
+	char root[PATH_MAX], final[256];
+	gw_buf buf = GW_BUF_INIT;
+	struct spool sp;
+
+	snprintf(root, sizeof(root), "%s", tu_tmpdir("spool-batch"));
+	assert_int_equal(spool_open(&sp, root), 0);
+	drop(&sp, "a.xml", "<a/>");
+	assert_int_equal(spool_accept(&sp, "a.xml", final, sizeof(final)), 0);
+	assert_string_equal(final, "a.xml");
+	drop(&sp, "a.xml", "<a again/>");
+	drop(&sp, "b.xml", "<b/>");
+	assert_int_equal(spool_move_processed(&sp, "a.xml", final, sizeof(final)), 0);
+	assert_string_equal(final, "a.xml.1");
+	assert_int_equal(spool_move_processed(&sp, "b.xml", final, sizeof(final)), 0);
+	assert_string_equal(final, "b.xml");
+	assert_false(present(sp.new_dir, "a.xml"));
+	assert_false(present(sp.new_dir, "b.xml"));
+	assert_int_equal(spool_sync_processed(&sp), 0);
+	read_text(sp.processed, "a.xml", &buf);
+	assert_string_equal((char *)buf.data, "<a/>");
+	read_text(sp.processed, "a.xml.1", &buf);
+	assert_string_equal((char *)buf.data, "<a again/>");
+
+	/* A file that is not there: the message names the spool and the file. */
+	assert_true(spool_move_processed(&sp, "gone.xml", final, sizeof(final)) < 0);
+	assert_non_null(strstr(gw_error_last(), "cannot move gone.xml from incoming/new to "
+					       "processed/"));
+	assert_non_null(strstr(gw_error_last(), root));
+
+	/* processed/ gone: the sync fails with a sentence naming it. */
+	tu_rmrf(sp.processed);
+	assert_true(spool_sync_processed(&sp) < 0);
+	assert_non_null(strstr(gw_error_last(), "cannot sync processed/"));
+	gw_buf_free(&buf);
+	tu_rmrf(root);
+}
+
 static void test_read_applies_hostile_rules(void **state)
 {
 	char root[PATH_MAX];
@@ -295,6 +340,7 @@ int main(void)
 		cmocka_unit_test(test_reject_writes_reason_and_keeps_bytes),
 		cmocka_unit_test(test_reason_file_never_overwrites_an_input),
 		cmocka_unit_test(test_accept_never_overwrites),
+		cmocka_unit_test(test_move_several_then_sync_once),
 		cmocka_unit_test(test_read_applies_hostile_rules),
 		cmocka_unit_test(test_expire_processed),
 	};
