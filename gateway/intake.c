@@ -1,18 +1,37 @@
 /*
  * intake: from a file in the spool to committed messages (see intake.h).
  *
- * One file, in this order:
+ * A scan takes the files of incoming/new in name order, in chunks of up to
+ * INTAKE_CHUNK_FILES (intake.h). A chunk is ONE store transaction (BEGIN
+ * ... COMMIT, one sync of the database's log for all its files); each file
+ * of it, in this order:
  *   1. spool_read(): symlinks, non-regular files, hard links and oversized
- *      files are rejected unread with fsutil's reason code.
- *   2. SHA-256 of the bytes. Seen before: a duplicate, moved to processed/,
- *      nothing produced. This comes before parsing so a file left behind by
- *      a crash after COMMIT is never judged again (its date may have passed).
- *   3. notice_parse(): a rejection carries notice.c's reason code.
- *   4. BEGIN; revision rules (stale-revision, revision-conflict); the notice
- *      row; supersede older undelivered messages (release, transfer) or
- *      cancel them and tell those already reached (withdrawal); one message
- *      per recipient; COMMIT. Any failure rolls everything back.
- *   5. spool_accept(): only now does the file leave incoming/new.
+ *      files are rejected unread with fsutil's reason code (at once).
+ *   2. SHA-256 of the bytes. Seen before (by the store, this chunk's
+ *      transaction included): a duplicate, nothing produced; it waits for
+ *      the COMMIT and is moved with the others (6). This comes before
+ *      parsing so a file left behind by a crash after COMMIT is never
+ *      judged again (its date may have passed).
+ *   3. notice_parse(): a rejection carries notice.c's reason code (at once).
+ *   4. A nested transaction (SAVEPOINT) of its own: revision rules
+ *      (stale-revision, revision-conflict); the notice row; supersede older
+ *      undelivered messages (release, transfer) or cancel them and tell
+ *      those already reached (withdrawal); one message per recipient. Any
+ *      failure rolls back this notice only; the file stays in incoming/new.
+ *      A revision refusal was judged against the chunk's transaction, so it
+ *      is rejected only after the COMMIT (6).
+ * Then:
+ *   5. COMMIT of the chunk. When it fails, nothing of the chunk was stored:
+ *      every file waiting for it stays in incoming/new (intake-failed) and
+ *      is taken again at the next scan.
+ *   6. Only now do the chunk's files leave incoming/new: revision refusals
+ *      to rejected/ (reason file, both directories synced), accepted files
+ *      and duplicates renamed into processed/, then ONE fsync of processed/
+ *      for all of them (spool_sync_processed: why incoming/new needs none);
+ *      then each file's log line. A crash between 5 and 6 leaves files
+ *      whose bytes are recorded: the next scan moves them as duplicates.
+ *
+ * intake_file() is a chunk of one file.
  *
  * A recipient is held, not dropped, when it has no endpoint ("no
  * endpoint"), its endpoint needs consent and has no Grant ("no consent"),
@@ -134,6 +153,7 @@ static int sha256_hex(const unsigned char *data, size_t len, char out[65])
 	"its messages are committed; it stays in incoming/new and the next scan moves " \
 	"it to processed/ as already taken, with no second set of messages"
 #define NEXT_REJECT "it stays in incoming/new and is rejected again at the next scan"
+#define BAD_NAME "the file name does not match [A-Za-z0-9][A-Za-z0-9._-]{0,127}.xml"
 
 static int reject_file(struct intake *in, const char *name, const char *code,
 		       const char *sentence, const char *notice_id)
@@ -153,33 +173,114 @@ static int reject_file(struct intake *in, const char *name, const char *code,
 	return 0;
 }
 
-static int take_duplicate(struct job *j)
-{
-	char final[256];
-	int rc = spool_accept(j->in->spool, j->name, final, sizeof(final));
+/*
+ * A file whose fate was decided inside a chunk's transaction and which
+ * leaves incoming/new only after that transaction's COMMIT: accepted (its
+ * notice and messages are in the transaction), a duplicate (its bytes are
+ * recorded, maybe by this very transaction), or refused by the revision
+ * rules (judged against what the transaction holds, so that waits for the
+ * COMMIT as well).
+ */
+struct taken {
+	const char *name;
+	enum intake_outcome outcome;
+	char sha256[65];
+	char notice_id[NOTICE_ID_MAX + 1];
+	int revision;
+	char kind[16];
+	int queued, held, superseded, cancelled;
+	bool late, weekend;
+	char person[17];
+	const char *reject_code;
+	char reject_text[512];
+	char final[256]; /* its name in processed/ once moved */
+	bool moved;
+};
 
-	if (rc < 0) {
-		gw_log(GW_LOG_ERROR, "move-failed", "file", j->name, "error", gw_error_last(), "next",
-		       NEXT_MOVE, NULL);
-		return rc;
-	}
-	gw_log(GW_LOG_INFO, "duplicate", "file", j->name, "moved_to", final, "sha256", j->sha256,
-	       NULL);
+/* One chunk of a scan: what waits for its COMMIT, and what happened. */
+struct chunk {
+	struct taken *v;
+	size_t n, cap;
+	int accepted, rejected, duplicates, failed;
+	int first_error;
+};
+
+static int chunk_init(struct chunk *c, size_t cap)
+{
+	memset(c, 0, sizeof(*c));
+	if (!(c->v = calloc(cap, sizeof(*c->v))))
+		return gw_error_set(GW_ENOMEM, "out of memory taking in the spool");
+	c->cap = cap;
 	return 0;
 }
 
-static void log_accepted(const struct job *j, const char *final)
+/* A file that stays in incoming/new; its log line is written. */
+static void chunk_failed(struct chunk *c, int rc)
+{
+	c->failed++;
+	if (!c->first_error)
+		c->first_error = rc;
+}
+
+static void note_taken(struct chunk *c, const struct job *j, enum intake_outcome outcome)
+{
+	struct taken *t = &c->v[c->n++];
+
+	memset(t, 0, sizeof(*t));
+	t->name = j->name;
+	t->outcome = outcome;
+	copy_str(t->sha256, sizeof(t->sha256), j->sha256);
+	copy_str(t->notice_id, sizeof(t->notice_id), j->n.id);
+	t->revision = j->n.revision;
+	copy_str(t->kind, sizeof(t->kind), j->n.kind);
+	t->queued = j->queued;
+	t->held = j->held;
+	t->superseded = j->superseded;
+	t->cancelled = j->cancelled;
+	t->late = j->late;
+	t->weekend = j->weekend;
+	copy_str(t->person, sizeof(t->person), j->person);
+	if (outcome == INTAKE_REJECTED) {
+		t->reject_code = j->reject_code;
+		copy_str(t->reject_text, sizeof(t->reject_text), gw_error_last());
+	}
+}
+
+static void reject_now(struct chunk *c, struct intake *in, const char *name, const char *code,
+		       const char *sentence, const char *notice_id)
+{
+	int rc = reject_file(in, name, code, sentence, notice_id);
+
+	if (rc < 0)
+		chunk_failed(c, rc);
+	else
+		c->rejected++;
+}
+
+static void log_accepted(const struct taken *t)
 {
 	char rev[16], queued[16], held[16], sup[16], can[16];
 
-	gw_log(GW_LOG_INFO, "accepted", "file", j->name, "moved_to", final, "notice", j->n.id,
-	       "revision", itoa_buf(rev, sizeof(rev), j->n.revision), "kind", j->n.kind,
-	       "messages", itoa_buf(queued, sizeof(queued), j->queued),
-	       "held", itoa_buf(held, sizeof(held), j->held),
-	       "superseded", itoa_buf(sup, sizeof(sup), j->superseded),
-	       "cancelled", itoa_buf(can, sizeof(can), j->cancelled),
-	       "late", j->late ? "true" : "false", "weekend", j->weekend ? "true" : "false",
-	       "person", j->person[0] ? j->person : "-", NULL);
+	gw_log(GW_LOG_INFO, "accepted", "file", t->name, "moved_to", t->final, "notice",
+	       t->notice_id, "revision", itoa_buf(rev, sizeof(rev), t->revision), "kind", t->kind,
+	       "messages", itoa_buf(queued, sizeof(queued), t->queued),
+	       "held", itoa_buf(held, sizeof(held), t->held),
+	       "superseded", itoa_buf(sup, sizeof(sup), t->superseded),
+	       "cancelled", itoa_buf(can, sizeof(can), t->cancelled),
+	       "late", t->late ? "true" : "false", "weekend", t->weekend ? "true" : "false",
+	       "person", t->person[0] ? t->person : "-", NULL);
+}
+
+/* A file that could not be moved after the COMMIT: the next scan moves it. */
+static void move_failed(struct chunk *c, const struct taken *t, int rc)
+{
+	if (t->outcome == INTAKE_ACCEPTED)
+		gw_log(GW_LOG_ERROR, "move-failed", "file", t->name, "notice", t->notice_id,
+		       "error", gw_error_last(), "next", NEXT_MOVE, NULL);
+	else
+		gw_log(GW_LOG_ERROR, "move-failed", "file", t->name, "error", gw_error_last(),
+		       "next", NEXT_MOVE, NULL);
+	chunk_failed(c, rc);
 }
 
 /* ---- time ---- */
@@ -309,7 +410,13 @@ static void entry_clear(struct cert_entry *e)
 
 void intake_close(struct intake *in)
 {
-	if (!in || !in->certs)
+	if (!in)
+		return;
+	if (in->scan_open)
+		spool_list_free(&in->scan_list);
+	in->scan_open = false;
+	in->scan_next = 0;
+	if (!in->certs)
 		return;
 	for (size_t i = 0; i < in->certs->n; i++)
 		entry_clear(&in->certs->v[i]);
@@ -753,7 +860,10 @@ static int record_notice(struct job *j)
 	return j->in->st->ops->notice_insert(j->in->st, &sn);
 }
 
-/* Everything the notice produces, in one transaction. */
+/*
+ * Everything the notice produces, in one transaction: nested inside the
+ * chunk's (intake_scan), so a failure takes back this notice's rows only.
+ */
 static int commit_notice(struct job *j)
 {
 	store *st = j->in->st;
@@ -778,7 +888,7 @@ fail:
 	return rc;
 }
 
-/* ---- one file ---- */
+/* ---- one file, one chunk ---- */
 
 static int parse(struct job *j, const gw_buf *bytes, const char **code)
 {
@@ -798,33 +908,8 @@ static int parse(struct job *j, const gw_buf *bytes, const char **code)
 	return 0;
 }
 
-/* Steps 4 and 5 for a parsed notice. */
-static int accept_notice(struct job *j, enum intake_outcome *outcome)
-{
-	char final[256];
-	int rc = commit_notice(j);
-
-	if (rc < 0 && j->reject_code) {
-		*outcome = INTAKE_REJECTED;
-		return reject_file(j->in, j->name, j->reject_code, gw_error_last(), j->n.id);
-	}
-	if (rc < 0) {
-		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "notice", j->n.id, "error",
-		       gw_error_last(), "next", NEXT_RETRY, NULL);
-		return rc;
-	}
-	*outcome = INTAKE_ACCEPTED;
-	if ((rc = spool_accept(j->in->spool, j->name, final, sizeof(final))) < 0) {
-		/* Committed: the next scan finds the bytes seen and moves the file. */
-		gw_log(GW_LOG_ERROR, "move-failed", "file", j->name, "notice", j->n.id, "error",
-		       gw_error_last(), "next", NEXT_MOVE, NULL);
-		return rc;
-	}
-	log_accepted(j, final);
-	return 0;
-}
-
-static int intake_bytes(struct job *j, const gw_buf *bytes, enum intake_outcome *outcome)
+/* Steps 2 to 4 for the bytes of a file, inside the chunk's transaction. */
+static void take_bytes(struct chunk *c, struct job *j, const gw_buf *bytes)
 {
 	const char *code = NULL;
 	bool seen = false;
@@ -834,103 +919,248 @@ static int intake_bytes(struct job *j, const gw_buf *bytes, enum intake_outcome 
 	    (rc = j->in->st->ops->intake_seen(j->in->st, j->sha256, &seen)) < 0) {
 		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "error", gw_error_last(),
 		       "next", NEXT_RETRY, NULL);
-		return rc;
+		chunk_failed(c, rc);
+		return;
 	}
 	if (seen) {
-		*outcome = INTAKE_DUPLICATE;
-		return take_duplicate(j);
+		note_taken(c, j, INTAKE_DUPLICATE);
+		return;
 	}
 	rc = parse(j, bytes, &code);
 	if (rc == GW_EINVALID && code) {
-		*outcome = INTAKE_REJECTED;
-		return reject_file(j->in, j->name, code, gw_error_last(), NULL);
+		reject_now(c, j->in, j->name, code, gw_error_last(), NULL);
+		return;
 	}
 	if (rc < 0) {
 		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "error", gw_error_last(),
 		       "next", NEXT_RETRY, NULL);
-		return rc;
+		chunk_failed(c, rc);
+		return;
 	}
-	return accept_notice(j, outcome);
+	rc = commit_notice(j);
+	if (rc < 0 && j->reject_code) {
+		note_taken(c, j, INTAKE_REJECTED);
+		return;
+	}
+	if (rc < 0) {
+		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "notice", j->n.id, "error",
+		       gw_error_last(), "next", NEXT_RETRY, NULL);
+		chunk_failed(c, rc);
+		return;
+	}
+	note_taken(c, j, INTAKE_ACCEPTED);
+}
+
+/* Steps 1 to 4 for one file. */
+static void take_file(struct intake *in, const char *name, struct chunk *c)
+{
+	gw_buf bytes = GW_BUF_INIT;
+	const char *reason = NULL;
+	struct job j;
+	int rc;
+
+	memset(&j, 0, sizeof(j));
+	j.in = in;
+	j.name = name;
+	j.now = clock_now(in);
+	rc = spool_read(in->spool, name, max_bytes(in), &bytes, &reason);
+	if (rc == GW_EINVALID && reason) {
+		reject_now(c, in, name, reason, gw_error_last(), NULL);
+	} else if (rc == 0) {
+		take_bytes(c, &j, &bytes);
+	} else {
+		gw_log(GW_LOG_ERROR, "intake-failed", "file", name, "error", gw_error_last(), "next",
+		       NEXT_RETRY, NULL);
+		chunk_failed(c, rc);
+	}
+	notice_free(&j.n);
+	gw_buf_free(&bytes);
+}
+
+/*
+ * Step 6, after the COMMIT: the revision refusals are rejected (durably,
+ * with their reason files), then every accepted file and duplicate is
+ * renamed into processed/ and processed/ is synced ONCE for all of them;
+ * only then is each logged as accepted or duplicate.
+ */
+static void finish_chunk(struct intake *in, struct chunk *c)
+{
+	char cause[512];
+	size_t moved = 0;
+	int rc;
+
+	for (size_t i = 0; i < c->n; i++) {
+		struct taken *t = &c->v[i];
+
+		if (t->outcome == INTAKE_REJECTED)
+			reject_now(c, in, t->name, t->reject_code, t->reject_text, t->notice_id);
+		else if ((rc = spool_move_processed(in->spool, t->name, t->final,
+						    sizeof(t->final))) < 0)
+			move_failed(c, t, rc);
+		else
+			t->moved = true;
+		moved += t->moved;
+	}
+	if (!moved)
+		return;
+	rc = spool_sync_processed(in->spool);
+	copy_str(cause, sizeof(cause), gw_error_last());
+	for (size_t i = 0; i < c->n; i++) {
+		struct taken *t = &c->v[i];
+
+		if (!t->moved)
+			continue;
+		if (rc < 0) {
+			gw_error_set(rc, "spool %s: %s was moved to processed/%s, but the move "
+				     "may not survive a power cut: %s", in->spool->root, t->name,
+				     t->final, cause);
+			move_failed(c, t, rc);
+		} else if (t->outcome == INTAKE_ACCEPTED) {
+			log_accepted(t);
+			c->accepted++;
+		} else {
+			gw_log(GW_LOG_INFO, "duplicate", "file", t->name, "moved_to", t->final,
+			       "sha256", t->sha256, NULL);
+			c->duplicates++;
+		}
+	}
+}
+
+/*
+ * One chunk: the files taken inside ONE store transaction (each notice in
+ * a nested transaction of its own, so a file that fails takes nothing of
+ * the others with it), one COMMIT, then the moves. When the COMMIT fails,
+ * nothing of the chunk was stored: every file waiting for it stays in
+ * incoming/new with its line and is taken again at the next scan.
+ */
+static void run_chunk(struct intake *in, const char *const *names, size_t n, struct chunk *c)
+{
+	store *st = in->st;
+	int rc;
+
+	c->n = 0;
+	if ((rc = st->ops->begin(st)) < 0) {
+		for (size_t i = 0; i < n; i++) {
+			gw_log(GW_LOG_ERROR, "intake-failed", "file", names[i], "error",
+			       gw_error_last(), "next", NEXT_RETRY, NULL);
+			chunk_failed(c, rc);
+		}
+		return;
+	}
+	for (size_t i = 0; i < n; i++) /* n <= c->cap: each file notes at most one */
+		take_file(in, names[i], c);
+	if ((rc = st->ops->commit(st)) < 0) { /* rolled back */
+		for (size_t i = 0; i < c->n; i++) {
+			const struct taken *t = &c->v[i];
+
+			if (t->outcome == INTAKE_DUPLICATE)
+				gw_log(GW_LOG_ERROR, "intake-failed", "file", t->name, "error",
+				       gw_error_last(), "next", NEXT_RETRY, NULL);
+			else
+				gw_log(GW_LOG_ERROR, "intake-failed", "file", t->name, "notice",
+				       t->notice_id, "error", gw_error_last(), "next", NEXT_RETRY,
+				       NULL);
+			chunk_failed(c, rc);
+		}
+		c->n = 0;
+		return;
+	}
+	finish_chunk(in, c);
+	c->n = 0;
 }
 
 int intake_file(struct intake *in, const char *name, enum intake_outcome *outcome)
 {
-	gw_buf bytes = GW_BUF_INIT;
-	const char *reason = NULL;
 	enum intake_outcome ignored;
-	struct job j;
+	struct chunk c;
 	int rc;
 
 	outcome = outcome ? outcome : &ignored;
 	*outcome = INTAKE_REJECTED;
 	if (!in->pseudonym_key || !in->pseudonym_key_len)
 		return gw_error_set(GW_EINVALID, "intake needs a pseudonym key for its log");
-	memset(&j, 0, sizeof(j));
-	j.in = in;
-	j.name = name;
-	j.now = clock_now(in);
-	rc = spool_read(in->spool, name, max_bytes(in), &bytes, &reason);
-	if (rc == GW_EINVALID && reason)
-		rc = reject_file(in, name, reason, gw_error_last(), NULL);
-	else if (rc == 0)
-		rc = intake_bytes(&j, &bytes, outcome);
-	else
-		gw_log(GW_LOG_ERROR, "intake-failed", "file", name, "error", gw_error_last(), "next",
-		       NEXT_RETRY, NULL);
-	notice_free(&j.n);
-	gw_buf_free(&bytes);
+	if ((rc = chunk_init(&c, 1)) < 0)
+		return rc;
+	run_chunk(in, &name, 1, &c);
+	rc = c.failed ? c.first_error : 0;
+	if (c.accepted)
+		*outcome = INTAKE_ACCEPTED;
+	else if (c.duplicates)
+		*outcome = INTAKE_DUPLICATE;
+	free(c.v);
 	return rc;
 }
 
-static void count(int *counter)
+/* ---- scans ---- */
+
+static void scan_drop(struct intake *in)
+{
+	if (in->scan_open)
+		spool_list_free(&in->scan_list);
+	in->scan_open = false;
+	in->scan_next = 0;
+}
+
+static void set_count(int *counter, int value)
 {
 	if (counter)
-		(*counter)++;
+		*counter = value;
+}
+
+int intake_scan_step(struct intake *in, size_t max_files, int *accepted, int *rejected,
+		     int *duplicates, bool *more)
+{
+	struct chunk c;
+	int rc;
+
+	set_count(accepted, 0);
+	set_count(rejected, 0);
+	set_count(duplicates, 0);
+	*more = false;
+	if (!in->pseudonym_key || !in->pseudonym_key_len)
+		return gw_error_set(GW_EINVALID, "intake needs a pseudonym key for its log");
+	if ((rc = chunk_init(&c, INTAKE_CHUNK_FILES)) < 0)
+		return rc;
+	if (!in->scan_open) {
+		if ((rc = spool_list_new(in->spool, &in->scan_list)) < 0) {
+			free(c.v);
+			return rc;
+		}
+		in->scan_open = true;
+		in->scan_next = 0;
+		for (size_t i = 0; i < in->scan_list.n_bad; i++)
+			reject_now(&c, in, in->scan_list.bad_names[i], "bad-name", BAD_NAME, NULL);
+	}
+	while (max_files > 0 && in->scan_next < in->scan_list.n_names) {
+		size_t n = in->scan_list.n_names - in->scan_next;
+
+		if (n > INTAKE_CHUNK_FILES)
+			n = INTAKE_CHUNK_FILES;
+		if (n > max_files)
+			n = max_files;
+		run_chunk(in, (const char *const *)in->scan_list.names + in->scan_next, n, &c);
+		in->scan_next += n;
+		max_files -= n;
+	}
+	*more = in->scan_next < in->scan_list.n_names;
+	if (!*more)
+		scan_drop(in);
+	set_count(accepted, c.accepted);
+	set_count(rejected, c.rejected);
+	set_count(duplicates, c.duplicates);
+	free(c.v);
+	if (c.failed) /* each one has its own log line already */
+		return gw_error_set(c.first_error, "%d file(s) stay in incoming/new until the next "
+				    "scan (each is named in its own log line)", c.failed);
+	return 0;
 }
 
 int intake_scan(struct intake *in, int *accepted, int *rejected, int *duplicates)
 {
-	struct spool_list list;
-	int first_error = 0, rc;
-	size_t left = 0;
+	bool more;
 
-	if (accepted)
-		*accepted = 0;
-	if (rejected)
-		*rejected = 0;
-	if (duplicates)
-		*duplicates = 0;
-	if ((rc = spool_list_new(in->spool, &list)) < 0)
-		return rc;
-	for (size_t i = 0; i < list.n_bad; i++) {
-		rc = reject_file(in, list.bad_names[i], "bad-name",
-				 "the file name does not match [A-Za-z0-9][A-Za-z0-9._-]{0,127}.xml",
-				 NULL);
-		if (rc < 0) {
-			first_error = first_error ? first_error : rc;
-			left++;
-		} else {
-			count(rejected);
-		}
-	}
-	for (size_t i = 0; i < list.n_names; i++) {
-		enum intake_outcome outcome;
-
-		rc = intake_file(in, list.names[i], &outcome);
-		if (rc < 0) {
-			if (!first_error)
-				first_error = rc;
-			left++;
-			continue;
-		}
-		count(outcome == INTAKE_ACCEPTED ? accepted
-		      : outcome == INTAKE_DUPLICATE ? duplicates : rejected);
-	}
-	spool_list_free(&list);
-	if (first_error) /* each one has its own log line already */
-		return gw_error_set(first_error, "%zu file(s) stay in incoming/new until the next "
-				    "scan (each is named in its own log line)", left);
-	return 0;
+	scan_drop(in);
+	return intake_scan_step(in, SIZE_MAX, accepted, rejected, duplicates, &more);
 }
 
 /* ---- held messages whose cause went away ---- */

@@ -4,11 +4,14 @@
  *
  * For each file in incoming/new: read it under the hostile-input rules,
  * recognise bytes seen before (a harmless duplicate), parse and check the
- * notice, apply the revision rules, then, in ONE store transaction, record
+ * notice, apply the revision rules, then, in one store transaction, record
  * the notice and one message per recipient: queued with signed bytes, or
  * held with the reason (no endpoint, no consent, encryption certificate
- * unusable). Only after COMMIT is the file moved to processed/. Rejections
- * go to rejected/ with a reason file and touch nothing in the store.
+ * unusable). A scan takes the files in chunks of up to INTAKE_CHUNK_FILES:
+ * each notice's transaction is nested inside the chunk's, which commits
+ * once for all of them; only after that COMMIT are the chunk's files moved
+ * to processed/ (with one fsync of processed/). Rejections go to rejected/
+ * with a reason file and touch nothing in the store.
  *
  * Encryption (SPEC section 5): for an endpoint with encrypt_cert, the
  * Body's Notice is replaced by xenc:EncryptedData for its certificates
@@ -34,10 +37,22 @@
 #include "store.h"
 
 #include <libxml/tree.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 enum intake_outcome { INTAKE_ACCEPTED, INTAKE_REJECTED, INTAKE_DUPLICATE };
+
+/*
+ * Files per chunk of a scan: one store COMMIT (one sync of the database's
+ * log) and one fsync of processed/ serve up to this many files, instead of
+ * a commit and two directory fsyncs each. More saves little (the syncs are
+ * already shared 64 ways) but holds the database's write lock longer,
+ * retries more files when a commit fails, and delays the first transfer of
+ * a large drop: the sender returns to its event loop between chunks
+ * (intake_scan_step), where dispatch starts on what was committed.
+ */
+#define INTAKE_CHUNK_FILES 64
 
 /* The reasons intake holds a message with (store_message.reason). */
 #define INTAKE_HELD_NO_ENDPOINT "no endpoint"
@@ -55,26 +70,38 @@ struct intake {
 	struct spool *spool;
 	int64_t (*now_ms)(void); /* injectable clock; NULL: timeutil_now_ms */
 	struct intake_certs *certs; /* NULL at first; filled on use, freed by intake_close */
+	struct spool_list scan_list; /* the listing intake_scan_step works through */
+	size_t scan_next;            /* its next well-named entry */
+	bool scan_open;              /* scan_list holds a listing */
 };
 
-/* Free what intake keeps between calls (the certificate cache). */
+/* Free what intake keeps between calls (the certificate cache, a scan's listing). */
 void intake_close(struct intake *in);
 
 /*
- * Take one file from incoming/new. 0 when the file was dealt with (see
- * *outcome); a negative gw_code when it could not be (a full or read-only
- * disk, a locked or damaged database), and it is still in incoming/new: one
- * log line (intake-failed, move-failed or reject-failed) names the file,
- * the cause and what happens next.
+ * Take one file from incoming/new (a chunk of one: its own transaction).
+ * 0 when the file was dealt with (see *outcome); a negative gw_code when it
+ * could not be (a full or read-only disk, a locked or damaged database),
+ * and it is still in incoming/new: one log line (intake-failed,
+ * move-failed or reject-failed) names the file, the cause and what happens
+ * next.
  */
 int intake_file(struct intake *in, const char *name, enum intake_outcome *outcome);
 
 /*
- * Take every file in incoming/new in name order; badly named entries are
- * rejected as "bad-name". Counts what happened (any pointer may be NULL).
- * Goes on past a file that fails (intake_file logged it) and returns the
- * first failure's code, with a count of the files left as the message.
+ * Part of a scan: at most max_files (>= 1) files of incoming/new in name
+ * order, in chunks of INTAKE_CHUNK_FILES. The first call lists the
+ * directory (badly named entries are rejected as "bad-name" then); the
+ * following calls work through that listing; *more says whether files of
+ * it are left, and once none are the next call lists the directory again.
+ * Counts what happened (any pointer may be NULL). Goes on past a file that
+ * fails (its log line is written) and returns the first failure's code,
+ * with a count of the files left in incoming/new as the message.
  */
+int intake_scan_step(struct intake *in, size_t max_files, int *accepted, int *rejected,
+		     int *duplicates, bool *more);
+
+/* A whole scan: a fresh listing, every file of it (intake_scan_step). */
 int intake_scan(struct intake *in, int *accepted, int *rejected, int *duplicates);
 
 /*

@@ -5,7 +5,11 @@
  *
  * One libevent loop drives everything:
  *   - inotify on spool incoming/new (IN_MOVED_TO, IN_CLOSE_WRITE), a scan at
- *     start-up and a slow rescan every 60 s as a safety net -> intake_scan();
+ *     start-up and a slow rescan every 60 s as a safety net -> a scan,
+ *     taken one chunk of INTAKE_CHUNK_FILES files at a time
+ *     (intake_scan_step): between chunks the loop runs (sockets, timers) and
+ *     dispatch starts on what the last chunk committed, so the first
+ *     transfers of a large drop begin after one chunk, not after all of it;
  *     a scan that left a file in incoming/new (disk full or read-only,
  *     database locked: each logged with its cause) is repeated after 5 s;
  *   - a timer armed for the store's next_due_ms() (re-armed after every
@@ -112,8 +116,10 @@ struct sender {
 	int inotify_fd;
 	struct event *ev_inotify, *ev_rescan, *ev_due, *ev_work, *ev_grace, *ev_limit;
 	struct event *ev_rescan_soon; /* a scan that left files behind: again in 5 s */
+	struct event *ev_scan_next;   /* the scan's next chunk, once the loop has run */
 	struct event *ev_signal[4];
-	bool scan_wanted;
+	bool scan_wanted; /* incoming/new must be listed (again) */
+	bool scan_more;   /* the listing being taken in has files left */
 	bool stopping;
 	int64_t last_expire_ms;
 	int exit_code;
@@ -426,13 +432,28 @@ static void expire_processed(struct sender *s, int64_t now)
 
 static void arm_in(struct event *ev, int64_t ms);
 
+/*
+ * One chunk of a scan. A new listing is taken when the last one is done;
+ * scan_wanted is cleared just before, so a file arriving while the listing
+ * is worked through (inotify sets scan_wanted again) gets a listing of its
+ * own afterwards. With files left, the next chunk runs from a zero timer:
+ * libevent polls sockets before it runs expired timers, whereas an
+ * event_active() from here would run the work again without polling.
+ */
 static void scan(struct sender *s)
 {
-	int accepted = 0, rejected = 0, duplicates = 0;
+	int accepted = 0, rejected = 0, duplicates = 0, rc;
 	char a[16], r[16], d[16];
+	bool more = false;
 
-	s->scan_wanted = false;
-	if (intake_scan(&s->intake, &accepted, &rejected, &duplicates) < 0) {
+	if (!s->scan_more)
+		s->scan_wanted = false;
+	rc = intake_scan_step(&s->intake, INTAKE_CHUNK_FILES, &accepted, &rejected, &duplicates,
+			      &more);
+	s->scan_more = more;
+	if (more)
+		arm_in(s->ev_scan_next, 0);
+	if (rc < 0) {
 		/* A full or read-only disk, a locked database: try again soon,
 		 * not only at the next 60 s rescan or the next file's arrival. */
 		char soon[16];
@@ -596,7 +617,7 @@ static bool idle(struct sender *s, int64_t now)
 	int64_t when;
 	int rc;
 
-	if (s->scan_wanted || deliver_in_flight(s->dl) > 0)
+	if (s->scan_wanted || s->scan_more || deliver_in_flight(s->dl) > 0)
 		return false;
 	rc = s->st->ops->next_due_ms(s->st, &when);
 	if (rc != GW_ENOTFOUND && (rc < 0 || when <= now))
@@ -615,9 +636,10 @@ static void on_work(evutil_socket_t fd, short what, void *arg)
 	if (s->stopping)
 		return;
 	now = sender_now_ms();
-	if (s->scan_wanted) {
+	if (s->scan_wanted || s->scan_more) {
 		scan(s);
 		expire_processed(s, now);
+		now = sender_now_ms(); /* what the scan queued is due by now, not before */
 	}
 	dispatch(s, now, &ds);
 	arm_due(s, now, &ds);
@@ -699,6 +721,7 @@ static void stop(struct sender *s, const char *why)
 		event_del(s->ev_inotify);
 	event_del(s->ev_rescan);
 	event_del(s->ev_rescan_soon);
+	event_del(s->ev_scan_next);
 	event_del(s->ev_due);
 	if (deliver_in_flight(s->dl) == 0) {
 		event_base_loopbreak(s->base);
@@ -857,11 +880,12 @@ static int setup_events(struct sender *s)
 	s->ev_work = event_new(s->base, -1, 0, on_work, s);
 	s->ev_rescan = event_new(s->base, -1, EV_PERSIST, on_rescan, s);
 	s->ev_rescan_soon = evtimer_new(s->base, on_rescan, s);
+	s->ev_scan_next = evtimer_new(s->base, on_due, s); /* kicks the work */
 	s->ev_due = evtimer_new(s->base, on_due, s);
 	s->ev_grace = evtimer_new(s->base, on_grace_over, s);
 	s->ev_limit = evtimer_new(s->base, on_limit, s);
-	if (!s->ev_work || !s->ev_rescan || !s->ev_rescan_soon || !s->ev_due || !s->ev_grace ||
-	    !s->ev_limit)
+	if (!s->ev_work || !s->ev_rescan || !s->ev_rescan_soon || !s->ev_scan_next || !s->ev_due ||
+	    !s->ev_grace || !s->ev_limit)
 		return gw_error_set(GW_ENOMEM, "cannot create the event loop's events");
 	for (int i = 0; i < 4; i++) {
 		s->ev_signal[i] = evsignal_new(s->base, signals[i], on_signal, s);
@@ -943,6 +967,7 @@ static void sender_close(struct sender *s)
 	free_event(&s->ev_inotify);
 	free_event(&s->ev_rescan);
 	free_event(&s->ev_rescan_soon);
+	free_event(&s->ev_scan_next);
 	free_event(&s->ev_due);
 	free_event(&s->ev_work);
 	free_event(&s->ev_grace);

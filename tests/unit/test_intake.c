@@ -13,6 +13,14 @@
  * badly named files are rejected unread with a reason file; timeliness
  * flags; logs and reasons never hold the nin.
  *
+ * Scans in chunks: one commit per chunk of INTAKE_CHUNK_FILES files, a
+ * step at a time through one listing; a chunk whose COMMIT fails leaves
+ * every file that waited for it in incoming/new (and stores nothing of
+ * them); files of one chunk see each other (duplicate, revision rules),
+ * carried out only after the COMMIT; a crash between the COMMIT and the
+ * moves (a child process exits inside the commit) leaves the files to be
+ * moved as duplicates by the next scan, with nothing new.
+ *
  * Encryption: the school endpoint's copy is stored encrypted then signed
  * (xenc:EncryptedData, aes256-gcm, rsa-oaep-mgf1p, the recipient's
  * X509Certificate, no Need text in clear), the signature verifies, and both
@@ -33,6 +41,7 @@
 #include "testutil_intake.h"
 #include "config.h"
 #include "err.h"
+#include "audit.h"
 #include "intake.h"
 #include "message.h"
 #include "pki.h"
@@ -986,6 +995,332 @@ static void test_no_consent_is_never_released(void **state)
 	assert_string_equal(by_service(&r, "health")->reason, "no consent");
 }
 
+/* ---- scans in chunks ---- */
+
+/* stderr into a file while a test looks at the log lines. */
+static int saved_stderr = -1;
+
+static void capture_begin(const char *name)
+{
+	char path[PATH_MAX + 256];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", fx.dir, name);
+	fflush(stderr);
+	saved_stderr = dup(STDERR_FILENO);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(saved_stderr >= 0 && fd >= 0);
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+}
+
+static void capture_end(const char *name, gw_buf *out)
+{
+	char path[PATH_MAX + 256];
+
+	fflush(stderr);
+	dup2(saved_stderr, STDERR_FILENO);
+	close(saved_stderr);
+	saved_stderr = -1;
+	snprintf(path, sizeof(path), "%s/%s", fx.dir, name);
+	tu_read(path, out);
+}
+
+/* release-r1.xml as notice INTAKE-2027-9NNNNN, dropped as NAME. */
+static void drop_numbered(const char *name, int number)
+{
+	gw_buf b = GW_BUF_INIT;
+	char id[32], *at;
+
+	tu_read(tu_src("tests/data/intake/release-r1.xml"), &b);
+	at = strstr((char *)b.data, "INTAKE-2027-000001");
+	assert_non_null(at);
+	snprintf(id, sizeof(id), "INTAKE-2027-9%05d", number);
+	memcpy(at, id, strlen(id));
+	drop_bytes(name, b.data, b.len);
+	gw_buf_free(&b);
+}
+
+static long long queued_now(void)
+{
+	struct store_counts c;
+
+	assert_ok(fx.st->ops->counts(fx.st, &c));
+	return c.by_state[MSG_QUEUED];
+}
+
+static void expect_chain_intact(void)
+{
+	struct audit_check c;
+	char where[PATH_MAX + 64];
+
+	assert_int_equal(audit_verify(fx.st, NULL, &c, where, sizeof(where)), 0);
+	assert_true(c.intact);
+}
+
+/*
+ * A scan step takes at most one chunk of INTAKE_CHUNK_FILES files, in name
+ * order, with ONE commit (one audit-head line) for the chunk; the files of
+ * a committed chunk are in processed/, the rest still in incoming/new.
+ * Further steps work through the same listing; a file dropped meanwhile
+ * waits for the next listing.
+ */
+static void test_scan_steps_take_one_chunk_per_commit(void **state)
+{
+	int n = INTAKE_CHUNK_FILES + 6, accepted = -1, rejected = -1, duplicates = -1;
+	char name[32];
+	gw_buf log = GW_BUF_INIT;
+	bool more = false;
+
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "n%03d.xml", i);
+		drop_numbered(name, i);
+	}
+	capture_begin("chunk1.log");
+	assert_ok(intake_scan_step(&fx.in, INTAKE_CHUNK_FILES, &accepted, &rejected, &duplicates,
+				   &more));
+	capture_end("chunk1.log", &log);
+	assert_int_equal(accepted, INTAKE_CHUNK_FILES);
+	assert_int_equal(rejected + duplicates, 0);
+	assert_true(more);
+	assert_int_equal(occurrences(&log, "event=audit-head"), 1);
+	assert_int_equal(occurrences(&log, "event=accepted"), INTAKE_CHUNK_FILES);
+	assert_int_equal(queued_now(), 3 * INTAKE_CHUNK_FILES);
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "n%03d.xml", i);
+		assert_true(present(i < INTAKE_CHUNK_FILES ? fx.spool.processed : fx.spool.new_dir,
+				    name));
+	}
+	expect_chain_intact();
+
+	/* Dropped after the listing was taken ("a" sorts first): next listing. */
+	drop("refuse-health.xml", "a-late.xml");
+	capture_begin("chunk2.log");
+	assert_ok(intake_scan_step(&fx.in, INTAKE_CHUNK_FILES, &accepted, &rejected, &duplicates,
+				   &more));
+	capture_end("chunk2.log", &log);
+	assert_int_equal(accepted, 6);
+	assert_false(more);
+	assert_int_equal(occurrences(&log, "event=audit-head"), 1);
+	assert_true(present(fx.spool.new_dir, "a-late.xml"));
+	assert_ok(intake_scan_step(&fx.in, INTAKE_CHUNK_FILES, &accepted, &rejected, &duplicates,
+				   &more));
+	assert_int_equal(accepted, 1);
+	assert_false(more);
+	assert_false(present(fx.spool.new_dir, "a-late.xml"));
+	assert_int_equal(queued_now(), 3 * n + 2); /* a-late: health held, no consent */
+	expect_chain_intact();
+	gw_buf_free(&log);
+}
+
+/* The store with its outermost commit replaced (wrap_commit). */
+static const struct store_ops *real_ops;
+static struct store_ops wrapped_ops;
+static int wrap_depth;
+static bool wrap_crash; /* false: the outermost commit fails; true: commit, then _exit */
+
+static int wrap_begin(store *st)
+{
+	int rc = real_ops->begin(st);
+
+	if (rc == 0)
+		wrap_depth++;
+	return rc;
+}
+
+static int wrap_rollback(store *st)
+{
+	if (wrap_depth > 0)
+		wrap_depth--;
+	return real_ops->rollback(st);
+}
+
+static int wrap_commit(store *st)
+{
+	int rc;
+
+	if (wrap_depth != 1) {
+		if (wrap_depth > 0)
+			wrap_depth--;
+		return real_ops->commit(st);
+	}
+	wrap_depth = 0;
+	if (!wrap_crash) {
+		gw_error_set(GW_ERROR, "test: the database's disk failed at COMMIT");
+		real_ops->rollback(st);
+		return GW_ERROR;
+	}
+	rc = real_ops->commit(st);
+	_exit(rc == 0 ? 0 : 3); /* a crash right after the COMMIT, before any move */
+}
+
+static void wrap_store(store *st, bool crash)
+{
+	real_ops = st->ops;
+	wrapped_ops = *st->ops;
+	wrapped_ops.begin = wrap_begin;
+	wrapped_ops.commit = wrap_commit;
+	wrapped_ops.rollback = wrap_rollback;
+	wrap_depth = 0;
+	wrap_crash = crash;
+	st->ops = &wrapped_ops;
+}
+
+static void unwrap_store(store *st)
+{
+	st->ops = real_ops;
+}
+
+/*
+ * The chunk's COMMIT fails: every file that waited for it (a new notice, a
+ * duplicate of a committed one, a revision conflict judged against the
+ * transaction) stays in incoming/new with its intake-failed line and
+ * nothing of it is stored; a file rejected unread or unparsed is rejected
+ * at once, as always. The next scan takes each exactly once.
+ */
+static void test_failed_chunk_commit_keeps_every_file(void **state)
+{
+	int accepted = -1, rejected = -1, duplicates = -1;
+	struct store_notice n;
+	gw_buf log = GW_BUF_INIT;
+	struct rows r;
+
+	drop("release-r1.xml", "a-first.xml");
+	take("a-first.xml", INTAKE_ACCEPTED);
+	drop("release-r1.xml", "b-dup.xml");
+	drop("refuse-health.xml", "c-new.xml");
+	drop("release-r1-conflict.xml", "d-conflict.xml");
+	drop_bytes("e-broken.xml", "<x", 2);
+
+	wrap_store(fx.st, false);
+	capture_begin("failed.log");
+	assert_true(intake_scan(&fx.in, &accepted, &rejected, &duplicates) < 0);
+	capture_end("failed.log", &log);
+	unwrap_store(fx.st);
+	assert_non_null(strstr(gw_error_last(), "3 file(s) stay in incoming/new"));
+	assert_int_equal(accepted, 0);
+	assert_int_equal(duplicates, 0);
+	assert_int_equal(rejected, 1);
+	assert_reason_file("e-broken.xml", "malformed");
+	assert_true(present(fx.spool.new_dir, "b-dup.xml"));
+	assert_true(present(fx.spool.new_dir, "c-new.xml"));
+	assert_true(present(fx.spool.new_dir, "d-conflict.xml"));
+	assert_false(present(fx.spool.rejected, "d-conflict.xml"));
+	assert_false(present(fx.spool.processed, "b-dup.xml"));
+	assert_int_equal(fx.st->ops->notice_get(fx.st, "INTAKE-2027-000002", 1, &n),
+			 GW_ENOTFOUND);
+	assert_int_equal(occurrences(&log, "event=intake-failed"), 3);
+	assert_int_equal(occurrences(&log, "the database's disk failed at COMMIT"), 3);
+	assert_int_equal(occurrences(&log, "nothing of it was stored; it stays in incoming/new"),
+			 3);
+	assert_true(has(&log, "event=intake-failed file=c-new.xml notice=INTAKE-2027-000002"));
+	assert_false(has(&log, "event=accepted"));
+	assert_false(has(&log, "event=audit-head"));
+
+	assert_ok(intake_scan(&fx.in, &accepted, &rejected, &duplicates));
+	assert_int_equal(accepted, 1);
+	assert_int_equal(duplicates, 1);
+	assert_int_equal(rejected, 1);
+	assert_true(present(fx.spool.processed, "b-dup.xml"));
+	assert_true(present(fx.spool.processed, "c-new.xml"));
+	assert_reason_file("d-conflict.xml", "revision-conflict");
+	list("INTAKE-2027-000001", 0, &r);
+	assert_int_equal(r.n, 3);
+	list("INTAKE-2027-000002", 0, &r);
+	assert_int_equal(r.n, 3);
+	expect_chain_intact();
+	gw_buf_free(&log);
+}
+
+/*
+ * Inside one chunk the later files see the earlier ones' uncommitted rows:
+ * the same bytes again are a duplicate, a conflicting revision is refused;
+ * both are carried out only after the COMMIT (with a failed COMMIT, both
+ * would have stayed, as above).
+ */
+static void test_chunk_sees_its_own_files(void **state)
+{
+	int accepted = -1, rejected = -1, duplicates = -1;
+	struct rows r;
+
+	drop("release-r1.xml", "a-r1.xml");
+	drop("release-r1-conflict.xml", "b-conflict.xml");
+	drop("release-r1.xml", "c-same.xml");
+	drop("release-r2.xml", "d-r2.xml");
+	assert_ok(intake_scan(&fx.in, &accepted, &rejected, &duplicates));
+	assert_int_equal(accepted, 2);
+	assert_int_equal(rejected, 1);
+	assert_int_equal(duplicates, 1);
+	assert_reason_file("b-conflict.xml", "revision-conflict");
+	assert_true(present(fx.spool.processed, "c-same.xml"));
+	list("INTAKE-2027-000001", 1, &r);
+	assert_int_equal(r.n, 3);
+	for (size_t i = 0; i < r.n; i++)
+		assert_int_equal(r.m[i].state, MSG_SUPERSEDED); /* by d-r2, same chunk */
+	list("INTAKE-2027-000001", 2, &r);
+	assert_int_equal(r.n, 3);
+	expect_chain_intact();
+}
+
+/*
+ * A crash right after the chunk's COMMIT, before any file moved (a child
+ * process with its own store connection exits inside the commit): every
+ * file is still in incoming/new, its notice and messages committed. The
+ * next scan recognises each by its SHA-256, moves it as a duplicate and
+ * makes nothing new.
+ */
+static void test_crash_between_commit_and_moves(void **state)
+{
+	int accepted = -1, rejected = -1, duplicates = -1, status = 0;
+	struct store_counts before, after;
+	struct store_notice n;
+	pid_t pid;
+
+	drop("release-r1.xml", "a.xml");
+	drop("refuse-health.xml", "b.xml");
+	drop("transfer.xml", "c.xml");
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct intake child = fx.in;
+		store *st;
+
+		if (store_sqlite_open(&st, fx.cfg.gateway.db) < 0)
+			_exit(2);
+		child.st = st;
+		child.scan_open = false;
+		child.certs = NULL;
+		wrap_store(st, true);
+		intake_scan(&child, NULL, NULL, NULL);
+		_exit(4); /* not reached: the commit exits */
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+
+	assert_true(present(fx.spool.new_dir, "a.xml"));
+	assert_true(present(fx.spool.new_dir, "b.xml"));
+	assert_true(present(fx.spool.new_dir, "c.xml"));
+	assert_ok(fx.st->ops->notice_get(fx.st, "INTAKE-2027-000001", 1, &n));
+	assert_ok(fx.st->ops->notice_get(fx.st, "INTAKE-2027-000002", 1, &n));
+	assert_ok(fx.st->ops->notice_get(fx.st, "INTAKE-2027-000005", 1, &n));
+	assert_ok(fx.st->ops->counts(fx.st, &before));
+	assert_int_equal(before.by_state[MSG_QUEUED] + before.by_state[MSG_HELD], 7);
+
+	assert_ok(intake_scan(&fx.in, &accepted, &rejected, &duplicates));
+	assert_int_equal(accepted, 0);
+	assert_int_equal(rejected, 0);
+	assert_int_equal(duplicates, 3);
+	assert_true(present(fx.spool.processed, "a.xml"));
+	assert_true(present(fx.spool.processed, "b.xml"));
+	assert_true(present(fx.spool.processed, "c.xml"));
+	assert_false(present(fx.spool.new_dir, "a.xml"));
+	assert_ok(fx.st->ops->counts(fx.st, &after));
+	assert_memory_equal(&before, &after, sizeof(before));
+	expect_chain_intact();
+}
+
 /* ---- the log ---- */
 
 static void test_log_line_names_pseudonym_never_the_person(void **state)
@@ -1051,6 +1386,10 @@ int main(void)
 		T(test_release_held_when_endpoint_appears),
 		T(test_release_needs_the_unaltered_original),
 		T(test_no_consent_is_never_released),
+		T(test_scan_steps_take_one_chunk_per_commit),
+		T(test_failed_chunk_commit_keeps_every_file),
+		T(test_chunk_sees_its_own_files),
+		T(test_crash_between_commit_and_moves),
 		T(test_log_line_names_pseudonym_never_the_person),
 #undef T
 	};
