@@ -38,6 +38,13 @@
 #define MAX_TRUST_FILE_BYTES (1024 * 1024)
 #define MAX_RETRY_AFTER_SECONDS (7L * 24 * 3600)
 #define PARKED_MAX 16384 /* message ids remembered per down endpoint */
+/*
+ * A dispatch pass commits relaxed (deliver_batch_begin); a durable commit
+ * (an outcome) or, failing that, a store sync() follows within this time,
+ * so its audit rows are published well inside the time `audit verify`
+ * waits for a head being written.
+ */
+#define DURABLE_WITHIN_MS 50
 
 /*
  * The messages parked for a down endpoint, so its recovery can release them
@@ -120,6 +127,7 @@ struct deliver {
 	struct transfer *prepared;  /* started in that pass, launched after its commit */
 	struct transfer *finished;  /* finished, outcome not yet recorded */
 	struct event *ev_finish;    /* records them, once per event-loop iteration */
+	struct event *ev_sync;      /* a relaxed pass was committed: sync the store soon */
 	struct sock *socks;
 	char crl_file[PATH_MAX];   /* what curl reads; empty: no CRL checks */
 	char crl_bundle[PATH_MAX]; /* our temporary bundle when several CRLs */
@@ -1278,15 +1286,38 @@ fail:
 	return rc;
 }
 
+/*
+ * The pass's transaction is relaxed (store.h): its commit is not synced to
+ * disk. It only marks messages 'sending' before their POST (and parks or
+ * holds some): should a power cut lose it, they are 'queued' again, which
+ * is what recover_sending() makes of 'sending' at the next start anyway,
+ * and the receiver answers the resend 'duplicate'. A crash of the process
+ * alone loses nothing. The outcome of an attempt is always committed
+ * durably, and that commit makes the pass before it durable too.
+ */
 int deliver_batch_begin(deliver *d)
 {
+	store *st = d->st;
 	int rc;
 
 	if (d->batch)
 		return gw_error_set(GW_EINVALID, "a dispatch pass is already open");
-	if ((rc = d->st->ops->begin(d->st)) == 0)
+	rc = st->ops->begin_relaxed ? st->ops->begin_relaxed(st) : st->ops->begin(st);
+	if (rc == 0)
 		d->batch = true;
 	return rc;
+}
+
+/* A relaxed pass's rows not yet made durable by an outcome's commit: sync them now. */
+static void on_sync_event(evutil_socket_t fd, short what, void *arg)
+{
+	deliver *d = arg;
+
+	(void)fd;
+	(void)what;
+	if (d->st->ops->sync && d->st->ops->sync(d->st) < 0)
+		gw_log(GW_LOG_ERROR, "store-error", "reason", gw_error_last(), "next",
+		       "the next durable commit makes the dispatch pass durable", NULL);
 }
 
 int deliver_batch_end(deliver *d)
@@ -1296,6 +1327,10 @@ int deliver_batch_end(deliver *d)
 
 	d->batch = false;
 	rc = d->st->ops->commit(d->st); /* rolls back itself when it fails */
+	if (rc == 0 && d->ev_sync && !evtimer_pending(d->ev_sync, NULL)) {
+		struct timeval soon = { 0, DURABLE_WITHIN_MS * 1000 };
+		evtimer_add(d->ev_sync, &soon);
+	}
 	for (t = d->prepared, d->prepared = NULL; t; t = next) {
 		next = t->batch_next;
 		t->batch_next = NULL;
@@ -1332,6 +1367,8 @@ static int multi_setup(deliver *d)
 		return gw_error_set(GW_ENOMEM, "cannot create the transfer timer");
 	if (!(d->ev_finish = event_new(d->base, -1, 0, on_finish_event, d)))
 		return gw_error_set(GW_ENOMEM, "cannot create the transfer engine's finish event");
+	if (!(d->ev_sync = evtimer_new(d->base, on_sync_event, d)))
+		return gw_error_set(GW_ENOMEM, "cannot create the transfer engine's sync timer");
 	curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
 	curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d);
 	curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -1422,6 +1459,8 @@ void deliver_free(deliver *d)
 		event_free(d->timer);
 	if (d->ev_finish)
 		event_free(d->ev_finish);
+	if (d->ev_sync)
+		event_free(d->ev_sync);
 	while ((ep = d->endpoints)) {
 		d->endpoints = ep->next;
 		gw_buf_free(&ep->anchors);

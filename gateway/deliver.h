@@ -150,7 +150,10 @@ size_t deliver_endpoints_with_room(const deliver *d);
  * commit fails, none begins and every message is still queued (the return
  * value says so). A crash after the commit leaves them 'sending';
  * recover_sending() queues them at the next start and the receiver answers
- * the resend 'duplicate'.
+ * the resend 'duplicate'. The pass's transaction is relaxed (store.h
+ * begin_relaxed): a power cut may lose it, which leaves them 'queued', the
+ * same outcome; the next durable commit, or a store sync() at most 50 ms
+ * later, makes it durable.
  */
 int deliver_batch_begin(deliver *d);
 int deliver_batch_end(deliver *d);
