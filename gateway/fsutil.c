@@ -288,6 +288,23 @@ int fsutil_read_file(const char *path, size_t max_bytes, gw_buf *out)
 	return rc;
 }
 
+/*
+ * Never open and close a file that exists: it may be a database this
+ * process already has open through SQLite, and POSIX record locks belong
+ * to the process, so closing any descriptor of the file drops every lock
+ * the process holds on it, SQLite's too. Another process closing its
+ * connection then finds the database unused and deletes the WAL that this
+ * process goes on writing into (its commits would be lost).
+ */
+static int private_existing(const char *path, const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode))
+		return gw_error_set(GW_ERROR, "%s is not a regular file", path);
+	if ((st->st_mode & 077) && chmod(path, 0600) < 0)
+		return gw_error_set(GW_ERROR, "cannot make %s mode 0600: %s", path, strerror(errno));
+	return 0;
+}
+
 int fsutil_prepare_private_file(const char *path)
 {
 	char dir[PATH_MAX];
@@ -304,17 +321,16 @@ int fsutil_prepare_private_file(const char *path)
 		if (fsutil_mkdirs(dir, 0700) < 0)
 			return GW_ERROR;
 	}
-	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return gw_error_set(GW_ERROR, "cannot open %s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return gw_error_set(GW_ERROR, "%s is not a regular file", path);
+	if (lstat(path, &st) == 0)
+		return private_existing(path, &st);
+	if (errno != ENOENT)
+		return gw_error_set(GW_ERROR, "cannot stat %s: %s", path, strerror(errno));
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		close(fd); /* new: nobody in this process has it open */
+		return 0;
 	}
-	if ((st.st_mode & 077) && fchmod(fd, 0600) < 0) {
-		close(fd);
-		return gw_error_set(GW_ERROR, "cannot make %s mode 0600: %s", path, strerror(errno));
-	}
-	close(fd);
-	return 0;
+	if (errno == EEXIST && lstat(path, &st) == 0) /* another process made it just now */
+		return private_existing(path, &st);
+	return gw_error_set(GW_ERROR, "cannot create %s: %s", path, strerror(errno));
 }

@@ -67,7 +67,9 @@ int fsutil_read_file(const char *path, size_t max_bytes, gw_buf *out);
  * Make sure a private file exists before a library opens it (a database):
  * its directory is created (0700) when missing, the file is created with
  * mode 0600, refused when it is not a regular file or a symlink, and made
- * 0600 when group or others could read it.
+ * 0600 when group or others could read it. An existing file is never opened
+ * (closing a descriptor would drop this process's SQLite locks on it), so
+ * it is safe to call while the process has the database open already.
  */
 int fsutil_prepare_private_file(const char *path);
 

@@ -459,6 +459,47 @@ static void test_store_many_answers_each_message(void **state)
 		inbox_entry_clear(&d[i].e);
 }
 
+/*
+ * Rows in the database as another program sees it: the sqlite3 command, a
+ * process of its own (a forked child would share SQLite's in-memory view of
+ * the open files). Its close is where a last connection deletes the WAL.
+ */
+static int rows_seen_elsewhere(const char *db_path)
+{
+	char cmd[700];
+	int n = -1;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "sqlite3 '%s' 'SELECT count(*) FROM received'", db_path);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%d", &n), 1);
+	assert_int_equal(pclose(p), 0);
+	return n;
+}
+
+/*
+ * A second handle in the same process (a receiver worker has two: its loop
+ * and its store thread) must not cost the first its locks: otherwise
+ * another process closing its connection takes the database for unused,
+ * deletes the WAL, and the commits after that are lost.
+ */
+static void test_second_handle_keeps_the_first_ones_commits(void **state)
+{
+	struct fixture *f = *state;
+	enum inbox_outcome outcome;
+	inbox *second = NULL;
+
+	assert_int_equal(store(f->ib, ID1, "digest-one", &outcome), 0);
+	assert_int_equal(inbox_open(&second, f->inbox_dir, f->db), 0);
+	assert_int_equal(rows_seen_elsewhere(f->db), 1);
+	assert_int_equal(store(f->ib, ID2, "digest-two", &outcome), 0);
+	assert_int_equal(store(second, ID3, "digest-three", &outcome), 0);
+	assert_int_equal(rows_seen_elsewhere(f->db), 3);
+	inbox_close(second);
+	assert_int_equal(rows_seen_elsewhere(f->db), 3);
+}
+
 /* ---- two processes at once --------------------------------------------- */
 
 #define RACE_IDS 24
@@ -559,6 +600,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_locate_follows_the_case_system, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_message_ids_are_checked_before_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_and_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_second_handle_keeps_the_first_ones_commits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_processes_store_each_message_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_processes_conflicting_keep_one_consistent_winner, setup, teardown),
 	};
