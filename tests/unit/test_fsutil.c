@@ -85,12 +85,40 @@ static void test_read_private_refuses_loose_modes(void **state)
 	tu_rmrf(dir);
 }
 
+/* A database's file: made 0600 (directory too), loose modes fixed, odd files refused. */
+static void test_prepare_private_file(void **state)
+{
+	const char *dir = tu_tmpdir("fsutil-private");
+	char path[512], link_path[512], sub[512];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/db/store.db", dir);
+	assert_int_equal(fsutil_prepare_private_file(path), 0);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(chmod(path, 0644), 0);
+	assert_int_equal(fsutil_prepare_private_file(path), 0);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+
+	snprintf(link_path, sizeof(link_path), "%s/db/link.db", dir);
+	assert_int_equal(symlink(path, link_path), 0);
+	assert_int_equal(fsutil_prepare_private_file(link_path), GW_ERROR);
+	assert_non_null(strstr(gw_error_last(), "not a regular file"));
+	snprintf(sub, sizeof(sub), "%s/db/adir", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(fsutil_prepare_private_file(sub), GW_ERROR);
+	tu_rmrf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_write_durable_publishes_whole_file_0600),
 		cmocka_unit_test(test_untrusted_refuses_symlink_hardlink_and_large),
 		cmocka_unit_test(test_read_private_refuses_loose_modes),
+		cmocka_unit_test(test_prepare_private_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
