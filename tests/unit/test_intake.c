@@ -997,7 +997,7 @@ static void test_no_consent_is_never_released(void **state)
 
 /* ---- scans in chunks ---- */
 
-/* stderr into a file while a test looks at the log lines. */
+/* stderr into a file while a test looks at the log lines (here and in "the log"). */
 static int saved_stderr = -1;
 
 static void capture_begin(const char *name)
@@ -1325,29 +1325,16 @@ static void test_crash_between_commit_and_moves(void **state)
 
 static void test_log_line_names_pseudonym_never_the_person(void **state)
 {
-	char path[PATH_MAX + 256];
 	gw_buf log = GW_BUF_INIT;
 	struct store_notice n;
 	char person[32];
-	int saved, fd;
 
-	snprintf(path, sizeof(path), "%s/stderr.log", fx.dir);
-	fflush(stderr);
-	saved = dup(STDERR_FILENO);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_true(saved >= 0 && fd >= 0);
-	dup2(fd, STDERR_FILENO);
-	close(fd);
-
+	capture_begin("stderr.log");
 	drop("release-r1.xml", "logged.xml");
 	take("logged.xml", INTAKE_ACCEPTED);
 	drop_bytes("broken.xml", "<x", 2);
 	take("broken.xml", INTAKE_REJECTED);
-
-	fflush(stderr);
-	dup2(saved, STDERR_FILENO);
-	close(saved);
-	tu_read(path, &log);
+	capture_end("stderr.log", &log);
 	assert_ok(fx.st->ops->notice_get(fx.st, "INTAKE-2027-000001", 1, &n));
 	snprintf(person, sizeof(person), "person=%s", n.person_ref);
 	assert_true(has(&log, "event=accepted"));
