@@ -45,6 +45,8 @@
  * waits for a head being written.
  */
 #define DURABLE_WITHIN_MS 50
+/* How often messages whose outcome could not be recorded are tried again. */
+#define UNRECORDED_RETRY_MS 5000
 
 /*
  * The messages parked for a down endpoint, so its recovery can release them
@@ -102,6 +104,18 @@ struct transfer {
 	char curl_error[CURL_ERROR_SIZE];
 };
 
+/*
+ * A message whose attempt ended but whose outcome could not be written
+ * (the database's disk full, say): it is still 'sending' in the store with
+ * no transfer behind it. It is queued again as soon as the store takes the
+ * change, without waiting for a restart (recover_sending); the receiver
+ * answers the resend 'duplicate' if the first attempt had reached it.
+ */
+struct unrecorded {
+	struct unrecorded *next;
+	char message_id[37];
+};
+
 struct deliver {
 	struct event_base *base;
 	struct event *timer;
@@ -128,6 +142,8 @@ struct deliver {
 	struct transfer *finished;  /* finished, outcome not yet recorded */
 	struct event *ev_finish;    /* records them, once per event-loop iteration */
 	struct event *ev_sync;      /* a relaxed pass was committed: sync the store soon */
+	struct unrecorded *unrecorded; /* 'sending' in the store, no transfer: to queue again */
+	struct event *ev_unrecorded;   /* tries that every UNRECORDED_RETRY_MS */
 	struct sock *socks;
 	char crl_file[PATH_MAX];   /* what curl reads; empty: no CRL checks */
 	char crl_bundle[PATH_MAX]; /* our temporary bundle when several CRLs */
@@ -1056,6 +1072,70 @@ static void transfer_judge(deliver *d, struct transfer *t, struct attempt_facts 
 }
 
 /* After its outcome was recorded (stored = false: it could not be). */
+static void unrecorded_arm(deliver *d)
+{
+	struct timeval later = { UNRECORDED_RETRY_MS / 1000, (UNRECORDED_RETRY_MS % 1000) * 1000 };
+
+	if (d->ev_unrecorded && !evtimer_pending(d->ev_unrecorded, NULL))
+		evtimer_add(d->ev_unrecorded, &later);
+}
+
+static void unrecorded_add(deliver *d, const char *message_id)
+{
+	struct unrecorded *u;
+
+	for (u = d->unrecorded; u; u = u->next)
+		if (strcmp(u->message_id, message_id) == 0)
+			return;
+	if (!(u = calloc(1, sizeof(*u)))) /* out of memory: the next start queues it */
+		return;
+	snprintf(u->message_id, sizeof(u->message_id), "%s", message_id);
+	u->next = d->unrecorded;
+	d->unrecorded = u;
+	unrecorded_arm(d);
+}
+
+/* 'sending' -> 'queued' now; true when it is settled (done, or no longer sending). */
+static bool unrecorded_settle(deliver *d, const struct unrecorded *u)
+{
+	int rc = d->st->ops->message_update(d->st, u->message_id, MSG_SENDING, MSG_QUEUED,
+					    "queued again: the outcome of its last attempt "
+					    "could not be recorded", d->now_ms(), 0);
+
+	if (rc == 0) {
+		gw_log(GW_LOG_INFO, "requeued", "msg", u->message_id, "reason",
+		       "the outcome of its last attempt could not be recorded", NULL);
+		if (d->on_done)
+			d->on_done(d->ctx, u->message_id, OUTCOME_RETRY);
+		return true;
+	}
+	if (rc == GW_EINVALID || rc == GW_ENOTFOUND) /* an operator moved it on meanwhile */
+		return true;
+	gw_log(GW_LOG_ERROR, "store-error", "msg", u->message_id, "reason", gw_error_last(),
+	       "next", "tried again in 5 s; a restart queues it too", NULL);
+	return false;
+}
+
+static void on_unrecorded_timer(evutil_socket_t fd, short what, void *arg)
+{
+	deliver *d = arg;
+	struct unrecorded **link = &d->unrecorded;
+
+	(void)fd;
+	(void)what;
+	while (*link) {
+		struct unrecorded *u = *link;
+		if (!unrecorded_settle(d, u)) {
+			link = &u->next;
+			continue;
+		}
+		*link = u->next;
+		free(u);
+	}
+	if (d->unrecorded)
+		unrecorded_arm(d);
+}
+
 static void transfer_act(deliver *d, struct transfer *t, const struct attempt_facts *f,
 			 bool stored)
 {
@@ -1063,8 +1143,10 @@ static void transfer_act(deliver *d, struct transfer *t, const struct attempt_fa
 
 	if (!stored) {
 		gw_log(GW_LOG_ERROR, "store-error", "msg", t->message_id, "endpoint", t->ep->name,
-		       "reason", gw_error_last(), NULL);
+		       "reason", gw_error_last(), "next",
+		       "queued again once the store takes it (tried every 5 s)", NULL);
 		kind = OUTCOME_RETRY;
+		unrecorded_add(d, t->message_id);
 	} else {
 		log_outcome(t, f);
 	}
@@ -1193,6 +1275,11 @@ int deliver_admit(const deliver *d, const char *endpoint)
 size_t deliver_in_flight(const deliver *d)
 {
 	return d->in_flight;
+}
+
+bool deliver_unsettled(const deliver *d)
+{
+	return d->in_flight > 0 || d->unrecorded != NULL;
 }
 
 bool deliver_full(const deliver *d)
@@ -1369,6 +1456,8 @@ static int multi_setup(deliver *d)
 		return gw_error_set(GW_ENOMEM, "cannot create the transfer engine's finish event");
 	if (!(d->ev_sync = evtimer_new(d->base, on_sync_event, d)))
 		return gw_error_set(GW_ENOMEM, "cannot create the transfer engine's sync timer");
+	if (!(d->ev_unrecorded = evtimer_new(d->base, on_unrecorded_timer, d)))
+		return gw_error_set(GW_ENOMEM, "cannot create the transfer engine's requeue timer");
 	curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
 	curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d);
 	curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -1461,6 +1550,13 @@ void deliver_free(deliver *d)
 		event_free(d->ev_finish);
 	if (d->ev_sync)
 		event_free(d->ev_sync);
+	if (d->ev_unrecorded)
+		event_free(d->ev_unrecorded);
+	while (d->unrecorded) { /* still 'sending': recover_sending queues them at start */
+		struct unrecorded *u = d->unrecorded;
+		d->unrecorded = u->next;
+		free(u);
+	}
 	while ((ep = d->endpoints)) {
 		d->endpoints = ep->next;
 		gw_buf_free(&ep->anchors);

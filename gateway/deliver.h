@@ -136,6 +136,11 @@ int deliver_park(deliver *d, const struct store_message *m);
 
 /* Transfers in flight, and whether the global limit is reached. */
 size_t deliver_in_flight(const deliver *d);
+/*
+ * True while transfers are in flight or a message whose outcome could not
+ * be recorded waits to be queued again (every 5 s; a restart does it too).
+ */
+bool deliver_unsettled(const deliver *d);
 bool deliver_full(const deliver *d);
 /* Configured endpoints that could take one more transfer now (0 when full). */
 size_t deliver_endpoints_with_room(const deliver *d);

@@ -617,7 +617,7 @@ static bool idle(struct sender *s, int64_t now)
 	int64_t when;
 	int rc;
 
-	if (s->scan_wanted || s->scan_more || deliver_in_flight(s->dl) > 0)
+	if (s->scan_wanted || s->scan_more || deliver_unsettled(s->dl))
 		return false;
 	rc = s->st->ops->next_due_ms(s->st, &when);
 	if (rc != GW_ENOTFOUND && (rc < 0 || when <= now))
