@@ -13,23 +13,9 @@
 . "$(dirname "$0")/faults_common.sh"
 
 # --- the fault receiver (housing's certificate), holding every request ------
-mkdir -p "$fr"
-echo hang > "$fr/mode"
-"$FAULTRECV" --cert "$PKI/housing.pem" --key "$PKI/housing.key" --trust "$PKI/ca.pem" \
-  --mode-file "$fr/mode" --state-dir "$fr" 2>>"$fr/faultrecv.log" &
-fr_pid=$!
-LAB_PIDS+=("$fr_pid")
-for _ in $(seq 1 100); do [ -s "$fr/port" ] && break; sleep 0.05; done
-[ -s "$fr/port" ] || { echo "faultrecv did not start" >&2; cat "$fr/faultrecv.log" >&2; exit 1; }
-mode() {
-  rm -f "$fr/ack"
-  echo "$*" > "$fr/mode"
-  kill -HUP "$fr_pid"
-  for _ in $(seq 1 100); do [ -s "$fr/ack" ] && break; sleep 0.02; done
-}
+faultrecv_start hang
 
 # --- the gateway, under the shim, one endpoint (housing) --------------------
-RECEIVER_PORT_HOUSING=$(cat "$fr/port")
 LAB_RETRY_BASE=1 LAB_RETRY_CAP=2 lab_gateway_config
 log="$LAB/gateway/gateway.log"
 export GW_TEST_TRANSFER_TIMEOUT_MS=2000

@@ -19,16 +19,8 @@ le() { [ "$1" -le "$2" ] || { echo "  $1 > $2" >&2; return 1; }; }
 PROBE_AFTER=3   # DELIVER_PROBE_AFTER
 MAX_CONN=4      # the endpoint's max_connections (set below)
 
-mkdir -p "$fr"
-echo down > "$fr/mode"
-"$FAULTRECV" --cert "$PKI/housing.pem" --key "$PKI/housing.key" --trust "$PKI/ca.pem" \
-  --mode-file "$fr/mode" --state-dir "$fr" 2>>"$fr/faultrecv.log" &
-fr_pid=$!
-LAB_PIDS+=("$fr_pid")
-for _ in $(seq 1 100); do [ -s "$fr/port" ] && break; sleep 0.05; done
-[ -s "$fr/port" ] || { echo "faultrecv did not start" >&2; exit 1; }
+faultrecv_start down
 
-RECEIVER_PORT_HOUSING=$(cat "$fr/port")
 LAB_RETRY_BASE=2 LAB_RETRY_CAP=60 lab_gateway_config
 sed -i "/^url = /a max_connections = $MAX_CONN" "$cfg"
 export GW_TEST_CLOCK_FILE="$LAB/clock"
@@ -91,10 +83,7 @@ done
 check "the receiver saw no request while down" eq "$(stat_of requests)" 0
 
 # --- 3. recovery releases the backlog --------------------------------------------
-rm -f "$fr/ack"
-echo accept > "$fr/mode"
-kill -HUP "$fr_pid"
-for _ in $(seq 1 100); do [ -s "$fr/ack" ] && break; sleep 0.02; done
+mode accept
 # Only the earliest retry falls due: the rest wait parked, until it answers.
 clock_set "$(q "SELECT min(next_attempt_ms) FROM messages WHERE state='queued'")"
 due=$(q "SELECT count(*) FROM messages WHERE state='queued' AND next_attempt_ms <= $NOW")

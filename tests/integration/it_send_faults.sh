@@ -25,26 +25,10 @@
 msg_of() { "$GW" list --config "$cfg" --notice "$1" | awk -v s="$2" '$4 == s {print $1}'; }
 
 # --- the fault receiver, serving housing's certificate --------------------
-mkdir -p "$fr"
-echo accept > "$fr/mode"
-"$FAULTRECV" --cert "$PKI/housing.pem" --key "$PKI/housing.key" --trust "$PKI/ca.pem" \
-  --alt-cert "$PKI/nav.pem" --alt-key "$PKI/nav.key" \
-  --untrusted-cert "$PKI/untrusted.pem" --untrusted-key "$PKI/untrusted.key" \
-  --mode-file "$fr/mode" --state-dir "$fr" 2>>"$fr/faultrecv.log" &
-fr_pid=$!
-LAB_PIDS+=("$fr_pid")
-for _ in $(seq 1 100); do [ -s "$fr/port" ] && break; sleep 0.05; done
-[ -s "$fr/port" ] || { echo "faultrecv did not start" >&2; cat "$fr/faultrecv.log" >&2; exit 1; }
-# mode WORD [ARG]: applied at once (SIGHUP), confirmed through the ack file.
-mode() {
-  rm -f "$fr/ack"
-  echo "$*" > "$fr/mode"
-  kill -HUP "$fr_pid"
-  for _ in $(seq 1 100); do [ -s "$fr/ack" ] && break; sleep 0.02; done
-}
+faultrecv_start accept --alt-cert "$PKI/nav.pem" --alt-key "$PKI/nav.key" \
+  --untrusted-cert "$PKI/untrusted.pem" --untrusted-key "$PKI/untrusted.key"
 
 # --- the gateway: one endpoint (housing) at the fault receiver -------------
-RECEIVER_PORT_HOUSING=$(cat "$fr/port")
 LAB_RETRY_BASE=30 LAB_RETRY_CAP=3600 lab_gateway_config
 export GW_TEST_CLOCK_FILE="$LAB/clock"
 export GW_TEST_TRANSFER_TIMEOUT_MS=1500
