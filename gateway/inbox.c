@@ -5,8 +5,10 @@
  * no lock, so workers fsync their items in parallel; SQLite's write lock
  * (BEGIN IMMEDIATE) covers steps 3-5 only, so two worker processes
  * receiving the same MessageId are still ordered. inbox_store_many() runs
- * steps 3-6 once for all the messages a worker has ready (group commit):
- *   1. look the MessageId up: a committed row is final -> duplicate/conflict
+ * step 2 per message and steps 3-6 once for all the messages a worker has
+ * ready (group commit):
+ *   1. (the receiver, before: inbox_lookup) a committed row is final ->
+ *      duplicate/conflict, nothing is stored
  *   2. stage the item as an anonymous file in tmp/ (O_TMPFILE), written and
  *      fsynced; nobody else can see it
  *   3. BEGIN IMMEDIATE; per message look up again: known -> its staged file
@@ -628,10 +630,13 @@ static void work_release(struct put_work *w, size_t n)
 	}
 }
 
-/* Without the lock: a committed row is final; otherwise stage the item. */
+/*
+ * Without the lock: stage the item. Whether the MessageId is known is
+ * decided under the lock (put_store); the receiver has already answered
+ * what it found committed before (check_known).
+ */
 static void put_prepare(inbox *ib, struct inbox_put *p, struct put_work *w)
 {
-	struct inbox_entry have = { 0 };
 	const char *id = p->entry->header.message_id;
 	int rc;
 
@@ -639,17 +644,8 @@ static void put_prepare(inbox *ib, struct inbox_put *p, struct put_work *w)
 	w->fd = -1;
 	p->rc = 0;
 	p->error[0] = '\0';
-	if ((rc = check_id(id)) < 0 || (rc = item_name(id, w->name, sizeof(w->name))) < 0 ||
-	    (rc = known_row(ib, id, &have)) < 0) {
+	if ((rc = check_id(id)) < 0 || (rc = item_name(id, w->name, sizeof(w->name))) < 0) {
 		put_fail(p, rc);
-		return;
-	}
-	if (rc == 1) {
-		put_known(p, &have);
-		inbox_entry_clear(&have);
-		/* A duplicate also finishes a publication a crash interrupted. */
-		if (p->outcome == INBOX_DUPLICATE && (rc = item_publish(ib, id)) < 0)
-			put_fail(p, rc);
 		return;
 	}
 	w->wanted = !item_already_visible(ib, id, w->name, p->item, p->item_len);

@@ -630,18 +630,25 @@ void receiver_pending_clear(struct receiver_pending *pend)
 	gw_buf_free(&pend->item);
 }
 
+/* A new message stored on its own, now, and its answer made. */
+static int store_alone(inbox *ib, struct receiver_pending *pend)
+{
+	struct inbox_put put;
+
+	receiver_pending_put(pend, &put);
+	inbox_store_many(ib, &put, 1); /* a failure is in put.rc and put.error */
+	return receiver_accept_finish(pend, &put);
+}
+
 int receiver_accept(struct receiver_setup *rs, inbox *ib, const char *peer_orgnr,
 		    const unsigned char *body, size_t len, struct receiver_answer *out)
 {
 	struct receiver_pending pend;
-	struct inbox_put put;
 	int rc = receiver_accept_prepare(rs, ib, peer_orgnr, body, len, out, &pend);
 
 	if (rc != 1)
 		return rc;
-	receiver_pending_put(&pend, &put);
-	inbox_store_many(ib, &put, 1); /* a failure is in put.rc and put.error */
-	return receiver_accept_finish(&pend, &put);
+	return store_alone(ib, &pend);
 }
 
 /* ======================================================================
@@ -1142,18 +1149,6 @@ static int wait_for_commit(struct worker *w, struct evhttp_request *req, const c
 	return 0;
 }
 
-/* Out of memory for the queue: store this one alone, now. */
-static void store_alone(struct worker *w, struct receiver_answer *answer,
-			struct receiver_pending *pend)
-{
-	struct inbox_put put;
-
-	receiver_pending_put(pend, &put);
-	inbox_store_many(w->ib, &put, 1); /* a failure is in put.rc and put.error */
-	pend->out = answer;
-	receiver_accept_finish(pend, &put);
-}
-
 static void worker_request(struct evhttp_request *req, void *arg)
 {
 	struct worker *w = arg;
@@ -1189,8 +1184,8 @@ static void worker_request(struct evhttp_request *req, void *arg)
 	if (receiver_accept_prepare(w->rs, w->ib, org, body, len, &answer, &pend) == 1 &&
 	    wait_for_commit(w, req, org, &answer, &pend) == 0)
 		return;
-	if (pend.out) /* a new message the queue had no room for */
-		store_alone(w, &answer, &pend);
+	if (pend.out) /* a new message the queue had no memory for: alone, now */
+		store_alone(w->ib, &pend);
 	answer_send(req, &answer, org);
 }
 
