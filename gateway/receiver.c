@@ -33,9 +33,10 @@
  * Every receipt is signed; rejected request bytes are not kept (the log line
  * has their digest). Logs name organisations and MessageIds, never content.
  *
- * Processes: the parent loads and checks everything, binds the socket,
- * recovers the inbox, then forks `workers` children that each run their own
- * event loop on the shared listening socket and their own SQLite handle.
+ * Processes: the parent loads and checks everything, binds one listening
+ * socket per worker (SO_REUSEPORT: the kernel spreads connections over
+ * them), recovers the inbox, then forks `workers` children that each run
+ * their own event loop on their own socket and their own SQLite handle.
  * It restarts a child that dies and forwards SIGTERM/SIGINT; a child stops
  * accepting, lets open connections finish (bounded), and exits 0.
  */
@@ -87,6 +88,7 @@
 #define RETRY_AFTER_SECONDS "30"
 #define DRAIN_TICK_MS 100
 #define RESTART_DELAY_MS 1000
+#define MAX_WORKERS 64
 
 /* ======================================================================
  * Setup shared with `gateway inbox`
@@ -1319,13 +1321,62 @@ static int worker_run(struct receiver_setup *rs, SSL_CTX *ssl_ctx, evutil_socket
  * The parent: listening socket, supervision
  * ====================================================================== */
 
-static int listen_socket(const char *host, int port, evutil_socket_t *out, int *bound_port)
+/*
+ * One listening socket per worker, all bound to the same address with
+ * SO_REUSEPORT, so the kernel spreads new connections over the workers by
+ * their addresses. With one shared socket, the worker that woke first took
+ * every connection waiting (libevent accepts until EAGAIN): one gateway's
+ * keep-alive connections all landed on one worker and left the others idle.
+ * Only a process of the same user can bind the port beside us (Linux).
+ */
+static int listen_one(const struct addrinfo *ai, int port, evutil_socket_t *out)
 {
-	struct addrinfo hints, *res = NULL;
+	struct sockaddr_storage addr;
+	int fd, one = 1;
+
+	memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+	if (addr.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&addr)->sin6_port = htons((uint16_t)port);
+	else
+		((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)port);
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0 ||
+	    evutil_make_socket_nonblocking(fd) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	*out = fd;
+	return 0;
+}
+
+static int bound_port_of(evutil_socket_t fd, int *port)
+{
 	struct sockaddr_storage addr;
 	socklen_t addrlen = sizeof(addr);
+
+	if (getsockname(fd, (struct sockaddr *)&addr, &addrlen) < 0)
+		return -1;
+	*port = ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
+						 : ((struct sockaddr_in *)&addr)->sin_port);
+	return 0;
+}
+
+static void close_all(evutil_socket_t *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/* n sockets on host:port (port 0: the first picks one, the others join it). */
+static int listen_sockets(const char *host, int port, evutil_socket_t *fds, int n,
+			  int *bound_port)
+{
+	struct addrinfo hints, *res = NULL;
 	char service[16];
-	int fd, one = 1, gai;
+	int gai, i;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -1335,21 +1386,22 @@ static int listen_socket(const char *host, int port, evutil_socket_t *out, int *
 	if ((gai = getaddrinfo(host, service, &hints, &res)) != 0)
 		return gw_error_set(GW_EINVALID, "cannot resolve listen address %s: %s", host,
 				    gai_strerror(gai));
-	fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 128) < 0 ||
-	    evutil_make_socket_nonblocking(fd) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&addr, &addrlen) < 0) {
-		gw_error_set(GW_ERROR, "cannot listen on %s port %d: %s", host, port, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		freeaddrinfo(res);
-		return GW_ERROR;
+	*bound_port = port;
+	for (i = 0; i < n; i++) {
+		if (listen_one(res, *bound_port, &fds[i]) < 0)
+			break;
+		if (i == 0 && bound_port_of(fds[0], bound_port) < 0) {
+			close(fds[0]);
+			break;
+		}
 	}
 	freeaddrinfo(res);
-	*bound_port = ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
-						       : ((struct sockaddr_in *)&addr)->sin_port);
-	*out = fd;
+	if (i < n) {
+		gw_error_set(GW_ERROR, "cannot listen on %s port %d: %s", host, port,
+			     strerror(errno));
+		close_all(fds, i);
+		return GW_ERROR;
+	}
 	return 0;
 }
 
@@ -1366,11 +1418,11 @@ static int port_file_write(const char *path, int port)
 struct supervisor {
 	struct receiver_setup *rs;
 	SSL_CTX *ssl_ctx;
-	evutil_socket_t listen_fd;
+	evutil_socket_t listen_fds[MAX_WORKERS]; /* one per slot */
 	sigset_t old_mask;
 	int n;
-	pid_t pids[64];
-	int64_t restart_at[64]; /* 0: running or never started */
+	pid_t pids[MAX_WORKERS];
+	int64_t restart_at[MAX_WORKERS]; /* 0: running or never started */
 };
 
 static void noop_handler(int sig)
@@ -1379,7 +1431,7 @@ static void noop_handler(int sig)
 }
 
 /* In the child: the parent's blocked signals back to normal, then serve. */
-static int worker_child(struct supervisor *s)
+static int worker_child(struct supervisor *s, int slot)
 {
 	struct sigaction dfl;
 
@@ -1391,7 +1443,10 @@ static int worker_child(struct supervisor *s)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() == 1)
 		raise(SIGTERM);
-	return worker_run(s->rs, s->ssl_ctx, s->listen_fd);
+	for (int i = 0; i < s->n; i++)
+		if (i != slot)
+			close(s->listen_fds[i]);
+	return worker_run(s->rs, s->ssl_ctx, s->listen_fds[slot]);
 }
 
 /* 1 in the child once it has finished serving (its exit code in *code). */
@@ -1405,7 +1460,7 @@ static int worker_start(struct supervisor *s, int slot, int *code)
 		return 0;
 	}
 	if (pid == 0) {
-		*code = worker_child(s);
+		*code = worker_child(s, slot);
 		return 1;
 	}
 	s->pids[slot] = pid;
@@ -1494,21 +1549,12 @@ static int supervise(struct supervisor *s, bool *is_child)
 	return 0;
 }
 
-static int supervisor_run(struct receiver_setup *rs, SSL_CTX *ssl_ctx, evutil_socket_t fd,
-			  bool *is_child)
+static int supervisor_run(struct supervisor *s, bool *is_child)
 {
-	struct supervisor s;
 	struct sigaction sa;
 	sigset_t set;
 	int code;
 
-	memset(&s, 0, sizeof(s));
-	s.rs = rs;
-	s.ssl_ctx = ssl_ctx;
-	s.listen_fd = fd;
-	s.n = rs->cfg->receiver.workers < 1 ? 1 : rs->cfg->receiver.workers;
-	if (s.n > 64)
-		s.n = 64;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = noop_handler; /* SIGCHLD must not be ignored to be waited for */
 	sigaction(SIGCHLD, &sa, NULL);
@@ -1516,10 +1562,10 @@ static int supervisor_run(struct receiver_setup *rs, SSL_CTX *ssl_ctx, evutil_so
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &set, &s.old_mask);
-	code = supervise(&s, is_child);
+	sigprocmask(SIG_BLOCK, &set, &s->old_mask);
+	code = supervise(s, is_child);
 	if (!*is_child)
-		sigprocmask(SIG_SETMASK, &s.old_mask, NULL);
+		sigprocmask(SIG_SETMASK, &s->old_mask, NULL);
 	return code;
 }
 
@@ -1609,28 +1655,40 @@ static int inbox_prepare(const struct config_receiver *rc)
 	return 0;
 }
 
+static int workers_wanted(const struct config_receiver *rc)
+{
+	if (rc->workers < 1)
+		return 1;
+	return rc->workers > MAX_WORKERS ? MAX_WORKERS : rc->workers;
+}
+
 static int serve(struct receiver_setup *rs, const struct receive_options *o, SSL_CTX *ctx)
 {
 	const struct config_receiver *rc = &rs->cfg->receiver;
 	int port = o->port >= 0 ? o->port : rc->listen_port, bound_port = 0, code;
-	evutil_socket_t fd = -1;
+	struct supervisor s;
 	bool is_child = false;
 	char text[16];
 
-	if (inbox_prepare(rc) < 0 || listen_socket(rc->listen_host, port, &fd, &bound_port) < 0) {
+	memset(&s, 0, sizeof(s));
+	s.rs = rs;
+	s.ssl_ctx = ctx;
+	s.n = workers_wanted(rc);
+	if (inbox_prepare(rc) < 0 ||
+	    listen_sockets(rc->listen_host, port, s.listen_fds, s.n, &bound_port) < 0) {
 		fprintf(stderr, "gateway receive: %s\n", gw_error_last());
 		return 1;
 	}
 	if (o->port_file && port_file_write(o->port_file, bound_port) < 0) {
 		fprintf(stderr, "gateway receive: --port-file: %s\n", gw_error_last());
-		close(fd);
+		close_all(s.listen_fds, s.n);
 		return 1;
 	}
 	snprintf(text, sizeof(text), "%d", bound_port);
 	gw_log(GW_LOG_INFO, "listening", "host", rc->listen_host, "port", text, NULL);
-	code = supervisor_run(rs, ctx, fd, &is_child);
+	code = supervisor_run(&s, &is_child);
 	if (!is_child)
-		close(fd);
+		close_all(s.listen_fds, s.n);
 	return code;
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # deps.sh: make sure the Debian 12 packages the gateway builds and tests with
-# are installed (the tests also use xmllint, python3 and pgrep). As root it installs what is missing (one apt-get update first);
+# are installed (the tests also use xmllint, python3, pgrep and ss). As root it installs what is missing (one apt-get update first);
 # otherwise it prints the exact command to run and fails.
 set -eu
 
@@ -9,7 +9,7 @@ packages=(
   libssl-dev libcurl4-openssl-dev libxml2-dev libxmlsec1-dev libxmlsec1-openssl
   libsqlite3-dev libevent-dev libcmocka-dev libinih-dev
   openssl xmlsec1 sqlite3 curl
-  libxml2-utils python3 procps
+  libxml2-utils python3 procps iproute2
 )
 if [ "${GW_DEPS_EXTRA:-}" ]; then
   read -r -a extra <<<"$GW_DEPS_EXTRA"

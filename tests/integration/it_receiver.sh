@@ -11,7 +11,8 @@
 # wrong-signer, wrong-recipient and stale messages, 404/405, the header
 # bound, the read timeout, the connection cap (refusal past it, eviction of
 # connections without a handshake), a concurrent resend over two
-# workers, a worker restart,
+# workers, one client's connections spread over both workers, a worker
+# restart,
 # `gateway inbox list|show|verify`, and a clean exit on SIGTERM.
 #
 # Environment (set by CTest): GW_GATEWAY, GW_PKI_DIR, GW_SOURCE_DIR.
@@ -190,6 +191,25 @@ done
 [ "$accepted" -eq 1 ] || fail "parallel resends: $accepted accepted, expected exactly 1"
 [ "$(count_items)" -eq 3 ] || fail "parallel resends: expected 3 items, found $(count_items)"
 ok "four concurrent sends of one new message: one accepted, three duplicates, one item"
+
+# ---- one client's connections are spread over the workers -------------------
+
+# Each worker listens on a socket of its own (SO_REUSEPORT): the kernel
+# spreads connections by address, so sixteen from one client all landing
+# on one worker has a chance of 2^-15. Raw TCP is enough: the split happens
+# at accept; the read_timeout (3 s) closes them afterwards.
+fds=()
+for _ in $(seq 1 16); do
+  exec {fd}<>"/dev/tcp/127.0.0.1/$port"
+  fds+=("$fd")
+done
+sleep 0.3
+ss -Htnp state established "( sport = :$port )" > "$work/spread.txt"
+for fd in "${fds[@]}"; do exec {fd}<&-; done
+workers_seen=$(grep -o 'pid=[0-9]*' "$work/spread.txt" | sort -u | wc -l)
+[ "$workers_seen" -eq 2 ] ||
+  fail "16 connections from one client were served by $workers_seen worker(s), expected 2: $(cat "$work/spread.txt")"
+ok "one client's connections are spread over both workers"
 
 # ---- a worker dies: the parent starts another --------------------------------
 
