@@ -573,7 +573,7 @@ static void endpoint_defaults(struct config_endpoint *ep)
 	memset(ep, 0, sizeof(*ep));
 	ep->consent_required = true;
 	ep->lead_days = 14;
-	ep->max_connections = 8;
+	ep->max_connections = 16;
 }
 
 static void begin_endpoint(struct parse_ctx *ctx, const char *name)
@@ -810,7 +810,7 @@ void config_defaults(struct gw_config *cfg)
 	cfg->gateway.retry_base = 30;
 	cfg->gateway.retry_cap = 3600;
 	cfg->gateway.retry_horizon_days = 14;
-	cfg->gateway.max_connections = 16;
+	cfg->gateway.max_connections = 64;
 	cfg->gateway.processed_keep_days = 30;
 	snprintf(cfg->gateway.operator_host, sizeof(cfg->gateway.operator_host), "127.0.0.1");
 	cfg->gateway.operator_port = 9464;

@@ -46,13 +46,15 @@ enum intake_outcome { INTAKE_ACCEPTED, INTAKE_REJECTED, INTAKE_DUPLICATE };
 /*
  * Files per chunk of a scan: one store COMMIT (one sync of the database's
  * log) and one fsync of processed/ serve up to this many files, instead of
- * a commit and two directory fsyncs each. More saves little (the syncs are
- * already shared 64 ways) but holds the database's write lock longer,
- * retries more files when a commit fails, and delays the first transfer of
- * a large drop: the sender returns to its event loop between chunks
- * (intake_scan_step), where dispatch starts on what was committed.
+ * a commit and two directory fsyncs each. The sender returns to its event
+ * loop between chunks (intake_scan_step) and runs the next chunk only when
+ * nothing else is ready, so a chunk is also how long finished transfers
+ * wait to be recorded and replaced while a large drop is taken in: 16
+ * files (8 to 15 ms of work) kept the transfers going and gave 5 to 15 %
+ * more messages per second end to end than 64 (docs/BENCHMARKS.md), and
+ * the syncs are still shared 16 ways.
  */
-#define INTAKE_CHUNK_FILES 64
+#define INTAKE_CHUNK_FILES 16
 
 /* The reasons intake holds a message with (store_message.reason). */
 #define INTAKE_HELD_NO_ENDPOINT "no endpoint"

@@ -10,6 +10,9 @@
  *     (intake_scan_step): between chunks the loop runs (sockets, timers) and
  *     dispatch starts on what the last chunk committed, so the first
  *     transfers of a large drop begin after one chunk, not after all of it;
+ *     the next chunk is a background event (the lowest priority), run only
+ *     when nothing else is ready, so finished transfers are recorded and
+ *     replaced, and curl has sent the new ones, before it takes the loop;
  *     a scan that left a file in incoming/new (disk full or read-only,
  *     database locked: each logged with its cause) is repeated after 5 s;
  *   - a timer armed for the store's next_due_ms() (re-armed after every
@@ -80,6 +83,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/*
+ * Event priorities: libevent gives every new event the middle one of
+ * PRIO_COUNT; only the scan's next chunk is put below it.
+ */
+#define PRIO_COUNT 3
+#define PRIO_BACKGROUND 2
 #define RESCAN_SECONDS 60
 #define RESCAN_RETRY_SECONDS 5 /* after a scan that left files in incoming/new */
 #define GRACE_SECONDS 10
@@ -120,6 +129,7 @@ struct sender {
 	struct event *ev_signal[4];
 	bool scan_wanted; /* incoming/new must be listed (again) */
 	bool scan_more;   /* the listing being taken in has files left */
+	bool scan_turn;   /* ev_scan_next fired: the next chunk's turn */
 	bool stopping;
 	int64_t last_expire_ms;
 	int exit_code;
@@ -636,7 +646,9 @@ static void on_work(evutil_socket_t fd, short what, void *arg)
 	if (s->stopping)
 		return;
 	now = sender_now_ms();
-	if (s->scan_wanted || s->scan_more) {
+	/* A chunk only in its turn: a transfer finishing kicks a dispatch, not a chunk. */
+	if ((s->scan_more && s->scan_turn) || (s->scan_wanted && !s->scan_more)) {
+		s->scan_turn = false;
 		scan(s);
 		expire_processed(s, now);
 		now = sender_now_ms(); /* what the scan queued is due by now, not before */
@@ -672,6 +684,20 @@ static void on_rescan(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	s->scan_wanted = true;
 	kick(s);
+}
+
+/*
+ * The scan's next chunk. Its event has the lowest priority (PRIO_BACKGROUND),
+ * so it runs only when nothing else is ready: transfers that finished are
+ * recorded and their slots given to the next messages, and curl has sent
+ * those, before the chunk takes the loop for its files.
+ */
+static void on_scan_next(evutil_socket_t fd, short what, void *arg)
+{
+	struct sender *s = arg;
+
+	s->scan_turn = true;
+	on_work(fd, what, arg);
 }
 
 static void on_due(evutil_socket_t fd, short what, void *arg)
@@ -880,7 +906,9 @@ static int setup_events(struct sender *s)
 	s->ev_work = event_new(s->base, -1, 0, on_work, s);
 	s->ev_rescan = event_new(s->base, -1, EV_PERSIST, on_rescan, s);
 	s->ev_rescan_soon = evtimer_new(s->base, on_rescan, s);
-	s->ev_scan_next = evtimer_new(s->base, on_due, s); /* kicks the work */
+	s->ev_scan_next = evtimer_new(s->base, on_scan_next, s);
+	if (s->ev_scan_next)
+		event_priority_set(s->ev_scan_next, PRIO_BACKGROUND);
 	s->ev_due = evtimer_new(s->base, on_due, s);
 	s->ev_grace = evtimer_new(s->base, on_grace_over, s);
 	s->ev_limit = evtimer_new(s->base, on_limit, s);
@@ -905,7 +933,7 @@ static int start_engine(struct sender *s)
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return gw_error_set(GW_ERROR, "libcurl failed to initialise");
-	if (!(s->base = event_base_new()))
+	if (!(s->base = event_base_new()) || event_base_priority_init(s->base, PRIO_COUNT) < 0)
 		return gw_error_set(GW_ERROR, "cannot create the event loop");
 	memset(&o, 0, sizeof(o));
 	o.base = s->base;

@@ -319,6 +319,6 @@ BIGL=$BIG
   echo
   echo "openssl speed (1 core): RSA-2048 ${R[rsa_sign]:-?} sign/s ${R[rsa_verify]:-?} verify/s;" \
     "P-256 ${R[ec_sign]:-?} sign/s ${R[ec_verify]:-?} verify/s. Ceiling = $CORES / (2/sign + 2/verify)."
-  echo "Endpoint max_connections 8 (default), receiver workers 2, 1 notice = 1 message." \
+  echo "Endpoint max_connections 16 (default), receiver workers 2, 1 notice = 1 message." \
     "Fill of $BIG queued: ${R[fill_s]:-(skipped)} s. Total run: $(($(date +%s) - T_START)) s."
 } | tee "$OUT/results.txt"

@@ -162,7 +162,7 @@ static void test_full_file(void **state)
 	assert_int_equal(prison->n_municipalities, 0);
 	assert_int_equal(prison->n_encrypt_cert, 0);
 	assert_int_equal(prison->lead_days, 14);
-	assert_int_equal(prison->max_connections, 8);
+	assert_int_equal(prison->max_connections, 16);
 
 	assert_string_equal(cfg->receiver.listen_host, "::1");
 	assert_int_equal(cfg->receiver.listen_port, 9443);
@@ -200,7 +200,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->gateway.retry_base, 30);
 	assert_int_equal(cfg->gateway.retry_cap, 3600);
 	assert_int_equal(cfg->gateway.retry_horizon_days, 14);
-	assert_int_equal(cfg->gateway.max_connections, 16);
+	assert_int_equal(cfg->gateway.max_connections, 64);
 	assert_int_equal(cfg->gateway.processed_keep_days, 30);
 	assert_string_equal(cfg->gateway.operator_host, "127.0.0.1"); /* loopback */
 	assert_int_equal(cfg->gateway.operator_port, 9464);
@@ -208,7 +208,7 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg->gateway.spool, ""); /* no [gateway] section */
 	assert_true(ep->consent_required);
 	assert_int_equal(ep->lead_days, 14);
-	assert_int_equal(ep->max_connections, 8);
+	assert_int_equal(ep->max_connections, 16);
 	assert_string_equal(ep->server_orgnr, "964338531");
 	assert_int_equal(ep->n_trust, 1);
 	assert_string_equal(ep->trust[0], "/d/ca.pem");
