@@ -33,6 +33,16 @@
  *
  * intake_file() is a chunk of one file.
  *
+ * Read-ahead (intake_ahead_new/run/ready, intake.h): steps 1 and 3 and the
+ * making of each release's or transfer's messages (build, encrypt, sign)
+ * can be done before the step, on another thread, by a helper struct
+ * intake with its own signer and certificate cache and no store. The step
+ * still does step 2 first (a duplicate is a duplicate, however it parsed),
+ * then the store work with the notice and messages made ahead; what it
+ * logs and rejects is worded as without the read-ahead. A withdrawal's
+ * messages depend on the store (which earlier messages reached whom), so
+ * they are always made by the step.
+ *
  * A recipient is held, not dropped, when it has no endpoint ("no
  * endpoint"), its endpoint needs consent and has no Grant ("no consent"),
  * or its endpoint wants encryption and none of its certificates can be
@@ -95,6 +105,8 @@ struct job {
 	const char *reject_code; /* set when the revision rules refuse the notice */
 	bool late, weekend;
 	int queued, held, superseded, cancelled;
+	bool ahead;                /* run by intake_ahead_run(): nothing logged, no store */
+	struct store_message *made; /* one per recipient, made ahead; NULL: make them here */
 };
 
 /* ---- small helpers ---- */
@@ -412,6 +424,7 @@ void intake_close(struct intake *in)
 {
 	if (!in)
 		return;
+	intake_ahead_ready(in, NULL);
 	if (in->scan_open)
 		spool_list_free(&in->scan_list);
 	in->scan_open = false;
@@ -582,6 +595,12 @@ int intake_encrypt_body(struct intake *in, const struct config_endpoint *ep, xml
  * asks for it, then signed: m gets the bytes and their digest, or is held
  * when no encryption certificate of ep can be used (never sent in clear).
  */
+static void log_held(const struct store_message *m, const char *notice_id)
+{
+	gw_log(GW_LOG_WARN, "held", "msg", m->message_id, "notice", notice_id, "endpoint",
+	       m->endpoint, "reason", m->reason, NULL);
+}
+
 static int seal(struct job *j, const struct config_endpoint *ep, unsigned categories,
 		struct store_message *m)
 {
@@ -607,8 +626,8 @@ static int seal(struct job *j, const struct config_endpoint *ep, unsigned catego
 	if (ep->n_encrypt_cert > 0 && (rc = intake_encrypt_body(j->in, ep, msg)) < 0) {
 		if (rc == GW_EINVALID) {
 			hold(m, gw_error_last());
-			gw_log(GW_LOG_WARN, "held", "msg", m->message_id, "notice", j->n.id,
-			       "endpoint", ep->name, "reason", m->reason, NULL);
+			if (!j->ahead) /* else logged when stored (plan_recipient) */
+				log_held(m, j->n.id);
 			rc = 0;
 		} else {
 			rc = gw_error_wrap(rc, "message to %s for %s", ep->name, m->service);
@@ -635,24 +654,41 @@ static int insert_message(struct job *j, const struct store_message *m)
 	return 0;
 }
 
-/* One recipient of a release or transfer: queued and signed, or held. */
-static int plan_recipient(struct job *j, const struct notice_recipient *r)
+/* One recipient's message of a release or transfer: queued and sealed, or held. */
+static int make_message(struct job *j, const struct notice_recipient *r, struct store_message *m)
 {
 	const struct notice_grant *grant = notice_grant_for(&j->n, r->service);
-	struct store_message m;
 	const char *orgnr;
 	const struct config_endpoint *ep = resolve(j, r, &orgnr);
 	int rc;
 
-	if ((rc = message_init(j, &m, notice_service_name(r->service), orgnr, ep,
+	if ((rc = message_init(j, m, notice_service_name(r->service), orgnr, ep,
 			       j->n.event_date)) < 0)
 		return rc;
 	if (!ep)
-		hold(&m, INTAKE_HELD_NO_ENDPOINT);
+		hold(m, INTAKE_HELD_NO_ENDPOINT);
 	else if (ep->consent_required && !grant)
-		hold(&m, INTAKE_HELD_NO_CONSENT);
+		hold(m, INTAKE_HELD_NO_CONSENT);
 	else
-		rc = seal(j, ep, ep->consent_required ? grant->categories : NEED_ALL, &m);
+		rc = seal(j, ep, ep->consent_required ? grant->categories : NEED_ALL, m);
+	return rc;
+}
+
+/* Recipient i's message into the store: made ahead, or made now. */
+static int plan_recipient(struct job *j, size_t i)
+{
+	struct store_message m;
+	int rc;
+
+	if (j->made) {
+		rc = insert_message(j, &j->made[i]);
+		if (rc == 0 && j->made[i].state == MSG_HELD &&
+		    !strncmp(j->made[i].reason, INTAKE_HELD_CERT, strlen(INTAKE_HELD_CERT)))
+			log_held(&j->made[i], j->n.id);
+		return rc;
+	}
+	memset(&m, 0, sizeof(m));
+	rc = make_message(j, &j->n.recipients[i], &m);
 	if (rc == 0)
 		rc = insert_message(j, &m);
 	store_message_clear(&m);
@@ -674,7 +710,7 @@ static int plan_delivery(struct job *j)
 			return rc;
 	}
 	for (size_t i = 0; i < j->n.n_recipients; i++)
-		if ((rc = plan_recipient(j, &j->n.recipients[i])) < 0)
+		if ((rc = plan_recipient(j, i)) < 0)
 			return rc;
 	return 0;
 }
@@ -908,33 +944,93 @@ static int parse(struct job *j, const gw_buf *bytes, const char **code)
 	return 0;
 }
 
-/* Steps 2 to 4 for the bytes of a file, inside the chunk's transaction. */
-static void take_bytes(struct chunk *c, struct job *j, const gw_buf *bytes)
+/*
+ * What intake_ahead_run() found for one file; the step does the rest. The
+ * notice and the messages belong to it until take_file() moves them into
+ * its job.
+ */
+struct ahead_file {
+	char *name;
+	int64_t now;
+	int read_rc;             /* spool_read(): 0, or its code (with a reason: reject) */
+	const char *read_reason;
+	gw_buf bytes;
+	int parse_rc;            /* parse(): 0, or its code (with a code: reject) */
+	const char *parse_code;
+	char error[512];         /* the sentence of a failed read or parse */
+	char sha256[65];
+	struct notice n;
+	char person[17];
+	struct store_message *made; /* per recipient; NULL: made by the step */
+	size_t n_made;
+};
+
+struct intake_ahead {
+	struct intake *helper; /* whose signer, certificates and configuration it uses */
+	uint64_t gen;          /* the listing (intake.scan_gen) ... */
+	size_t first, n;       /* ... and which of its files */
+	struct ahead_file *files;
+};
+
+static void made_free(struct store_message *made, size_t n)
+{
+	for (size_t i = 0; made && i < n; i++)
+		store_message_clear(&made[i]);
+	free(made);
+}
+
+static void take_failed(struct chunk *c, struct job *j, int rc)
+{
+	if (j->n.id[0])
+		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "notice", j->n.id, "error",
+		       gw_error_last(), "next", NEXT_RETRY, NULL);
+	else
+		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "error", gw_error_last(),
+		       "next", NEXT_RETRY, NULL);
+	chunk_failed(c, rc);
+}
+
+/*
+ * Steps 2 to 4 for the bytes of a file, inside the chunk's transaction.
+ * With af (read ahead), its hash, parse and messages are taken instead of
+ * made here; the duplicate check still comes first.
+ */
+static void take_bytes(struct chunk *c, struct job *j, const gw_buf *bytes, struct ahead_file *af)
 {
 	const char *code = NULL;
 	bool seen = false;
 	int rc;
 
-	if ((rc = sha256_hex(bytes->data, bytes->len, j->sha256)) < 0 ||
+	if (af)
+		memcpy(j->sha256, af->sha256, sizeof(j->sha256));
+	if ((!af && (rc = sha256_hex(bytes->data, bytes->len, j->sha256)) < 0) ||
 	    (rc = j->in->st->ops->intake_seen(j->in->st, j->sha256, &seen)) < 0) {
-		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "error", gw_error_last(),
-		       "next", NEXT_RETRY, NULL);
-		chunk_failed(c, rc);
+		take_failed(c, j, rc);
 		return;
 	}
 	if (seen) {
 		note_taken(c, j, INTAKE_DUPLICATE);
 		return;
 	}
-	rc = parse(j, bytes, &code);
+	if (af) {
+		rc = af->parse_rc;
+		code = af->parse_code;
+		if (rc < 0)
+			gw_error_set(rc, "%s", af->error);
+		j->n = af->n; /* the job owns the notice and the messages now */
+		memset(&af->n, 0, sizeof(af->n));
+		memcpy(j->person, af->person, sizeof(j->person));
+		j->made = af->made;
+		af->made = NULL;
+	} else {
+		rc = parse(j, bytes, &code);
+	}
 	if (rc == GW_EINVALID && code) {
 		reject_now(c, j->in, j->name, code, gw_error_last(), NULL);
 		return;
 	}
 	if (rc < 0) {
-		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "error", gw_error_last(),
-		       "next", NEXT_RETRY, NULL);
-		chunk_failed(c, rc);
+		take_failed(c, j, rc);
 		return;
 	}
 	rc = commit_notice(j);
@@ -943,36 +1039,43 @@ static void take_bytes(struct chunk *c, struct job *j, const gw_buf *bytes)
 		return;
 	}
 	if (rc < 0) {
-		gw_log(GW_LOG_ERROR, "intake-failed", "file", j->name, "notice", j->n.id, "error",
-		       gw_error_last(), "next", NEXT_RETRY, NULL);
-		chunk_failed(c, rc);
+		take_failed(c, j, rc);
 		return;
 	}
 	note_taken(c, j, INTAKE_ACCEPTED);
 }
 
-/* Steps 1 to 4 for one file. */
-static void take_file(struct intake *in, const char *name, struct chunk *c)
+/* Steps 1 to 4 for one file (af: what the read-ahead found, or NULL). */
+static void take_file(struct intake *in, const char *name, struct chunk *c, struct ahead_file *af)
 {
 	gw_buf bytes = GW_BUF_INIT;
 	const char *reason = NULL;
+	size_t n_made = af ? af->n_made : 0;
 	struct job j;
 	int rc;
 
 	memset(&j, 0, sizeof(j));
 	j.in = in;
 	j.name = name;
-	j.now = clock_now(in);
-	rc = spool_read(in->spool, name, max_bytes(in), &bytes, &reason);
+	j.now = af ? af->now : clock_now(in);
+	if (af) {
+		rc = af->read_rc;
+		reason = af->read_reason;
+		if (rc < 0)
+			gw_error_set(rc, "%s", af->error);
+	} else {
+		rc = spool_read(in->spool, name, max_bytes(in), &bytes, &reason);
+	}
 	if (rc == GW_EINVALID && reason) {
 		reject_now(c, in, name, reason, gw_error_last(), NULL);
 	} else if (rc == 0) {
-		take_bytes(c, &j, &bytes);
+		take_bytes(c, &j, af ? &af->bytes : &bytes, af);
 	} else {
 		gw_log(GW_LOG_ERROR, "intake-failed", "file", name, "error", gw_error_last(), "next",
 		       NEXT_RETRY, NULL);
 		chunk_failed(c, rc);
 	}
+	made_free(j.made, n_made);
 	notice_free(&j.n);
 	gw_buf_free(&bytes);
 }
@@ -1033,7 +1136,8 @@ static void finish_chunk(struct intake *in, struct chunk *c)
  * nothing of the chunk was stored: every file waiting for it stays in
  * incoming/new with its line and is taken again at the next scan.
  */
-static void run_chunk(struct intake *in, const char *const *names, size_t n, struct chunk *c)
+static void run_chunk(struct intake *in, const char *const *names, size_t n, struct chunk *c,
+		      struct intake_ahead *ahead)
 {
 	store *st = in->st;
 	int rc;
@@ -1048,7 +1152,7 @@ static void run_chunk(struct intake *in, const char *const *names, size_t n, str
 		return;
 	}
 	for (size_t i = 0; i < n; i++) /* n <= c->cap: each file notes at most one */
-		take_file(in, names[i], c);
+		take_file(in, names[i], c, ahead ? &ahead->files[i] : NULL);
 	if ((rc = st->ops->commit(st)) < 0) { /* rolled back */
 		for (size_t i = 0; i < c->n; i++) {
 			const struct taken *t = &c->v[i];
@@ -1081,7 +1185,7 @@ int intake_file(struct intake *in, const char *name, enum intake_outcome *outcom
 		return gw_error_set(GW_EINVALID, "intake needs a pseudonym key for its log");
 	if ((rc = chunk_init(&c, 1)) < 0)
 		return rc;
-	run_chunk(in, &name, 1, &c);
+	run_chunk(in, &name, 1, &c, NULL);
 	rc = c.failed ? c.first_error : 0;
 	if (c.accepted)
 		*outcome = INTAKE_ACCEPTED;
@@ -1089,6 +1193,123 @@ int intake_file(struct intake *in, const char *name, enum intake_outcome *outcom
 		*outcome = INTAKE_DUPLICATE;
 	free(c.v);
 	return rc;
+}
+
+/* ---- read-ahead ---- */
+
+void intake_ahead_free(struct intake_ahead *a)
+{
+	if (!a)
+		return;
+	for (size_t i = 0; i < a->n; i++) {
+		struct ahead_file *f = &a->files[i];
+
+		free(f->name);
+		gw_buf_free(&f->bytes);
+		notice_free(&f->n);
+		made_free(f->made, f->n_made);
+	}
+	free(a->files);
+	free(a);
+}
+
+int intake_ahead_new(struct intake *in, struct intake *helper, size_t skip,
+		     struct intake_ahead **out)
+{
+	struct intake_ahead *a;
+	size_t first = in->scan_next + skip, n;
+
+	*out = NULL;
+	if (!in->scan_open || first >= in->scan_list.n_names)
+		return GW_ENOTFOUND;
+	n = in->scan_list.n_names - first;
+	if (n > INTAKE_CHUNK_FILES)
+		n = INTAKE_CHUNK_FILES;
+	if (!(a = calloc(1, sizeof(*a))) || !(a->files = calloc(n, sizeof(*a->files)))) {
+		free(a);
+		return gw_error_set(GW_ENOMEM, "out of memory reading the spool ahead");
+	}
+	a->helper = helper;
+	a->gen = in->scan_gen;
+	a->first = first;
+	a->n = n;
+	for (size_t i = 0; i < n; i++) {
+		if (!(a->files[i].name = strdup(in->scan_list.names[first + i]))) {
+			intake_ahead_free(a);
+			return gw_error_set(GW_ENOMEM, "out of memory reading the spool ahead");
+		}
+	}
+	*out = a;
+	return 0;
+}
+
+/* A release's or transfer's messages, made and sealed; none when one fails. */
+static void make_ahead(struct job *j, struct ahead_file *f)
+{
+	size_t n = j->n.n_recipients;
+
+	if (!strcmp(j->n.kind, "withdrawal") || n == 0 ||
+	    !(f->made = calloc(n, sizeof(*f->made))))
+		return;
+	f->n_made = n;
+	for (size_t i = 0; i < n; i++) {
+		if (make_message(j, &j->n.recipients[i], &f->made[i]) < 0) {
+			made_free(f->made, n); /* the step tries again and says why */
+			f->made = NULL;
+			f->n_made = 0;
+			return;
+		}
+	}
+}
+
+static void read_ahead(struct intake *helper, struct ahead_file *f)
+{
+	struct job j;
+
+	memset(&j, 0, sizeof(j));
+	j.in = helper;
+	j.name = f->name;
+	j.ahead = true;
+	j.now = f->now = clock_now(helper);
+	f->read_rc = spool_read(helper->spool, f->name, max_bytes(helper), &f->bytes,
+				&f->read_reason);
+	if (f->read_rc == 0)
+		f->read_rc = sha256_hex(f->bytes.data, f->bytes.len, f->sha256);
+	if (f->read_rc < 0) {
+		copy_str(f->error, sizeof(f->error), gw_error_last());
+		return;
+	}
+	f->parse_rc = parse(&j, &f->bytes, &f->parse_code);
+	if (f->parse_rc < 0)
+		copy_str(f->error, sizeof(f->error), gw_error_last());
+	else
+		make_ahead(&j, f);
+	f->n = j.n; /* handed to the step, or freed with the read-ahead */
+	memcpy(f->person, j.person, sizeof(f->person));
+}
+
+void intake_ahead_run(void *arg)
+{
+	struct intake_ahead *a = arg;
+
+	for (size_t i = 0; i < a->n; i++)
+		read_ahead(a->helper, &a->files[i]);
+}
+
+void intake_ahead_ready(struct intake *in, struct intake_ahead *a)
+{
+	intake_ahead_free(in->ahead);
+	in->ahead = a;
+}
+
+/* The read-ahead for the next n files of the listing, if it is that; else none. */
+static struct intake_ahead *ahead_take(struct intake *in, size_t n)
+{
+	struct intake_ahead *a = in->ahead;
+
+	if (a && a->gen == in->scan_gen && a->first == in->scan_next && a->n == n)
+		return a;
+	return NULL;
 }
 
 /* ---- scans ---- */
@@ -1128,6 +1349,7 @@ int intake_scan_step(struct intake *in, size_t max_files, int *accepted, int *re
 		}
 		in->scan_open = true;
 		in->scan_next = 0;
+		in->scan_gen++;
 		for (size_t i = 0; i < in->scan_list.n_bad; i++)
 			reject_now(&c, in, in->scan_list.bad_names[i], "bad-name", BAD_NAME, NULL);
 	}
@@ -1138,13 +1360,15 @@ int intake_scan_step(struct intake *in, size_t max_files, int *accepted, int *re
 			n = INTAKE_CHUNK_FILES;
 		if (n > max_files)
 			n = max_files;
-		run_chunk(in, (const char *const *)in->scan_list.names + in->scan_next, n, &c);
+		run_chunk(in, (const char *const *)in->scan_list.names + in->scan_next, n, &c,
+			  ahead_take(in, n));
 		in->scan_next += n;
 		max_files -= n;
 	}
 	*more = in->scan_next < in->scan_list.n_names;
 	if (!*more)
 		scan_drop(in);
+	intake_ahead_ready(in, NULL); /* used, or about other files */
 	set_count(accepted, c.accepted);
 	set_count(rejected, c.rejected);
 	set_count(duplicates, c.duplicates);

@@ -62,6 +62,7 @@ enum intake_outcome { INTAKE_ACCEPTED, INTAKE_REJECTED, INTAKE_DUPLICATE };
 #define INTAKE_HELD_CERT "encryption certificate unusable: " /* then the detail */
 
 struct intake_certs; /* encryption certificates per endpoint (intake.c) */
+struct intake_ahead; /* files read, parsed and signed ahead (intake.c) */
 
 struct intake {
 	const struct gw_config *cfg;
@@ -75,6 +76,8 @@ struct intake {
 	struct spool_list scan_list; /* the listing intake_scan_step works through */
 	size_t scan_next;            /* its next well-named entry */
 	bool scan_open;              /* scan_list holds a listing */
+	uint64_t scan_gen;           /* which listing (counts them) */
+	struct intake_ahead *ahead;  /* handed over by intake_ahead_ready() */
 };
 
 /* Free what intake keeps between calls (the certificate cache, a scan's listing). */
@@ -102,6 +105,32 @@ int intake_file(struct intake *in, const char *name, enum intake_outcome *outcom
  */
 int intake_scan_step(struct intake *in, size_t max_files, int *accepted, int *rejected,
 		     int *duplicates, bool *more);
+
+/*
+ * Read-ahead, so that a scan's CPU work (reading, hashing, parsing, and for
+ * releases and transfers building, encrypting and signing each message)
+ * can run on another thread while the caller's loop goes on; the step then
+ * does only what needs the store (the duplicate check, the revision rules,
+ * the rows, the COMMIT, moving the files).
+ *
+ * intake_ahead_new() picks the files of the open listing that come after
+ * the next `skip` ones, one chunk of them, to be prepared with `helper`:
+ * a second struct intake with the same configuration, spool and pseudonym
+ * key but its own signer and certificate cache and no store, which the
+ * loop must not touch while intake_ahead_run() runs (a configuration
+ * reload waits for it). GW_ENOTFOUND when no listing is open or no files
+ * are left. intake_ahead_run(a) prepares them (any thread; it logs nothing
+ * and touches no store). intake_ahead_ready() hands the result to `in`: the
+ * next intake_scan_step() uses it when it takes exactly those files of the
+ * same listing, and frees it either way. A held message's log line, a
+ * rejection and every failure are still the step's, in the same words as
+ * without the read-ahead.
+ */
+int intake_ahead_new(struct intake *in, struct intake *helper, size_t skip,
+		     struct intake_ahead **out);
+void intake_ahead_run(void *ahead);
+void intake_ahead_ready(struct intake *in, struct intake_ahead *ahead);
+void intake_ahead_free(struct intake_ahead *ahead);
 
 /* A whole scan: a fresh listing, every file of it (intake_scan_step). */
 int intake_scan(struct intake *in, int *accepted, int *rejected, int *duplicates);

@@ -13,6 +13,9 @@
  *     the next chunk is a background event (the lowest priority), run only
  *     when nothing else is ready, so finished transfers are recorded and
  *     replaced, and curl has sent the new ones, before it takes the loop;
+ *     the reader thread (offload.c) reads ahead: it reads, parses and signs
+ *     the next chunk (intake_ahead_run, with a struct intake and a signer
+ *     of its own, no store) while the loop records this one and delivers;
  *     a scan that left a file in incoming/new (disk full or read-only,
  *     database locked: each logged with its cause) is repeated after 5 s;
  *   - a timer armed for the store's next_due_ms() (re-armed after every
@@ -59,6 +62,7 @@
 #include "intake.h"
 #include "log.h"
 #include "metrics.h"
+#include "offload.h"
 #include "opweb.h"
 #include "pki.h"
 #include "signer.h"
@@ -120,6 +124,12 @@ struct sender {
 	opweb *web;
 	struct spool spool;
 	struct intake intake;
+	/* Intake read-ahead on the reader thread: its own struct intake and signer. */
+	struct intake helper;
+	signer *helper_sig;
+	offload *reader;
+	struct intake_ahead *ahead_running; /* the reader's, until on_ahead_done */
+	struct intake_ahead *ahead_ready;   /* the next chunk, read */
 	unsigned char pseudonym_key[64];
 	size_t pseudonym_key_len;
 	int inotify_fd;
@@ -359,6 +369,7 @@ static int open_crypto(struct sender *s)
 		return 1;
 	if (xmlread_schemas_load(schemas) < 0 ||
 	    signer_open(&s->sig, s->cfg->identity.key, s->cfg->identity.cert) < 0 ||
+	    signer_open(&s->helper_sig, s->cfg->identity.key, s->cfg->identity.cert) < 0 ||
 	    open_trust(s) < 0)
 		return 2;
 	return 0;
@@ -419,6 +430,9 @@ static void intake_setup(struct sender *s)
 	s->intake.pseudonym_key_len = s->pseudonym_key_len;
 	s->intake.spool = &s->spool;
 	s->intake.now_ms = sender_now_ms;
+	s->helper = s->intake;
+	s->helper.st = NULL; /* the read-ahead never touches the store */
+	s->helper.sig = s->helper_sig;
 }
 
 /* ---- the work: scan, dispatch, re-arm, idle ------------------------------- */
@@ -450,19 +464,84 @@ static void arm_in(struct event *ev, int64_t ms);
  * libevent polls sockets before it runs expired timers, whereas an
  * event_active() from here would run the work again without polling.
  */
+static void ahead_job(void *arg)
+{
+	struct sender *s = arg;
+
+	intake_ahead_run(s->ahead_running);
+}
+
+/* The next chunk is read: its step may run (in its turn, a background event). */
+static void on_ahead_done(void *arg)
+{
+	struct sender *s = arg;
+
+	intake_ahead_free(s->ahead_ready);
+	s->ahead_ready = s->ahead_running;
+	s->ahead_running = NULL;
+	if (s->scan_more && !s->stopping)
+		arm_in(s->ev_scan_next, 0);
+}
+
+/* The reader takes the chunk after the next `skip` files; nothing when there is none. */
+static void read_ahead(struct sender *s, size_t skip)
+{
+	struct intake_ahead *a = NULL;
+
+	if (!s->reader || offload_busy(s->reader) ||
+	    intake_ahead_new(&s->intake, &s->helper, skip, &a) < 0)
+		return; /* the step reads those files itself */
+	s->ahead_running = a;
+	if (offload_start(s->reader, ahead_job, on_ahead_done, s) < 0) {
+		s->ahead_running = NULL;
+		intake_ahead_free(a);
+	}
+}
+
+/* The reader's work thrown away (a reload changes what it used). */
+static void read_ahead_drop(struct sender *s)
+{
+	if (s->reader)
+		offload_wait(s->reader);
+	intake_ahead_free(s->ahead_ready);
+	s->ahead_ready = NULL;
+}
+
+/*
+ * One chunk of a scan. A new listing is taken when the last one is done;
+ * scan_wanted is cleared just before, so a file arriving while the listing
+ * is worked through (inotify sets scan_wanted again) gets a listing of its
+ * own afterwards. With files left, the next chunk runs from a zero timer:
+ * libevent polls sockets before it runs expired timers, whereas an
+ * event_active() from here would run the work again without polling.
+ *
+ * Read-ahead: while the loop records this chunk (store, COMMIT, moves) and
+ * goes on delivering, the reader thread reads, parses and signs the next
+ * one; a chunk whose reading is still under way waits for it (its end arms
+ * the timer again). The first chunk of a listing is read here.
+ */
 static void scan(struct sender *s)
 {
 	int accepted = 0, rejected = 0, duplicates = 0, rc;
 	char a[16], r[16], d[16];
 	bool more = false;
 
+	if (s->scan_more && s->reader && offload_busy(s->reader))
+		return; /* on_ahead_done() brings the chunk back */
 	if (!s->scan_more)
 		s->scan_wanted = false;
+	if (s->ahead_ready) {
+		intake_ahead_ready(&s->intake, s->ahead_ready);
+		s->ahead_ready = NULL;
+		read_ahead(s, INTAKE_CHUNK_FILES); /* the chunk after this one */
+	}
 	rc = intake_scan_step(&s->intake, INTAKE_CHUNK_FILES, &accepted, &rejected, &duplicates,
 			      &more);
 	s->scan_more = more;
-	if (more)
+	if (more) {
+		read_ahead(s, 0);
 		arm_in(s->ev_scan_next, 0);
+	}
 	if (rc < 0) {
 		/* A full or read-only disk, a locked database: try again soon,
 		 * not only at the next 60 s rescan or the next file's arrival. */
@@ -855,8 +934,11 @@ static void reload(struct sender *s)
 		free(fresh);
 		return;
 	}
+	read_ahead_drop(s); /* it used the old configuration */
 	s->cfg = fresh;
 	s->intake.cfg = fresh;
+	intake_close(&s->helper); /* its certificate cache */
+	s->helper.cfg = fresh;
 	opweb_set_config(s->web, fresh);
 	free(old);
 	gw_log(GW_LOG_INFO, "reloaded", "file", s->opt.config, NULL);
@@ -922,6 +1004,8 @@ static int setup_events(struct sender *s)
 	}
 	if (event_add(s->ev_rescan, &rescan) < 0)
 		return gw_error_set(GW_ERROR, "cannot arm the rescan timer");
+	if (offload_new(&s->reader, s->base) < 0)
+		return GW_ERROR;
 	if (s->opt.max_seconds > 0)
 		arm_in(s->ev_limit, (int64_t)s->opt.max_seconds * 1000);
 	return watch_spool(s);
@@ -989,6 +1073,9 @@ static void free_event(struct event **ev)
 
 static void sender_close(struct sender *s)
 {
+	offload_free(s->reader); /* its last done() may still arm a timer */
+	intake_ahead_free(s->ahead_running);
+	intake_ahead_free(s->ahead_ready);
 	opweb_free(s->web);
 	deliver_free(s->dl);
 	metrics_free(s->metrics);
@@ -1011,7 +1098,9 @@ static void sender_close(struct sender *s)
 	verifier_free(s->ver);
 	pki_trust_free(s->trust);
 	intake_close(&s->intake);
+	intake_close(&s->helper);
 	signer_close(s->sig);
+	signer_close(s->helper_sig);
 	OPENSSL_cleanse(s->pseudonym_key, sizeof(s->pseudonym_key));
 	free(s->cfg);
 	curl_global_cleanup();

@@ -55,6 +55,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <sys/wait.h>
 
 #include <fcntl.h>
@@ -1113,6 +1114,118 @@ static void test_scan_steps_take_one_chunk_per_commit(void **state)
 	gw_buf_free(&log);
 }
 
+/*
+ * Read-ahead (the sender's reader thread): a helper intake with its own
+ * signer and no store reads, parses and signs the next chunk on another
+ * thread, and leaves the store, the spool and the log alone meanwhile; the
+ * step then gives the same outcomes, log lines and rows as it would have
+ * alone: a duplicate, a rejection, a recipient held for consent, and
+ * messages whose signed bytes verify. A read-ahead of other files is not
+ * used (and freed).
+ */
+static void *ahead_thread(void *a)
+{
+	intake_ahead_run(a);
+	return NULL;
+}
+
+static void test_read_ahead_same_outcomes(void **state)
+{
+	int accepted = -1, rejected = -1, duplicates = -1;
+	struct intake_ahead *ahead = NULL, *none = NULL;
+	struct intake helper;
+	signer *helper_sig = NULL;
+	gw_buf log = GW_BUF_INIT, bytes = GW_BUF_INIT;
+	struct rows r;
+	bool more = false;
+	pthread_t thread;
+	char name[32];
+
+	for (int i = 0; i < INTAKE_CHUNK_FILES; i++) {
+		snprintf(name, sizeof(name), "a%03d.xml", i);
+		drop_numbered(name, i);
+	}
+	drop_numbered("b000.xml", 0);              /* the bytes of a000: a duplicate */
+	drop_bytes("b001.xml", "<Notice", 7);      /* not XML: rejected */
+	drop("refuse-health.xml", "b002.xml");     /* health held: no consent */
+	for (int i = 3; i < INTAKE_CHUNK_FILES; i++) {
+		snprintf(name, sizeof(name), "b%03d.xml", i);
+		drop_numbered(name, 100 + i);
+	}
+	assert_ok(intake_scan_step(&fx.in, INTAKE_CHUNK_FILES, &accepted, &rejected, &duplicates,
+				   &more));
+	assert_int_equal(accepted, INTAKE_CHUNK_FILES);
+	assert_true(more);
+
+	memset(&helper, 0, sizeof(helper));
+	assert_ok(signer_open(&helper_sig, tu_pki("gateway.key"), tu_pki("gateway.pem")));
+	helper.cfg = fx.in.cfg;
+	helper.sig = helper_sig;
+	helper.pseudonym_key = fx.in.pseudonym_key;
+	helper.pseudonym_key_len = fx.in.pseudonym_key_len;
+	helper.spool = fx.in.spool;
+	helper.now_ms = fx.in.now_ms;
+	assert_int_equal(intake_ahead_new(&fx.in, &helper, INTAKE_CHUNK_FILES, &none),
+			 GW_ENOTFOUND); /* nothing after the b files */
+	assert_ok(intake_ahead_new(&fx.in, &helper, 0, &ahead));
+	capture_begin("ahead.log");
+	assert_int_equal(pthread_create(&thread, NULL, ahead_thread, ahead), 0);
+	assert_int_equal(pthread_join(thread, NULL), 0);
+	capture_end("ahead.log", &log);
+	assert_int_equal(log.len, 0);
+	assert_int_equal(queued_now(), 3 * INTAKE_CHUNK_FILES);
+	assert_true(present(fx.spool.new_dir, "b000.xml"));
+	assert_true(present(fx.spool.new_dir, "b001.xml"));
+
+	intake_ahead_ready(&fx.in, ahead);
+	capture_begin("ahead-step.log");
+	assert_ok(intake_scan_step(&fx.in, INTAKE_CHUNK_FILES, &accepted, &rejected, &duplicates,
+				   &more));
+	capture_end("ahead-step.log", &log);
+	assert_false(more);
+	assert_int_equal(accepted, INTAKE_CHUNK_FILES - 2);
+	assert_int_equal(rejected, 1);
+	assert_int_equal(duplicates, 1);
+	assert_int_equal(occurrences(&log, "event=accepted"), INTAKE_CHUNK_FILES - 2);
+	assert_int_equal(occurrences(&log, "event=rejected"), 1);
+	assert_int_equal(occurrences(&log, "event=duplicate"), 1);
+	assert_int_equal(occurrences(&log, "event=audit-head"), 1);
+	assert_true(present(fx.spool.rejected, "b001.xml"));
+	assert_false(present(fx.spool.new_dir, "b000.xml"));
+	assert_int_equal(queued_now(), 3 * INTAKE_CHUNK_FILES + 2 + 3 * (INTAKE_CHUNK_FILES - 3));
+	list("INTAKE-2027-900105", 0, &r);
+	assert_int_equal(r.n, 3);
+	for (size_t i = 0; i < r.n; i++)
+		signed_body(r.m[i].message_id, &bytes);
+	expect_chain_intact();
+
+	/* A read-ahead of files the step does not take next is not used: the
+	 * step reads them itself (d002 was replaced after the read-ahead). */
+	drop_numbered("d000.xml", 300);
+	drop_numbered("d001.xml", 301);
+	drop_numbered("d002.xml", 302);
+	assert_ok(intake_scan_step(&fx.in, 1, &accepted, &rejected, &duplicates, &more));
+	assert_true(more); /* d000 taken; d001 and d002 left */
+	assert_ok(intake_ahead_new(&fx.in, &helper, 1, &ahead)); /* d002 alone */
+	intake_ahead_run(ahead);
+	drop_numbered("d002.xml", 402);
+	intake_ahead_ready(&fx.in, ahead);
+	assert_ok(intake_scan_step(&fx.in, INTAKE_CHUNK_FILES, &accepted, &rejected, &duplicates,
+				   &more));
+	assert_int_equal(accepted, 2);
+	assert_false(more);
+	list("INTAKE-2027-900402", 0, &r);
+	assert_int_equal(r.n, 3);
+	list("INTAKE-2027-900302", 0, &r);
+	assert_int_equal(r.n, 0);
+	expect_chain_intact();
+
+	intake_close(&helper);
+	signer_close(helper_sig);
+	gw_buf_free(&bytes);
+	gw_buf_free(&log);
+}
+
 /* The store with its outermost commit replaced (wrap_commit). */
 static const struct store_ops *real_ops;
 static struct store_ops wrapped_ops;
@@ -1374,6 +1487,7 @@ int main(void)
 		T(test_release_needs_the_unaltered_original),
 		T(test_no_consent_is_never_released),
 		T(test_scan_steps_take_one_chunk_per_commit),
+		T(test_read_ahead_same_outcomes),
 		T(test_failed_chunk_commit_keeps_every_file),
 		T(test_chunk_sees_its_own_files),
 		T(test_crash_between_commit_and_moves),

@@ -1,0 +1,167 @@
+/*
+ * test_offload: the job runs on the background thread while the loop is
+ * free, its done() runs on the loop's thread exactly once (from the loop,
+ * or from offload_wait()), a second job is refused while one runs, and
+ * offload_free() finishes a running job before it returns.
+ */
+#include "testutil.h"
+#include "offload.h"
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <time.h>
+
+struct job_state {
+	pthread_t job_thread;
+	pthread_t done_thread;
+	atomic_bool release; /* the job returns once this is set */
+	atomic_int jobs_run;
+	int dones;
+	int wait_ms; /* the job sleeps this long before it looks at release */
+};
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static void job(void *arg)
+{
+	struct job_state *js = arg;
+
+	js->job_thread = pthread_self();
+	sleep_ms(js->wait_ms);
+	while (!atomic_load(&js->release))
+		sleep_ms(1);
+	atomic_fetch_add(&js->jobs_run, 1);
+}
+
+static void done(void *arg)
+{
+	struct job_state *js = arg;
+
+	js->done_thread = pthread_self();
+	js->dones++;
+}
+
+/* Runs the loop until done() ran, for at most about max_ms. */
+static void loop_for(struct event_base *base, struct job_state *js, int max_ms)
+{
+	for (int i = 0; i < max_ms && js->dones == 0; i++) {
+		struct timeval tick = { 0, 1000 };
+		event_base_loopexit(base, &tick);
+		event_base_dispatch(base);
+	}
+}
+
+static void test_job_on_thread_done_on_loop(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct job_state js;
+	offload *o = NULL;
+
+	(void)state;
+	memset(&js, 0, sizeof(js));
+	assert_ok(offload_new(&o, base));
+	assert_false(offload_busy(o));
+	assert_ok(offload_start(o, job, done, &js));
+	assert_true(offload_busy(o));
+	/* The loop is free while the job waits: it is still running. */
+	loop_for(base, &js, 20);
+	assert_int_equal(js.dones, 0);
+	assert_int_equal(atomic_load(&js.jobs_run), 0);
+	atomic_store(&js.release, true);
+	loop_for(base, &js, 2000);
+	assert_int_equal(js.dones, 1);
+	assert_int_equal(atomic_load(&js.jobs_run), 1);
+	assert_false(pthread_equal(js.job_thread, pthread_self()));
+	assert_true(pthread_equal(js.done_thread, pthread_self()));
+	assert_false(offload_busy(o));
+	offload_free(o);
+	event_base_free(base);
+}
+
+static void test_second_job_refused_while_busy(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct job_state js, other;
+	offload *o = NULL;
+
+	(void)state;
+	memset(&js, 0, sizeof(js));
+	memset(&other, 0, sizeof(other));
+	atomic_store(&other.release, true);
+	assert_ok(offload_new(&o, base));
+	assert_ok(offload_start(o, job, done, &js));
+	assert_int_equal(offload_start(o, job, done, &other), GW_ETEMP);
+	atomic_store(&js.release, true);
+	loop_for(base, &js, 2000);
+	/* Free again: the next job is taken. */
+	assert_ok(offload_start(o, job, done, &other));
+	loop_for(base, &other, 2000);
+	assert_int_equal(other.dones, 1);
+	assert_int_equal(atomic_load(&other.jobs_run), 1);
+	offload_free(o);
+	event_base_free(base);
+}
+
+static void test_wait_runs_done_once(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct job_state js;
+	offload *o = NULL;
+
+	(void)state;
+	memset(&js, 0, sizeof(js));
+	js.wait_ms = 20;
+	atomic_store(&js.release, true);
+	assert_ok(offload_new(&o, base));
+	assert_ok(offload_start(o, job, done, &js));
+	offload_wait(o);
+	assert_int_equal(atomic_load(&js.jobs_run), 1);
+	assert_int_equal(js.dones, 1);
+	assert_true(pthread_equal(js.done_thread, pthread_self()));
+	assert_false(offload_busy(o));
+	/* The thread's wake-up is still pending on the loop: it runs nothing twice. */
+	for (int i = 0; i < 20; i++) {
+		struct timeval tick = { 0, 1000 };
+		event_base_loopexit(base, &tick);
+		event_base_dispatch(base);
+	}
+	assert_int_equal(js.dones, 1);
+	offload_free(o);
+	event_base_free(base);
+}
+
+static void test_free_finishes_running_job(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct job_state js;
+	offload *o = NULL;
+
+	(void)state;
+	memset(&js, 0, sizeof(js));
+	js.wait_ms = 50;
+	atomic_store(&js.release, true);
+	assert_ok(offload_new(&o, base));
+	assert_ok(offload_start(o, job, done, &js));
+	offload_free(o);
+	assert_int_equal(atomic_load(&js.jobs_run), 1);
+	assert_int_equal(js.dones, 1);
+	event_base_free(base);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_job_on_thread_done_on_loop),
+		cmocka_unit_test(test_second_job_refused_while_busy),
+		cmocka_unit_test(test_wait_runs_done_once),
+		cmocka_unit_test(test_free_finishes_running_job),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
