@@ -48,6 +48,7 @@
 #include "log.h"
 #include "pki.h"
 #include "message.h"
+#include "offload.h"
 #include "receipt.h"
 #include "timeutil.h"
 #include "xmlread.h"
@@ -820,9 +821,14 @@ struct worker {
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
 	struct event *on_term, *on_int, *drain;
-	struct event *ev_commit;         /* stores the waiting requests' messages */
+	struct event *ev_commit;         /* hands the waiting requests to the committer */
 	struct waiting *waiting, **waiting_tail;
 	size_t n_waiting;
+	offload *committer;              /* runs inbox_store_many() on store_ib */
+	inbox *store_ib;                 /* the committer's own handle (SQLite connection) */
+	struct waiting *committing;      /* the batch the committer has */
+	struct inbox_put *puts;          /* its puts, in the same order */
+	size_t n_committing;
 	struct conn *conns, *conns_tail; /* every open connection, oldest first */
 	int live;     /* admitted connections open now */
 	int max_live; /* this worker's share of max_connections */
@@ -1088,32 +1094,12 @@ static void answer_send(struct evhttp_request *req, struct receiver_answer *answ
 	receiver_answer_clear(answer);
 }
 
-/*
- * Group commit: the new messages of every request that became ready in the
- * same event-loop iteration are stored together (one lock, one directory
- * fsync each, one commit: inbox_store_many), then each gets its answer.
- * Runs as an event activated by the first waiting request, so it comes
- * after the other ready connections of that iteration were read.
- */
-static void worker_commit(struct worker *w)
+/* Each waiting request answered from its put (NULL: out of memory), then freed. */
+static void answer_all(struct waiting *list, struct inbox_put *puts)
 {
-	struct waiting *list = w->waiting, *next;
-	struct inbox_put *puts;
-	size_t n = w->n_waiting, i;
+	struct waiting *next;
 
-	w->waiting = NULL;
-	w->waiting_tail = &w->waiting;
-	w->n_waiting = 0;
-	if (n == 0)
-		return;
-	puts = calloc(n, sizeof(*puts));
-	i = 0;
-	for (struct waiting *q = list; puts && q; q = q->next)
-		receiver_pending_put(&q->pend, &puts[i++]);
-	/* On failure every put says so itself (rc, error); nothing was acknowledged. */
-	if (puts)
-		inbox_store_many(w->ib, puts, n);
-	for (i = 0; list; list = next, i++) {
+	for (size_t i = 0; list; list = next, i++) {
 		struct inbox_put no_memory = { .rc = GW_ENOMEM, .error = "out of memory" };
 
 		next = list->next;
@@ -1121,7 +1107,60 @@ static void worker_commit(struct worker *w)
 		answer_send(list->req, &list->answer, list->org);
 		free(list);
 	}
-	free(puts);
+}
+
+/* On the committer thread: store the batch (every put carries its own result). */
+static void commit_job(void *arg)
+{
+	struct worker *w = arg;
+
+	inbox_store_many(w->store_ib, w->puts, w->n_committing);
+}
+
+/* Back on the loop: answer the batch, then hand over what waited meanwhile. */
+static void commit_done(void *arg)
+{
+	struct worker *w = arg;
+
+	answer_all(w->committing, w->puts);
+	free(w->puts);
+	w->puts = NULL;
+	w->committing = NULL;
+	w->n_committing = 0;
+	if (w->waiting)
+		event_active(w->ev_commit, 0, 0);
+}
+
+/*
+ * Group commit: the new messages of every request that became ready while
+ * the previous batch was being stored go together to the committer thread
+ * (one lock, one directory fsync each, one commit: inbox_store_many), and
+ * each is answered when that returns. Meanwhile the loop reads, verifies
+ * and signs the next requests, so their CPU work overlaps this batch's
+ * waits on the disk. Runs as an event activated by the first waiting
+ * request, so it comes after the other ready connections of that
+ * iteration were read.
+ */
+static void worker_commit(struct worker *w)
+{
+	struct waiting *list = w->waiting;
+	size_t n = w->n_waiting, i = 0;
+
+	if (n == 0 || offload_busy(w->committer))
+		return; /* commit_done() hands these over */
+	w->waiting = NULL;
+	w->waiting_tail = &w->waiting;
+	w->n_waiting = 0;
+	w->puts = calloc(n, sizeof(*w->puts));
+	if (!w->puts) { /* nothing was acknowledged: each answer says so */
+		answer_all(list, NULL);
+		return;
+	}
+	for (struct waiting *q = list; q; q = q->next)
+		receiver_pending_put(&q->pend, &w->puts[i++]);
+	w->committing = list;
+	w->n_committing = n;
+	offload_start(w->committer, commit_job, commit_done, w); /* idle: cannot refuse */
 }
 
 static void worker_commit_event(evutil_socket_t fd, short what, void *arg)
@@ -1129,6 +1168,20 @@ static void worker_commit_event(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	worker_commit(arg);
+}
+
+/* Every waiting request stored and answered (stopping: nothing new comes). */
+static void worker_commit_all(struct worker *w)
+{
+	if (!w->committer) {
+		answer_all(w->waiting, NULL);
+		w->waiting = NULL;
+		return;
+	}
+	do {
+		offload_wait(w->committer);
+		worker_commit(w);
+	} while (offload_busy(w->committer));
 }
 
 /* 0 when the request now waits for the group commit; -1 to answer at once. */
@@ -1197,7 +1250,8 @@ static void worker_drain_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if ((w->live <= 0 && w->n_waiting == 0) || timeutil_now_ms() >= w->stop_deadline_ms)
+	if ((w->live <= 0 && w->n_waiting == 0 && !offload_busy(w->committer)) ||
+	    timeutil_now_ms() >= w->stop_deadline_ms)
 		event_base_loopbreak(w->base);
 }
 
@@ -1254,7 +1308,9 @@ static int worker_base(struct worker *w)
 	w->base = event_base_new();
 	if (w->base)
 		w->ev_commit = event_new(w->base, -1, 0, worker_commit_event, w);
-	return w->ev_commit ? 0 : gw_error_set(GW_ERROR, "cannot create an event loop");
+	if (!w->ev_commit)
+		return gw_error_set(GW_ERROR, "cannot create an event loop");
+	return offload_new(&w->committer, w->base);
 }
 
 static int worker_events(struct worker *w)
@@ -1270,7 +1326,8 @@ static int worker_events(struct worker *w)
 static void worker_free(struct worker *w)
 {
 	/* Stored messages are answered before evhttp frees their requests. */
-	worker_commit(w);
+	worker_commit_all(w);
+	offload_free(w->committer);
 	if (w->ev_commit)
 		event_free(w->ev_commit);
 	/* Connections are freed below, some only as the event loop is torn
@@ -1291,6 +1348,7 @@ static void worker_free(struct worker *w)
 	if (w->base)
 		event_base_free(w->base);
 	inbox_close(w->ib);
+	inbox_close(w->store_ib);
 }
 
 /* The body of one worker process; returns its exit code. */
@@ -1306,7 +1364,8 @@ static int worker_run(struct receiver_setup *rs, SSL_CTX *ssl_ctx, evutil_socket
 	w.max_live = rc->max_connections / (rc->workers > 0 ? rc->workers : 1);
 	if (w.max_live < 1)
 		w.max_live = 1;
-	if (inbox_open(&w.ib, rc->inbox, rc->db) < 0 || worker_base(&w) < 0 ||
+	if (inbox_open(&w.ib, rc->inbox, rc->db) < 0 ||
+	    inbox_open(&w.store_ib, rc->inbox, rc->db) < 0 || worker_base(&w) < 0 ||
 	    worker_http(&w, listen_fd) < 0 || worker_events(&w) < 0) {
 		gw_log(GW_LOG_ERROR, "worker-failed", "detail", gw_error_last(), NULL);
 		code = 1;
