@@ -1173,9 +1173,11 @@ static void worker_commit_event(evutil_socket_t fd, short what, void *arg)
 /* Every waiting request stored and answered (stopping: nothing new comes). */
 static void worker_commit_all(struct worker *w)
 {
-	if (!w->committer) {
+	if (!w->committer) { /* it never started: nothing can be stored */
 		answer_all(w->waiting, NULL);
 		w->waiting = NULL;
+		w->waiting_tail = &w->waiting;
+		w->n_waiting = 0;
 		return;
 	}
 	do {

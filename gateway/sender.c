@@ -456,14 +456,7 @@ static void expire_processed(struct sender *s, int64_t now)
 
 static void arm_in(struct event *ev, int64_t ms);
 
-/*
- * One chunk of a scan. A new listing is taken when the last one is done;
- * scan_wanted is cleared just before, so a file arriving while the listing
- * is worked through (inotify sets scan_wanted again) gets a listing of its
- * own afterwards. With files left, the next chunk runs from a zero timer:
- * libevent polls sockets before it runs expired timers, whereas an
- * event_active() from here would run the work again without polling.
- */
+/* On the reader thread. */
 static void ahead_job(void *arg)
 {
 	struct sender *s = arg;
