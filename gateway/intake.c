@@ -954,7 +954,6 @@ struct ahead_file {
 	int64_t now;
 	int read_rc;             /* spool_read(): 0, or its code (with a reason: reject) */
 	const char *read_reason;
-	gw_buf bytes;
 	int parse_rc;            /* parse(): 0, or its code (with a code: reject) */
 	const char *parse_code;
 	char error[512];         /* the sentence of a failed read or parse */
@@ -992,8 +991,8 @@ static void take_failed(struct chunk *c, struct job *j, int rc)
 
 /*
  * Steps 2 to 4 for the bytes of a file, inside the chunk's transaction.
- * With af (read ahead), its hash, parse and messages are taken instead of
- * made here; the duplicate check still comes first.
+ * With af (read ahead; bytes is NULL then), its hash, parse and messages
+ * are taken instead of made here; the duplicate check still comes first.
  */
 static void take_bytes(struct chunk *c, struct job *j, const gw_buf *bytes, struct ahead_file *af)
 {
@@ -1003,8 +1002,11 @@ static void take_bytes(struct chunk *c, struct job *j, const gw_buf *bytes, stru
 
 	if (af)
 		memcpy(j->sha256, af->sha256, sizeof(j->sha256));
-	if ((!af && (rc = sha256_hex(bytes->data, bytes->len, j->sha256)) < 0) ||
-	    (rc = j->in->st->ops->intake_seen(j->in->st, j->sha256, &seen)) < 0) {
+	else if ((rc = sha256_hex(bytes->data, bytes->len, j->sha256)) < 0) {
+		take_failed(c, j, rc);
+		return;
+	}
+	if ((rc = j->in->st->ops->intake_seen(j->in->st, j->sha256, &seen)) < 0) {
 		take_failed(c, j, rc);
 		return;
 	}
@@ -1069,7 +1071,7 @@ static void take_file(struct intake *in, const char *name, struct chunk *c, stru
 	if (rc == GW_EINVALID && reason) {
 		reject_now(c, in, name, reason, gw_error_last(), NULL);
 	} else if (rc == 0) {
-		take_bytes(c, &j, af ? &af->bytes : &bytes, af);
+		take_bytes(c, &j, af ? NULL : &bytes, af);
 	} else {
 		gw_log(GW_LOG_ERROR, "intake-failed", "file", name, "error", gw_error_last(), "next",
 		       NEXT_RETRY, NULL);
@@ -1205,7 +1207,6 @@ void intake_ahead_free(struct intake_ahead *a)
 		struct ahead_file *f = &a->files[i];
 
 		free(f->name);
-		gw_buf_free(&f->bytes);
 		notice_free(&f->n);
 		made_free(f->made, f->n_made);
 	}
@@ -1262,8 +1263,10 @@ static void make_ahead(struct job *j, struct ahead_file *f)
 	}
 }
 
+/* Steps 1 and 3 for one file, and its messages; the bytes are not kept. */
 static void read_ahead(struct intake *helper, struct ahead_file *f)
 {
+	gw_buf bytes = GW_BUF_INIT;
 	struct job j;
 
 	memset(&j, 0, sizeof(j));
@@ -1271,15 +1274,17 @@ static void read_ahead(struct intake *helper, struct ahead_file *f)
 	j.name = f->name;
 	j.ahead = true;
 	j.now = f->now = clock_now(helper);
-	f->read_rc = spool_read(helper->spool, f->name, max_bytes(helper), &f->bytes,
+	f->read_rc = spool_read(helper->spool, f->name, max_bytes(helper), &bytes,
 				&f->read_reason);
 	if (f->read_rc == 0)
-		f->read_rc = sha256_hex(f->bytes.data, f->bytes.len, f->sha256);
+		f->read_rc = sha256_hex(bytes.data, bytes.len, f->sha256);
 	if (f->read_rc < 0) {
 		copy_str(f->error, sizeof(f->error), gw_error_last());
+		gw_buf_free(&bytes);
 		return;
 	}
-	f->parse_rc = parse(&j, &f->bytes, &f->parse_code);
+	f->parse_rc = parse(&j, &bytes, &f->parse_code);
+	gw_buf_free(&bytes);
 	if (f->parse_rc < 0)
 		copy_str(f->error, sizeof(f->error), gw_error_last());
 	else
