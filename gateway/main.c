@@ -6,6 +6,9 @@
 
 #include <stdio.h>
 #include <string.h>
+#ifdef GW_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
 
 struct command {
 	const char *name;
@@ -31,12 +34,31 @@ static int run_inbox(const char *name, int argc, char **argv)
 	return inbox_main(argc, argv);
 }
 
+/* Which malloc this binary runs on (CMake's GW_JEMALLOC), read from the allocator itself. */
+static const char *allocator_name(void)
+{
+#ifdef GW_JEMALLOC
+	static char name[64];
+	const char *version = NULL;
+	size_t len = sizeof(version);
+
+	if (mallctl("version", &version, &len, NULL, 0) == 0 && version) {
+		snprintf(name, sizeof(name), "jemalloc %s", version);
+		return name;
+	}
+	return "jemalloc";
+#else
+	return "the C library's malloc";
+#endif
+}
+
 static int run_version(const char *name, int argc, char **argv)
 {
 	(void)name;
 	(void)argc;
 	(void)argv;
 	printf("gateway %s\n", GW_VERSION);
+	printf("allocator: %s\n", allocator_name());
 	return 0;
 }
 

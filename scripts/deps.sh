@@ -7,7 +7,7 @@ set -eu
 packages=(
   build-essential cmake pkg-config
   libssl-dev libcurl4-openssl-dev libxml2-dev libxmlsec1-dev libxmlsec1-openssl
-  libsqlite3-dev libevent-dev libcmocka-dev libinih-dev
+  libsqlite3-dev libevent-dev libcmocka-dev libinih-dev libjemalloc-dev
   openssl xmlsec1 sqlite3 curl
   libxml2-utils python3 procps iproute2
 )

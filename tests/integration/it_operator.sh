@@ -167,6 +167,14 @@ check "no --config: exit 2" eq "$(rc_of "$GW" status)" 2
 check "unknown option: exit 2" eq "$(rc_of G status --bogus)" 2
 check "audit without verify: exit 2" eq "$(rc_of G audit)" 2
 check "missing config file: exit 2" eq "$(rc_of "$GW" status --config "$LAB/none.conf")" 2
+# The allocator the binary runs on (CMake GW_JEMALLOC; the sanitizers bring their own).
+version_out=$("$GW" version)
+check "version: the gateway's version" has "$version_out" '^gateway [0-9]'
+if ldd "$GW" | grep -q 'libasan\.so'; then
+  check "version: a sanitizer build names the C library's malloc" has "$version_out" "^allocator: the C library's malloc$"
+else
+  check "version: jemalloc, read from the allocator itself" has "$version_out" '^allocator: jemalloc [0-9]'
+fi
 
 # --- audit trail --------------------------------------------------------------
 out=$(G audit verify || true)
