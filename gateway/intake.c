@@ -49,7 +49,7 @@
  * used ("encryption certificate unusable: ..."): never sent in clear.
  *
  * Per message: notice_filtered_copy() (core + granted Needs, no Recipients
- * or Consent) -> message_build() -> intake_encrypt_body() when the
+ * or Consent, a Withdrawal naming the recipient's service only) -> message_build() -> intake_encrypt_body() when the
  * endpoint has encrypt_cert (xmlenc_encrypt_element on the Body's Notice)
  * -> signer_sign_to_bytes(). Encrypt, then sign.
  *
@@ -606,9 +606,12 @@ static int seal(struct job *j, const struct config_endpoint *ep, unsigned catego
 {
 	xmlDocPtr body = NULL, msg = NULL;
 	struct msg_header h;
+	enum gw_service service;
 	int rc;
 
-	if ((rc = notice_filtered_copy(&j->n, categories, &body)) < 0)
+	if (notice_service_parse(m->service, &service) < 0)
+		return gw_error_set(GW_EINVALID, "message %s names no known service", m->message_id);
+	if ((rc = notice_filtered_copy(&j->n, service, categories, &body)) < 0)
 		return rc;
 	memset(&h, 0, sizeof(h));
 	copy_str(h.message_id, sizeof(h.message_id), m->message_id);

@@ -624,7 +624,20 @@ static void filter_needs(xmlNodePtr root, unsigned categories)
 		remove_node(needs);
 }
 
-int notice_filtered_copy(const struct notice *n, unsigned categories, xmlDocPtr *out)
+/* A withdrawal tells each recipient about its own service, never the others'. */
+static int narrow_withdrawal(xmlNodePtr root, enum gw_service recipient)
+{
+	xmlNodePtr withdrawal = child(root, "Withdrawal");
+
+	if (!withdrawal)
+		return 0;
+	if (!xmlSetProp(withdrawal, BAD_CAST "services", BAD_CAST notice_service_name(recipient)))
+		return gw_error_set(GW_ENOMEM, "out of memory copying a notice");
+	return 0;
+}
+
+int notice_filtered_copy(const struct notice *n, enum gw_service recipient, unsigned categories,
+			 xmlDocPtr *out)
 {
 	xmlDocPtr doc;
 	xmlNodePtr root, node;
@@ -648,6 +661,10 @@ int notice_filtered_copy(const struct notice *n, unsigned categories, xmlDocPtr 
 		remove_node(node);
 	filter_needs(root, categories);
 	strip_comments(root->children);
+	if ((error = narrow_withdrawal(root, recipient)) < 0) {
+		xmlFreeDoc(doc);
+		return error;
+	}
 	if ((error = xmlread_validate(doc, XML_KIND_NOTICE)) < 0) {
 		xmlFreeDoc(doc);
 		return gw_error_wrap(error, "the filtered copy of notice %s is not valid", n->id);

@@ -78,10 +78,14 @@ void notice_free(struct notice *n);
 const struct notice_grant *notice_grant_for(const struct notice *n, enum gw_service s);
 
 /*
- * The copy a recipient sees: the original without Recipients and Consent,
- * and with only the Need elements whose category bit is in `categories`
- * (Needs removed when none is left). The result validates as a Notice.
+ * The copy a recipient of service `recipient` sees: the original without
+ * Recipients and Consent, with only the Need elements whose category bit is
+ * in `categories` (Needs removed when none is left), and a Withdrawal's
+ * services naming the recipient's service only (which other services were
+ * told is not the recipient's to know, SPEC 4). The result validates as a
+ * Notice.
  */
-int notice_filtered_copy(const struct notice *n, unsigned categories, xmlDocPtr *out);
+int notice_filtered_copy(const struct notice *n, enum gw_service recipient, unsigned categories,
+			 xmlDocPtr *out);
 
 #endif

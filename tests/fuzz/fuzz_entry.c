@@ -196,7 +196,7 @@ static int check_filtered(const struct notice *n, unsigned categories)
 	size_t len = 0;
 	int rc = FUZZ_OK;
 
-	if (notice_filtered_copy(n, categories, &copy) < 0)
+	if (notice_filtered_copy(n, (enum gw_service)(categories % SVC_COUNT), categories, &copy) < 0)
 		return FUZZ_OK; /* a refusal (out of memory) is not a property break */
 	if (xmlread_serialize(copy, &bytes, &len) < 0)
 		rc = FUZZ_OK;

@@ -423,7 +423,7 @@ static void test_filtered_copy_table(void **state)
 		xmlDocPtr copy = NULL;
 		xmlBufferPtr text = xmlBufferCreate();
 
-		assert_ok(notice_filtered_copy(&n, want, &copy));
+		assert_ok(notice_filtered_copy(&n, SVC_HOUSING, want, &copy));
 		assert_int_equal(notice_categories(xmlDocGetRootElement(copy), "copy"), want);
 		assert_true(xmlNodeDump(text, copy, xmlDocGetRootElement(copy), 0, 0) > 0);
 		/* The text of a withheld Need is gone, not just its element name. */

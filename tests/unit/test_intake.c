@@ -475,6 +475,9 @@ static void test_withdrawal_cancels_and_tells_those_reached(void **state)
 	signed_body(r3.m[0].message_id, &body);
 	assert_true(has(&body, "<Withdrawal"));
 	assert_true(has(&body, "kind=\"withdrawal\""));
+	/* The notice named nav and health: NAV is not told that health was. */
+	assert_true(has(&body, "services=\"nav\""));
+	assert_false(has(&body, "health"));
 	assert_false(has(&body, NIN));
 	gw_buf_free(&body);
 }

@@ -76,7 +76,7 @@ static void test_build_and_read_header(void **state)
 	xmlNodePtr body;
 
 	load_notice(&n);
-	assert_ok(notice_filtered_copy(&n, notice_grant_for(&n, SVC_NAV)->categories, &copy));
+	assert_ok(notice_filtered_copy(&n, SVC_NAV, notice_grant_for(&n, SVC_NAV)->categories, &copy));
 	assert_ok(message_build(&msg, &h, xmlDocGetRootElement(copy)));
 	xmlFreeDoc(copy);
 

@@ -329,7 +329,7 @@ static void check_copy(const struct notice *n, unsigned categories, unsigned exp
 	size_t len;
 	xmlDocPtr copy;
 
-	assert_ok(notice_filtered_copy(n, categories, &copy));
+	assert_ok(notice_filtered_copy(n, SVC_NAV, categories, &copy));
 	assert_int_equal(needs_in(copy), expect);
 	if (!expect)
 		assert_null(notice_child(copy, "Needs"));
@@ -367,6 +367,15 @@ static void test_filtered_copy(void **state)
 	notice_free(&n);
 }
 
+static void assert_withdrawal_services(xmlDocPtr copy, const char *want)
+{
+	xmlChar *services = xmlGetProp(notice_child(copy, "Withdrawal"), BAD_CAST "services");
+
+	assert_non_null(services);
+	assert_string_equal((const char *)services, want);
+	xmlFree(services);
+}
+
 static void test_filtered_copy_of_withdrawal(void **state)
 {
 	struct notice_rules rules = test_rules();
@@ -374,9 +383,20 @@ static void test_filtered_copy_of_withdrawal(void **state)
 	const char *reason;
 	xmlDocPtr copy;
 
+	/* The notice names nav and health; each copy names its recipient only. */
 	assert_ok(parse_sample(&n, "ok-withdrawal.xml", &rules, &reason));
-	assert_ok(notice_filtered_copy(&n, NEED_ALL, &copy));
-	assert_non_null(notice_child(copy, "Withdrawal"));
+	for (enum gw_service s = SVC_NAV; s <= SVC_HEALTH; s++) {
+		assert_ok(notice_filtered_copy(&n, s, NEED_ALL, &copy));
+		assert_withdrawal_services(copy, notice_service_name(s));
+		assert_ok(xmlread_validate(copy, XML_KIND_NOTICE));
+		xmlFreeDoc(copy);
+	}
+	notice_free(&n);
+
+	/* "All services" (no attribute) becomes the recipient's own as well. */
+	assert_ok(parse_sample(&n, "ok-withdrawal-all-services.xml", &rules, &reason));
+	assert_ok(notice_filtered_copy(&n, SVC_SCHOOL, NEED_ALL, &copy));
+	assert_withdrawal_services(copy, "school");
 	xmlFreeDoc(copy);
 	notice_free(&n);
 }
