@@ -585,20 +585,6 @@ static void remove_node(xmlNodePtr node)
 	xmlFreeNode(node);
 }
 
-/* Comments and processing instructions could carry anything: drop them. */
-static void strip_comments(xmlNodePtr node)
-{
-	xmlNodePtr next;
-
-	for (; node; node = next) {
-		next = node->next;
-		if (node->type == XML_COMMENT_NODE || node->type == XML_PI_NODE)
-			remove_node(node);
-		else if (node->type == XML_ELEMENT_NODE)
-			strip_comments(node->children);
-	}
-}
-
 static void filter_needs(xmlNodePtr root, unsigned categories)
 {
 	xmlNodePtr needs = child(root, "Needs"), node, next;
@@ -660,7 +646,7 @@ int notice_filtered_copy(const struct notice *n, enum gw_service recipient, unsi
 	if ((node = child(root, "Consent")) != NULL)
 		remove_node(node);
 	filter_needs(root, categories);
-	strip_comments(root->children);
+	xmlread_strip_comments(root->children); /* they could carry anything */
 	if ((error = narrow_withdrawal(root, recipient)) < 0) {
 		xmlFreeDoc(doc);
 		return error;

@@ -542,6 +542,28 @@ static bool node_is(xmlNodePtr node, const char *ns, const char *name)
 	return node->ns && node->ns->href && !strcmp((const char *)node->ns->href, ns);
 }
 
+void xmlread_strip_comments(xmlNodePtr first)
+{
+	xmlNodePtr node, next, prev;
+
+	for (node = first; node; node = next) {
+		next = node->next;
+		if (node->type == XML_ELEMENT_NODE) {
+			xmlread_strip_comments(node->children);
+			continue;
+		}
+		if (node->type != XML_COMMENT_NODE && node->type != XML_PI_NODE)
+			continue;
+		prev = node->prev;
+		if (prev && prev->type == XML_TEXT_NODE && xmlIsBlankNode(prev)) {
+			xmlUnlinkNode(prev);
+			xmlFreeNode(prev);
+		}
+		xmlUnlinkNode(node);
+		xmlFreeNode(node);
+	}
+}
+
 bool xmlread_is(xmlNodePtr node, const char *ns, const char *name)
 {
 	return node && node_is(node, ns, name);

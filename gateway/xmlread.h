@@ -69,6 +69,14 @@ xmlNodePtr xmlread_child(xmlNodePtr parent, const char *ns, const char *name);
  * returns a malloc'd string from xmlGetNoNsProp, free with xmlFree). */
 char *xmlread_attr(xmlNodePtr node, const char *name);
 
+/*
+ * Drop every comment and processing instruction among first and its
+ * following siblings and their descendants, each with the blank text before
+ * it. Comments are outside the signature (exclusive C14N without comments),
+ * so nothing a reader relies on may travel in one.
+ */
+void xmlread_strip_comments(xmlNodePtr first);
+
 /* Serialize a whole document without reformatting, UTF-8. *out is
  * malloc'd and NUL-terminated (not counted in *len): free it with free(). */
 int xmlread_serialize(xmlDocPtr doc, unsigned char **out, size_t *len);

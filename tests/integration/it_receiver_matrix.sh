@@ -185,13 +185,37 @@ wrap body "$work/wrap-body.xml"
 row_receipt "wrapping: the signed original as the Body" "$work/wrap-body.xml" 400 schema-invalid
 [ "$(db_rows "$wid")" -eq 0 ] || fail "wrapping: a row stored for the wrapped id"
 
+# ---- comments: outside the signature, so never in the inbox ------------------------
+
+# Exclusive C14N without comments leaves comments out of the digest: one
+# added to a signed message after signing still verifies. It must not reach
+# the case system, which would read it as signed text.
+cid=$(new_id)
+make_message "$work/commented.xml" "$cid" "$(now_utc)" "$ME" "Signed text."
+python3 - "$work/commented.xml" <<'PY'
+import sys
+p = sys.argv[1]
+s = open(p).read()
+assert "Signed text." in s
+s = s.replace("Signed text.", "Signed text.<!-- UNSIGNED: call this number instead -->", 1)
+open(p, "w").write(s)
+PY
+grep -q "UNSIGNED" "$work/commented.xml" || fail "comments: the comment was not added"
+post "$work/commented.xml"
+expect_receipt "a comment added after signing: the signature still holds" 200 accepted "" "$cid" "$work/commented.xml"
+grep -q "Signed text." "$INBOX/new/$cid.xml" || fail "comments: the item lost its signed text"
+if grep -q "UNSIGNED" "$INBOX/new/$cid.xml"; then
+  fail "comments: an unsigned comment reached the inbox item"
+fi
+ok "a comment added after signing is kept as evidence but never reaches the inbox item"
+
 # ---- and the receiver still serves -------------------------------------------------
 
 post "$work/inner.xml"
 expect_receipt "the unwrapped original" 200 accepted "" "$wid" "$work/inner.xml"
 grep -q "The signed original." "$INBOX/new/$wid.xml" || fail "the original's item lost its content"
-[ "$(store_state)" = "new=2 tmp=0 cur=0 rows=2" ] || fail "final store: $(store_state)"
+[ "$(store_state)" = "new=3 tmp=0 cur=0 rows=3" ] || fail "final store: $(store_state)"
 stop_receiver
-ok "the signed original, sent as itself, is accepted: after $((passed - 1)) refusals the store holds exactly two messages"
+ok "the signed original, sent as itself, is accepted: after the refusals the store holds exactly three messages"
 
 echo "it_receiver_matrix: all $passed checks passed"
