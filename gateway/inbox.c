@@ -468,20 +468,22 @@ static int item_move(inbox *ib, const char *message_id)
  * Make moves out of tmp/ durable: the names in new/, and their absence from
  * tmp/ (a name that came back into tmp/ after a power cut would be
  * published a second time by recovery, after the case system may already
- * have taken the first copy away).
+ * have taken the first copy away). Also when another worker made the move
+ * (ENOENT here): it may not have synced tmp/ yet, and this answer must not
+ * run ahead of that.
  */
-static int moves_sync(inbox *ib, bool moved)
+static int moves_sync(inbox *ib)
 {
 	if (fsutil_sync_dir(ib->new_dir) < 0)
 		return GW_ERROR;
-	return moved ? fsutil_sync_dir(ib->tmp) : 0;
+	return fsutil_sync_dir(ib->tmp);
 }
 
 static int item_publish(inbox *ib, const char *message_id)
 {
 	int moved = item_move(ib, message_id);
 
-	return moved < 0 ? moved : moves_sync(ib, moved == 1);
+	return moved < 0 ? moved : moves_sync(ib);
 }
 
 static bool same_content(const char *path, const unsigned char *data, size_t len)
@@ -605,6 +607,9 @@ struct put_work {
 	enum put_step step;
 	int fd;      /* the anonymous item; -1: written by name when linked */
 	bool wanted; /* false when new/ or cur/ already shows exactly these bytes */
+	bool named;  /* tmp/<name> made by this batch (under the lock) */
+	bool judged; /* duplicate or conflict found under the lock: maybe against a
+		      * row this very batch inserted, so only as final as its commit */
 	char name[64];
 };
 
@@ -686,24 +691,46 @@ static int put_store(inbox *ib, struct inbox_put *p, struct put_work *w)
 	if (rc == 1) {
 		put_known(p, &have);
 		w->step = p->outcome == INBOX_DUPLICATE ? PUT_KNOWN : PUT_ANSWERED;
+		w->judged = true;
 	}
 	inbox_entry_clear(&have);
 	if (rc != 0)
 		return rc < 0 ? rc : 0;
-	if ((rc = item_link(ib, p, w)) < 0 || (rc = row_insert(ib, p)) < 0)
+	if ((rc = item_link(ib, p, w)) < 0)
+		return rc;
+	w->named = w->wanted;
+	if ((rc = row_insert(ib, p)) < 0)
 		return rc;
 	w->step = PUT_STORED;
 	return 0;
 }
 
-/* Every message still waiting for the commit gets the batch's failure. */
+/*
+ * Every message still waiting for the commit gets the batch's failure, and
+ * so does every duplicate or conflict judged under the lock: the row it was
+ * judged against may be one this batch inserted (the same MessageId twice
+ * in one batch), gone with the rollback. A retry finds the truth.
+ */
 static void batch_fail(struct inbox_put *p, struct put_work *w, size_t n, int rc)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (w[i].step == PUT_STAGED || w[i].step == PUT_STORED) {
+		if (w[i].step == PUT_STAGED || w[i].step == PUT_STORED || w[i].judged) {
 			put_fail(&p[i], rc);
 			w[i].step = PUT_ANSWERED;
 		}
+	}
+}
+
+/* Before a rollback: the names this batch gave its items in tmp/ go again. */
+static void batch_unlink(inbox *ib, const struct put_work *w, size_t n)
+{
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < n; i++) {
+		if (!w[i].named)
+			continue;
+		if (fsutil_path(path, sizeof(path), ib->tmp, w[i].name) == 0)
+			(void)unlink(path);
 	}
 }
 
@@ -724,10 +751,14 @@ static int batch_commit(inbox *ib, struct inbox_put *p, struct put_work *w, size
 	}
 	if (rc == 0 && linked && (rc = fsutil_sync_dir(ib->tmp)) == 0)
 		inbox_fault_point("after-tmp-write");
-	if (rc == 0 && (rc = db_exec(ib, "COMMIT;")) == 0) {
+	if (rc < 0)
+		batch_unlink(ib, w, n); /* still under the lock; no row of them exists */
+	else if ((rc = db_exec(ib, "COMMIT;")) == 0) {
 		inbox_fault_point("after-commit");
 		return 0;
 	}
+	/* A failed COMMIT may still be durable (its frames are in the WAL): its
+	 * names stay, and start-up recovery decides by the rows. */
 	db_exec(ib, "ROLLBACK;");
 	return rc;
 }
@@ -735,7 +766,7 @@ static int batch_commit(inbox *ib, struct inbox_put *p, struct put_work *w, size
 /* Step 6: every committed or duplicate item into new/, both directories synced once. */
 static void batch_publish(inbox *ib, struct inbox_put *p, struct put_work *w, size_t n)
 {
-	bool any = false, moved = false;
+	bool any = false;
 	int rc = 0;
 
 	for (size_t i = 0; i < n; i++) {
@@ -746,11 +777,10 @@ static void batch_publish(inbox *ib, struct inbox_put *p, struct put_work *w, si
 		any = true;
 		if ((rc = item_move(ib, p[i].entry->header.message_id)) < 0)
 			put_fail(&p[i], rc);
-		moved |= rc == 1;
 	}
 	if (!any)
 		return;
-	if ((rc = moves_sync(ib, moved)) < 0) {
+	if ((rc = moves_sync(ib)) < 0) {
 		for (size_t i = 0; i < n; i++)
 			if ((w[i].step == PUT_STORED || w[i].step == PUT_KNOWN) && p[i].rc == 0)
 				put_fail(&p[i], rc);

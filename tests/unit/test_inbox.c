@@ -460,6 +460,42 @@ static void test_store_many_answers_each_message(void **state)
 }
 
 /*
+ * A batch that rolls back takes its own rows with it, so a duplicate (or a
+ * conflict) judged against one of them must not be answered as final: the
+ * sender would count a message the receiver never recorded.
+ */
+static void test_rolled_back_batch_answers_nothing_as_final(void **state)
+{
+	struct fixture *f = *state;
+	struct put_data d[4];
+	struct inbox_put p[4];
+	struct collect c = { 0, "" };
+
+	put_make(&d[0], &p[0], ID1, "digest-one");
+	put_make(&d[1], &p[1], ID1, "digest-one");   /* duplicate of an uncommitted row */
+	put_make(&d[2], &p[2], ID1, "digest-other"); /* conflict with it */
+	put_make(&d[3], &p[3], ID2, "digest-two");
+	p[3].message_len = (size_t)INT_MAX + 1; /* its row cannot be written: rollback */
+	assert_int_equal(inbox_store_many(f->ib, p, 4), 0);
+
+	for (int i = 0; i < 4; i++)
+		assert_true(p[i].rc < 0);
+	assert_int_equal(count_sub(f, "new"), 0);
+	assert_int_equal(inbox_list(f->ib, collect_row, &c), 0);
+	assert_int_equal(c.rows, 0);
+
+	/* The resend after the 503 is stored, once. */
+	put_make(&d[0], &p[0], ID1, "digest-one");
+	assert_int_equal(inbox_store_many(f->ib, p, 1), 0);
+	assert_int_equal(p[0].rc, 0);
+	assert_int_equal(p[0].outcome, INBOX_STORED);
+	assert_int_equal(count_sub(f, "new"), 1);
+	assert_int_equal(count_sub(f, "tmp"), 0);
+	for (int i = 0; i < 4; i++)
+		inbox_entry_clear(&d[i].e);
+}
+
+/*
  * Rows in the database as another program sees it: the sqlite3 command, a
  * process of its own (a forked child would share SQLite's in-memory view of
  * the open files). Its close is where a last connection deletes the WAL.
@@ -591,6 +627,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_store_new_makes_item_evidence_and_row, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicate_stores_nothing_twice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rolled_back_batch_answers_nothing_as_final, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_store_many_answers_each_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_digest_is_a_conflict, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_before_commit_then_resend, setup, teardown),
