@@ -362,7 +362,7 @@ static int crl_bundle_write(const struct gw_config *cfg, char *path, size_t path
 	int fd, rc = 0;
 
 	for (size_t i = 0; i < cfg->identity.n_crl && rc == 0; i++) {
-		rc = fsutil_read_file(cfg->identity.crl[i], MAX_TRUST_FILE_BYTES, &all);
+		rc = fsutil_append_file(cfg->identity.crl[i], MAX_TRUST_FILE_BYTES, &all);
 		if (rc < 0)
 			gw_error_wrap(rc, "CRL %s", cfg->identity.crl[i]);
 		else

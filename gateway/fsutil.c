@@ -180,11 +180,12 @@ int fsutil_stage_link(int fd, const char *dir, const char *name)
 	return 0;
 }
 
-static int read_fd(int fd, const char *path, size_t max_bytes, gw_buf *out)
+/* Append the rest of fd to out; at most max_bytes of it. */
+static int append_fd(int fd, const char *path, size_t max_bytes, gw_buf *out)
 {
 	unsigned char chunk[16384];
+	size_t start = out->len;
 
-	gw_buf_reset(out);
 	for (;;) {
 		ssize_t n = read(fd, chunk, sizeof(chunk));
 		if (n < 0) {
@@ -194,7 +195,7 @@ static int read_fd(int fd, const char *path, size_t max_bytes, gw_buf *out)
 		}
 		if (n == 0)
 			break;
-		if (out->len + (size_t)n > max_bytes)
+		if (out->len - start + (size_t)n > max_bytes)
 			return gw_error_set(GW_EINVALID, "%s is larger than the limit of %zu bytes",
 					    path, max_bytes);
 		if (gw_buf_put(out, chunk, (size_t)n) < 0)
@@ -204,6 +205,12 @@ static int read_fd(int fd, const char *path, size_t max_bytes, gw_buf *out)
 		return GW_ENOMEM;
 	out->data[out->len] = '\0';
 	return 0;
+}
+
+static int read_fd(int fd, const char *path, size_t max_bytes, gw_buf *out)
+{
+	gw_buf_reset(out);
+	return append_fd(fd, path, max_bytes, out);
 }
 
 int fsutil_read_untrusted(const char *dir, const char *name, size_t max_bytes, gw_buf *out,
@@ -278,12 +285,18 @@ int fsutil_read_private(const char *path, size_t max_bytes, gw_buf *out)
 
 int fsutil_read_file(const char *path, size_t max_bytes, gw_buf *out)
 {
+	gw_buf_reset(out);
+	return fsutil_append_file(path, max_bytes, out);
+}
+
+int fsutil_append_file(const char *path, size_t max_bytes, gw_buf *out)
+{
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	int rc;
 
 	if (fd < 0)
 		return gw_error_set(GW_ERROR, "cannot open %s: %s", path, strerror(errno));
-	rc = read_fd(fd, path, max_bytes, out);
+	rc = append_fd(fd, path, max_bytes, out);
 	close(fd);
 	return rc;
 }

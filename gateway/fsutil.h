@@ -62,6 +62,8 @@ int fsutil_read_untrusted(const char *dir, const char *name, size_t max_bytes, g
 int fsutil_read_private(const char *path, size_t max_bytes, gw_buf *out);
 /* Read a whole trusted file (configuration, certificates) up to max_bytes. */
 int fsutil_read_file(const char *path, size_t max_bytes, gw_buf *out);
+/* The same, appended to what out holds (max_bytes counts this file only). */
+int fsutil_append_file(const char *path, size_t max_bytes, gw_buf *out);
 
 /*
  * Make sure a private file exists before a library opens it (a database):

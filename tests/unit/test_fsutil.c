@@ -27,6 +27,27 @@ static void test_write_durable_publishes_whole_file_0600(void **state)
 	tu_rmrf(dir);
 }
 
+/* Several trusted files into one buffer (the gateway's CRL bundle for curl). */
+static void test_append_keeps_what_was_read_before(void **state)
+{
+	const char *dir = tu_tmpdir("fsutil-append");
+	char one[512], two[512];
+	gw_buf buf = GW_BUF_INIT;
+
+	assert_int_equal(fsutil_write_durable(dir, "one.crl", "first\n", 6, 0600), 0);
+	assert_int_equal(fsutil_write_durable(dir, "two.crl", "second\n", 7, 0600), 0);
+	snprintf(one, sizeof(one), "%s/one.crl", dir);
+	snprintf(two, sizeof(two), "%s/two.crl", dir);
+	assert_int_equal(fsutil_append_file(one, 6, &buf), 0);
+	assert_int_equal(fsutil_append_file(two, 7, &buf), 0); /* the limit is per file */
+	assert_string_equal((char *)buf.data, "first\nsecond\n");
+	assert_int_equal(fsutil_append_file(two, 6, &buf), GW_EINVALID);
+	assert_int_equal(fsutil_read_file(two, 7, &buf), 0); /* reading starts afresh */
+	assert_string_equal((char *)buf.data, "second\n");
+	gw_buf_free(&buf);
+	tu_rmrf(dir);
+}
+
 static void test_untrusted_refuses_symlink_hardlink_and_large(void **state)
 {
 	const char *dir = tu_tmpdir("fsutil-untrusted");
@@ -116,6 +137,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_write_durable_publishes_whole_file_0600),
+		cmocka_unit_test(test_append_keeps_what_was_read_before),
 		cmocka_unit_test(test_untrusted_refuses_symlink_hardlink_and_large),
 		cmocka_unit_test(test_read_private_refuses_loose_modes),
 		cmocka_unit_test(test_prepare_private_file),
