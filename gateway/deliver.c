@@ -1327,6 +1327,26 @@ static int refuse_corrupt(deliver *d, const struct store_message *m, const struc
 			    m->message_id);
 }
 
+/*
+ * A later revision may have come in while the message was on its way or
+ * failed (intake leaves a message being sent alone): superseded or withdrawn
+ * content is never sent again. GW_EEXISTS when it was stopped.
+ */
+static int refuse_outdated(deliver *d, const struct store_message *m)
+{
+	enum msg_state to;
+	char reason[64];
+	int rc = d->st->ops->message_outdated(d->st, m->message_id, &to, reason, sizeof(reason));
+
+	if (rc <= 0)
+		return rc;
+	if ((rc = store_move(d, m->message_id, MSG_QUEUED, to, reason, -1)) < 0)
+		return rc;
+	gw_log(GW_LOG_INFO, store_state_name(to), "msg", m->message_id, "endpoint", m->endpoint,
+	       "reason", reason, NULL);
+	return gw_error_set(GW_EEXISTS, "message %s is %s", m->message_id, reason);
+}
+
 /* The message is 'sending' (committed): hand the transfer to curl. */
 static int transfer_launch(deliver *d, struct transfer *t)
 {
@@ -1351,7 +1371,7 @@ int deliver_start(deliver *d, const struct store_message *m)
 	ep = endpoint_find(d, m->endpoint);
 	if ((rc = transfer_new(&t, d, ep, m)) < 0)
 		return rc;
-	if ((rc = refuse_corrupt(d, m, t)) < 0)
+	if ((rc = refuse_outdated(d, m)) < 0 || (rc = refuse_corrupt(d, m, t)) < 0)
 		goto fail;
 	if ((rc = store_move(d, m->message_id, MSG_QUEUED, MSG_SENDING, NULL, -1)) < 0) {
 		if (state_moved_on(d, m->message_id, MSG_QUEUED))

@@ -707,8 +707,8 @@ static int plan_delivery(struct job *j)
 	if (j->older_revision > 0) {
 		snprintf(reason, sizeof(reason), "superseded by revision %d", j->n.revision);
 		rc = st->ops->messages_transition(st, j->n.id, j->n.revision,
-						  1u << MSG_QUEUED | 1u << MSG_HELD, MSG_SUPERSEDED,
-						  reason, &j->superseded);
+						  1u << MSG_QUEUED | 1u << MSG_HELD | 1u << MSG_FAILED,
+						  MSG_SUPERSEDED, reason, &j->superseded);
 		if (rc < 0)
 			return rc;
 	}
@@ -781,9 +781,10 @@ static bool already_notified(const struct priors *p, size_t upto, const struct p
 }
 
 /*
- * Cancel what has not gone out; mark for a withdrawal message whoever got
- * (delivered) or may have got (sending: it cannot be pulled back) an
- * earlier revision.
+ * Cancel what has not gone out (queued, held, failed); mark for a withdrawal
+ * message whoever got (delivered) or may have got (sending: it cannot be
+ * pulled back; deliver stops it before any further attempt) an earlier
+ * revision.
  */
 static int cancel_or_mark(struct job *j, struct priors *p)
 {
@@ -797,16 +798,17 @@ static int cancel_or_mark(struct job *j, struct priors *p)
 
 		if (!strcmp(e->kind, "withdrawal") || !withdrawn_service(j, e->service))
 			continue;
-		if (e->state == MSG_QUEUED || e->state == MSG_HELD) {
+		bool reached = e->state == MSG_DELIVERED || e->state == MSG_SENDING;
+
+		if (e->state == MSG_QUEUED || e->state == MSG_HELD || e->state == MSG_FAILED) {
 			rc = st->ops->message_update(st, e->message_id, e->state, MSG_CANCELLED,
 						     reason, -1, 0);
 			if (rc < 0)
 				return rc;
 			j->cancelled++;
-		} else if ((e->state == MSG_DELIVERED || e->state == MSG_SENDING) &&
-			   e->orgnr[0] && !already_notified(p, i, e)) {
-			e->notify = true;
 		}
+		if (reached && e->orgnr[0] && !already_notified(p, i, e))
+			e->notify = true;
 	}
 	return 0;
 }

@@ -22,7 +22,9 @@
  * Message states (SPEC section 10):
  *   queued -> sending -> delivered | queued (retry) | failed
  *   held (no consent / no endpoint) -> queued when the cause goes away
- *   queued|sending|held -> superseded (newer revision) | cancelled
+ *   queued|held|failed -> superseded (newer revision) | cancelled
+ *   sending -> superseded | cancelled when its attempt ends without a
+ *     delivery and a later revision stops it (message_outdated)
  */
 #ifndef GW_STORE_H
 #define GW_STORE_H
@@ -176,6 +178,12 @@ struct store_ops {
 	int (*messages_due_heads)(store *st, int64_t now_ms, size_t limit, store_message_cb cb,
 				  void *ctx);
 	int (*message_bytes)(store *st, const char *message_id, gw_buf *out);
+	/* Whether a later revision of its notice stops the message before its
+	 * next attempt: 1 with *to = superseded (a newer release or transfer)
+	 * or cancelled (a withdrawal message to the same service and
+	 * organisation) and why in reason; 0 when it may go. */
+	int (*message_outdated)(store *st, const char *message_id, enum msg_state *to,
+				char *reason, size_t reason_len);
 	int (*next_due_ms)(store *st, int64_t *when_ms); /* GW_ENOTFOUND: nothing queued */
 	int (*recover_sending)(store *st, int *recovered); /* sending -> queued at start */
 

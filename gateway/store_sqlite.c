@@ -182,7 +182,7 @@ enum stmt_id {
 	ST_SEEN, ST_NOTICE_LATEST, ST_NOTICE_INSERT, ST_NOTICE_GET,
 	ST_MSG_INSERT, ST_MSG_TRANSITION,
 	ST_DUE_NEXT_DATE, ST_DUE_IN_DATE, ST_DUE_IN_DATE_HEADS, ST_NEXT_DUE, ST_RECOVER,
-	ST_MSG_GET, ST_MSG_STATE, ST_MSG_BYTES, ST_MSG_UPDATE, ST_MSG_RELEASE,
+	ST_MSG_GET, ST_MSG_STATE, ST_MSG_BYTES, ST_MSG_OUTDATED, ST_MSG_UPDATE, ST_MSG_RELEASE,
 	ST_ATTEMPT_INSERT, ST_ATTEMPTS_LIST, ST_RECEIPT_INSERT, ST_RECEIPT_GET,
 	ST_LIST_ALL, ST_LIST_STATE, ST_LIST_NOTICE, ST_LIST_NOTICE_STATE, ST_COUNTS,
 	ST_MSG_RETRY, ST_EP_COUNTS, ST_EP_LAST_OK, ST_EP_LAST, ST_EP_FAILS, ST_FACTS,
@@ -229,6 +229,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_MSG_GET] = "SELECT " MSG_COLS ", signed_bytes FROM messages WHERE message_id = ?1",
 	[ST_MSG_STATE] = "SELECT state FROM messages WHERE message_id = ?1",
 	[ST_MSG_BYTES] = "SELECT signed_bytes FROM messages WHERE message_id = ?1",
+	[ST_MSG_OUTDATED] = "SELECT"
+			    " (SELECT min(n.revision) FROM notices n WHERE n.notice_id = m.notice_id"
+			    "   AND n.revision > m.revision AND n.kind != 'withdrawal'),"
+			    " (SELECT min(w.revision) FROM messages w WHERE w.notice_id = m.notice_id"
+			    "   AND w.revision > m.revision AND w.kind = 'withdrawal'"
+			    "   AND w.service = m.service AND w.recipient_orgnr = m.recipient_orgnr)"
+			    " FROM messages m WHERE m.message_id = ?1",
 	[ST_MSG_UPDATE] = "UPDATE messages SET state = ?1, reason = coalesce(?2, reason),"
 			  " next_attempt_ms = CASE WHEN ?3 < 0 THEN next_attempt_ms ELSE ?3 END,"
 			  " attempts = attempts + ?4 WHERE message_id = ?5 AND state = ?6",
@@ -1264,6 +1271,32 @@ static int sq_message_bytes(store *st, const char *message_id, gw_buf *out)
 	return err;
 }
 
+static int sq_message_outdated(store *st, const char *message_id, enum msg_state *to,
+			       char *reason, size_t reason_len)
+{
+	struct sqlite_store *s = S(st);
+	sqlite3_stmt *q = stmt(s, ST_MSG_OUTDATED);
+	int rc, err = 0;
+
+	bind_text(q, 1, message_id);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL) {
+		*to = MSG_SUPERSEDED;
+		snprintf(reason, reason_len, "superseded by revision %d", sqlite3_column_int(q, 0));
+		err = 1;
+	} else if (rc == SQLITE_ROW && sqlite3_column_type(q, 1) != SQLITE_NULL) {
+		*to = MSG_CANCELLED;
+		snprintf(reason, reason_len, "withdrawn by revision %d", sqlite3_column_int(q, 1));
+		err = 1;
+	} else if (rc == SQLITE_DONE) {
+		err = gw_error_set(GW_ENOTFOUND, "no message %s", message_id);
+	} else if (rc != SQLITE_ROW) {
+		err = db_fail(s, rc, "look for a later revision of a message's notice");
+	}
+	sqlite3_reset(q);
+	return err;
+}
+
 static int sq_next_due_ms(store *st, int64_t *when_ms)
 {
 	struct sqlite_store *s = S(st);
@@ -1324,17 +1357,19 @@ static int sq_message_get(store *st, const char *message_id, struct store_messag
  * The state machine of store.h plus the operator's moves: retry a failed
  * message, cancel a failed or held one. held -> held and queued -> queued
  * change only the reason or the time. Nothing leaves delivered, superseded
- * or cancelled, and a message being sent cannot be pulled back.
+ * or cancelled. A message being sent cannot be pulled back: it leaves
+ * sending for superseded or cancelled only when its attempt has ended.
  */
 static bool allowed_transition(enum msg_state from, enum msg_state to)
 {
 	static const unsigned allowed[MSG_STATE_COUNT] = {
 		[MSG_QUEUED] = 1u << MSG_SENDING | 1u << MSG_QUEUED | 1u << MSG_HELD |
 			       1u << MSG_SUPERSEDED | 1u << MSG_CANCELLED,
-		[MSG_SENDING] = 1u << MSG_DELIVERED | 1u << MSG_QUEUED | 1u << MSG_FAILED,
+		[MSG_SENDING] = 1u << MSG_DELIVERED | 1u << MSG_QUEUED | 1u << MSG_FAILED |
+				1u << MSG_SUPERSEDED | 1u << MSG_CANCELLED,
 		[MSG_HELD] = 1u << MSG_QUEUED | 1u << MSG_HELD | 1u << MSG_SUPERSEDED |
 			     1u << MSG_CANCELLED,
-		[MSG_FAILED] = 1u << MSG_QUEUED | 1u << MSG_CANCELLED,
+		[MSG_FAILED] = 1u << MSG_QUEUED | 1u << MSG_SUPERSEDED | 1u << MSG_CANCELLED,
 	};
 
 	if ((int)from < 0 || from >= MSG_STATE_COUNT || (int)to < 0 || to >= MSG_STATE_COUNT)
@@ -1909,6 +1944,7 @@ static const struct store_ops sqlite_ops = {
 	.messages_due = sq_messages_due,
 	.messages_due_heads = sq_messages_due_heads,
 	.message_bytes = sq_message_bytes,
+	.message_outdated = sq_message_outdated,
 	.next_due_ms = sq_next_due_ms,
 	.recover_sending = sq_recover_sending,
 	.message_get = sq_message_get,

@@ -443,6 +443,81 @@ static void test_revision_rules(void **state)
 	assert_int_equal(r1.n, 6);
 }
 
+/* Move a message along the state machine as deliver would. */
+static void move(const struct store_message *m, enum msg_state from, enum msg_state to)
+{
+	assert_ok(fx.st->ops->message_update(fx.st, m->message_id, from, to, "test", -1,
+					     to == MSG_SENDING ? 0 : 1));
+}
+
+static enum msg_state outdated(const struct store_message *m, char *reason, size_t len)
+{
+	enum msg_state to = MSG_QUEUED;
+	int rc = fx.st->ops->message_outdated(fx.st, m->message_id, &to, reason, len);
+
+	assert_true(rc >= 0);
+	return rc == 1 ? to : MSG_QUEUED;
+}
+
+/*
+ * A revision that arrives while an older one is on its way (sending) or
+ * failed: the failed one is superseded at once; the one being sent cannot
+ * be pulled back, but is stopped before any further attempt.
+ */
+static void test_newer_revision_stops_sending_and_failed(void **state)
+{
+	struct rows r1, r2;
+	char reason[64];
+
+	drop("release-r1.xml", "r1.xml");
+	take("r1.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r1);
+	move(by_service(&r1, "nav"), MSG_QUEUED, MSG_SENDING);
+	move(by_service(&r1, "health"), MSG_QUEUED, MSG_SENDING);
+	move(by_service(&r1, "health"), MSG_SENDING, MSG_FAILED);
+	assert_int_equal(outdated(by_service(&r1, "nav"), reason, sizeof(reason)), MSG_QUEUED);
+
+	drop("release-r2.xml", "r2.xml");
+	take("r2.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r1);
+	assert_int_equal(by_service(&r1, "health")->state, MSG_SUPERSEDED);
+	assert_int_equal(by_service(&r1, "nav")->state, MSG_SENDING);
+	/* Its attempt fails and it is queued again: it must not go out. */
+	move(by_service(&r1, "nav"), MSG_SENDING, MSG_QUEUED);
+	assert_int_equal(outdated(by_service(&r1, "nav"), reason, sizeof(reason)), MSG_SUPERSEDED);
+	assert_string_equal(reason, "superseded by revision 2");
+	list("INTAKE-2027-000001", 2, &r2);
+	assert_int_equal(outdated(by_service(&r2, "nav"), reason, sizeof(reason)), MSG_QUEUED);
+}
+
+/* Consent withdrawn while the release to NAV is on its way. */
+static void test_withdrawal_stops_what_is_on_its_way(void **state)
+{
+	struct rows r1;
+	char reason[64];
+
+	drop("release-r1.xml", "r1.xml");
+	take("r1.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r1);
+	move(by_service(&r1, "nav"), MSG_QUEUED, MSG_SENDING);
+	move(by_service(&r1, "health"), MSG_QUEUED, MSG_SENDING);
+	move(by_service(&r1, "health"), MSG_SENDING, MSG_FAILED);
+
+	drop("withdrawal-r3.xml", "withdraw.xml"); /* names nav and health */
+	take("withdraw.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r1);
+	assert_int_equal(by_service(&r1, "health")->state, MSG_CANCELLED);
+	assert_int_equal(by_service(&r1, "housing")->state, MSG_QUEUED); /* not named */
+	assert_int_equal(outdated(by_service(&r1, "housing"), reason, sizeof(reason)), MSG_QUEUED);
+	/* NAV may have it: it is told, and the release is never tried again. */
+	move(by_service(&r1, "nav"), MSG_SENDING, MSG_QUEUED);
+	assert_int_equal(outdated(by_service(&r1, "nav"), reason, sizeof(reason)), MSG_CANCELLED);
+	assert_string_equal(reason, "withdrawn by revision 3");
+	list("INTAKE-2027-000001", 3, &r1);
+	assert_int_equal(r1.n, 1);
+	assert_string_equal(r1.m[0].service, "nav");
+}
+
 static void test_withdrawal_cancels_and_tells_those_reached(void **state)
 {
 	struct rows r1, r3;
@@ -1474,6 +1549,8 @@ int main(void)
 		T(test_unknown_municipality_holds_no_endpoint),
 		T(test_same_bytes_twice_is_a_duplicate),
 		T(test_revision_rules),
+		T(test_newer_revision_stops_sending_and_failed),
+		T(test_withdrawal_stops_what_is_on_its_way),
 		T(test_withdrawal_cancels_and_tells_those_reached),
 		T(test_invalid_notices_rejected_with_reason),
 		T(test_scan_rejects_hostile_files_unread),
