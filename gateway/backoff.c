@@ -59,9 +59,12 @@ enum backoff_verdict backoff_next(const struct backoff_policy *p, int failed_bef
 		delay = retry_after_ms;
 
 	*next_ms = now_ms;
-	if (deadline_ms > 0 && now_ms + delay > deadline_ms)
+	if (deadline_ms > 0 && now_ms >= deadline_ms)
 		return BACKOFF_GIVE_UP;
 	*next_ms = now_ms + delay;
+	/* A draw that lands past the horizon still leaves one attempt at it. */
+	if (deadline_ms > 0 && *next_ms > deadline_ms)
+		*next_ms = deadline_ms;
 	return BACKOFF_RETRY;
 }
 

@@ -9,9 +9,12 @@
  *
  * A Retry-After from the receiver is taken when it asks for more than that,
  * bounded by retry_after_max (a partner cannot park a message for a week).
- * When now + delay lies beyond the message's deadline (its retry horizon)
- * the verdict is "give up": the caller fails the message with
- * "retry horizon reached".
+ * The message's deadline (its retry horizon) bounds the schedule: a delay
+ * that would land past it is cut short to one last attempt at the deadline
+ * (a Retry-After too), and only an attempt that fails at or after the
+ * deadline gets the verdict "give up": the caller fails the message with
+ * "retry horizon reached". So a message is never failed before its
+ * horizon, which is never before its release date has passed (SPEC 9).
  *
  * Pure: the random source and the clock are passed in, so the schedule is
  * exactly testable.

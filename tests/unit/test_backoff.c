@@ -122,12 +122,16 @@ static void test_horizon_gives_up(void **state)
 	/* exactly at the deadline is still allowed */
 	assert_int_equal(backoff_next(&p, 0, NOW, NOW + 30 * S, 0, &next), BACKOFF_RETRY);
 	assert_int_equal(next, NOW + 30 * S);
-	/* one millisecond past it is not */
-	assert_int_equal(backoff_next(&p, 0, NOW, NOW + 30 * S - 1, 0, &next), BACKOFF_GIVE_UP);
+	/* a draw past the deadline leaves one last attempt at it, not a failure
+	 * before the horizon (which is never before the release date has passed) */
+	assert_int_equal(backoff_next(&p, 0, NOW, NOW + 30 * S - 1, 0, &next), BACKOFF_RETRY);
+	assert_int_equal(next, NOW + 30 * S - 1);
+	/* so does a Retry-After that reaches past the deadline */
+	assert_int_equal(backoff_next(&p, 0, NOW, NOW + 60 * S, 3600 * S, &next), BACKOFF_RETRY);
+	assert_int_equal(next, NOW + 60 * S);
+	/* an attempt that fails at the deadline, or after it, ends it */
+	assert_int_equal(backoff_next(&p, 0, NOW, NOW, 0, &next), BACKOFF_GIVE_UP);
 	assert_int_equal(next, NOW);
-	/* a Retry-After that reaches past the deadline also ends it */
-	assert_int_equal(backoff_next(&p, 0, NOW, NOW + 60 * S, 3600 * S, &next), BACKOFF_GIVE_UP);
-	/* a deadline already passed */
 	assert_int_equal(backoff_next(&p, 0, NOW, NOW - 1, 0, &next), BACKOFF_GIVE_UP);
 	/* no deadline recorded: never gives up */
 	assert_int_equal(backoff_next(&p, 50, NOW, 0, 0, &next), BACKOFF_RETRY);
