@@ -432,6 +432,23 @@ static int decrypt_body(struct accept_run *run, xmlNodePtr *content)
 	return 0;
 }
 
+/* The Notice must be the one the signed Header names: same id, revision and kind. */
+static bool notice_matches_header(xmlNodePtr notice, const struct msg_header *h)
+{
+	char *id = xmlread_attr(notice, "id"), *revision = xmlread_attr(notice, "revision"),
+	     *kind = xmlread_attr(notice, "kind");
+	char want_revision[16];
+	bool same;
+
+	snprintf(want_revision, sizeof(want_revision), "%d", h->revision);
+	same = id && revision && kind && strcmp(id, h->notice_id) == 0 &&
+	       strcmp(revision, want_revision) == 0 && strcmp(kind, h->kind) == 0;
+	xmlFree(id);
+	xmlFree(revision);
+	xmlFree(kind);
+	return same;
+}
+
 static int check_body(struct accept_run *run)
 {
 	xmlNodePtr content = message_body_content(run->doc);
@@ -441,6 +458,9 @@ static int check_body(struct accept_run *run)
 		return rc;
 	if (!node_is(content, NS_NOTICE, "Notice"))
 		return reject(run, 400, "schema-invalid", "the Body does not hold a Notice");
+	if (!notice_matches_header(content, &run->header))
+		return reject(run, 400, "schema-invalid",
+			      "the Notice's id, revision or kind differs from the Header's NoticeRef");
 	rc = notice_extract(content, &run->item);
 	if (rc == GW_EINVALID)
 		return reject(run, 400, "schema-invalid", gw_error_last());

@@ -185,6 +185,17 @@ wrap body "$work/wrap-body.xml"
 row_receipt "wrapping: the signed original as the Body" "$work/wrap-body.xml" 400 schema-invalid
 [ "$(db_rows "$wid")" -eq 0 ] || fail "wrapping: a row stored for the wrapped id"
 
+# ---- the Notice must be the one the Header names ------------------------------------
+
+# Signed by an allowed sender, but the Body's Notice is another revision
+# than the signed Header's NoticeRef says: the case system reads the Notice.
+rid=$(new_id)
+envelope "$work/tmpl.xml" "$rid" "$(now_utc)" "$ME" "$(notice_xml "Another revision.")"
+sed -i 's/<NoticeRef id="KDI-2026-000123" revision="1"/<NoticeRef id="KDI-2026-000123" revision="2"/' "$work/tmpl.xml"
+grep -q 'revision="2"' "$work/tmpl.xml" || fail "noticeref: the header was not altered"
+sign "$work/tmpl.xml" "$work/noticeref.xml"
+row_receipt "a Notice other than the Header's NoticeRef" "$work/noticeref.xml" 400 schema-invalid
+
 # ---- comments: outside the signature, so never in the inbox ------------------------
 
 # Exclusive C14N without comments leaves comments out of the digest: one
