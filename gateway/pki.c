@@ -9,6 +9,7 @@
  */
 #include "pki.h"
 #include "err.h"
+#include "ident.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -271,18 +272,6 @@ static int subject_entry(X509 *cert, int nid, char *out, size_t outlen)
 	return 1;
 }
 
-static int is_orgnr(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n != 9)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] < '0' || s[i] > '9')
-			return 0;
-	return 1;
-}
-
 int pki_cert_orgnr(X509 *cert, char out[10])
 {
 	char value[64];
@@ -292,20 +281,20 @@ int pki_cert_orgnr(X509 *cert, char out[10])
 	rc = subject_entry(cert, NID_organizationIdentifier, value, sizeof(value));
 	if (rc < 0)
 		return rc;
-	if (rc == 1 && strncmp(value, "NTRNO-", 6) == 0 && is_orgnr(value + 6)) {
+	if (rc == 1 && strncmp(value, "NTRNO-", 6) == 0 && ident_orgnr_valid(value + 6)) {
 		memcpy(out, value + 6, 10);
 		return 0;
 	}
 	rc = subject_entry(cert, NID_serialNumber, value, sizeof(value));
 	if (rc < 0)
 		return rc;
-	if (rc == 1 && is_orgnr(value)) {
+	if (rc == 1 && ident_orgnr_valid(value)) {
 		memcpy(out, value, 10);
 		return 0;
 	}
 	return gw_error_set(GW_ENOTFOUND, "certificate names no organisation: its subject has "
-			    "neither organizationIdentifier NTRNO-<9 digits> nor a 9-digit "
-			    "serialNumber");
+			    "neither organizationIdentifier NTRNO-<orgnr> nor a serialNumber that "
+			    "is an organisation number (9 digits, valid check digit)");
 }
 
 int pki_cert_load(X509 **out, const char *path)

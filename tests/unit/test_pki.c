@@ -117,6 +117,8 @@ static void test_orgnr_rules(void **state)
 	expect_orgnr("NTRNO-8899602210", NULL, GW_ENOTFOUND, "");         /* 10 digits */
 	expect_orgnr("NTRNO-88996022x", NULL, GW_ENOTFOUND, "");
 	expect_orgnr(NULL, "UN:NO-958935420", GW_ENOTFOUND, "");
+	expect_orgnr("NTRNO-889960222", NULL, GW_ENOTFOUND, "");          /* check digit */
+	expect_orgnr(NULL, "958935421", GW_ENOTFOUND, "");
 	expect_orgnr(NULL, NULL, GW_ENOTFOUND, "");
 }
 
