@@ -240,6 +240,30 @@ static int check_key_info(xmlNodePtr ki)
 }
 
 /* Step 1: the shape of the document and its one signature. */
+/*
+ * No attribute in a namespace anywhere in the signature: the checks here
+ * read Algorithm and URI without a namespace, while xmlsec takes the first
+ * attribute of that name in any namespace, so the two could read different
+ * values (f:URI="#x" beside URI="").
+ */
+static int check_plain_attributes(xmlNodePtr node)
+{
+	for (xmlNodePtr n = node; n; n = n->next) {
+		if (n->type != XML_ELEMENT_NODE)
+			continue;
+		for (xmlAttrPtr a = n->properties; a; a = a->next)
+			if (a->ns)
+				return gw_error_set(GW_EINVALID, "signature is outside the profile: "
+						    "attribute %.32s:%.64s in %.64s (no attribute "
+						    "in a namespace is allowed)",
+						    a->ns->prefix ? (const char *)a->ns->prefix : "",
+						    a->name, n->name);
+		if (check_plain_attributes(n->children) < 0)
+			return GW_EINVALID;
+	}
+	return 0;
+}
+
 static int check_structure(xmlDocPtr doc, xmlNodePtr *sig_out)
 {
 	static const char *const names[] = { "SignedInfo", "SignatureValue", "KeyInfo" };
@@ -258,7 +282,7 @@ static int check_structure(xmlDocPtr doc, xmlNodePtr *sig_out)
 	if (sig->parent != root || last_element(root) != sig)
 		return profile_error("ds:Signature must be the last child of the document "
 				     "element");
-	if ((rc = expect_children(sig, names, 3, parts)) < 0)
+	if ((rc = check_plain_attributes(sig)) < 0 || (rc = expect_children(sig, names, 3, parts)) < 0)
 		return rc;
 	if ((rc = check_signed_info(parts[0])) < 0)
 		return rc;

@@ -13,6 +13,7 @@
 #include "pki.h"
 #include "signer.h"
 #include "verify.h"
+#include "xmlread.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -342,6 +343,24 @@ static void test_signature_not_last(void **state)
 	expect_reason(fx.v, doc, ORG_GATEWAY, "bad-signature", "last child");
 }
 
+/* f:URI="#x" beside URI="": xmlsec could read the one the profile did not. */
+static void test_namespaced_attribute_in_signature(void **state)
+{
+	xmlDocPtr doc = signed_message("gateway-rsa.key", "gateway-rsa.pem", ORG_GATEWAY);
+	xmlNodePtr root = xmlDocGetRootElement(doc), sig = root->last, ref;
+	xmlNsPtr ns;
+
+	while (sig && sig->type != XML_ELEMENT_NODE)
+		sig = sig->prev;
+	assert_non_null(sig);
+	ref = xmlread_first_element(xmlread_first_element(sig)); /* CanonicalizationMethod */
+	ref = xmlread_next_element(xmlread_next_element(ref));    /* Reference */
+	assert_string_equal((const char *)ref->name, "Reference");
+	ns = xmlNewNs(ref, BAD_CAST "urn:x-other", BAD_CAST "f");
+	assert_non_null(xmlNewNsProp(ref, ns, BAD_CAST "URI", BAD_CAST "#x"));
+	expect_reason(fx.v, doc, ORG_GATEWAY, "bad-signature", "in a namespace");
+}
+
 static void test_reference_to_id(void **state)
 {
 	xmlDocPtr doc = make_message(ORG_GATEWAY);
@@ -594,6 +613,7 @@ int main(void)
 		cmocka_unit_test(test_changed_attribute_ec),
 		cmocka_unit_test(test_second_signature),
 		cmocka_unit_test(test_signature_not_last),
+		cmocka_unit_test(test_namespaced_attribute_in_signature),
 		cmocka_unit_test(test_reference_to_id),
 		cmocka_unit_test(test_reference_to_external_uri),
 		cmocka_unit_test(test_extra_transform),
