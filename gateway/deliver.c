@@ -453,6 +453,11 @@ static int endpoints_commit(deliver *d, const struct gw_config *cfg, gw_buf *anc
 	return 0;
 }
 
+void deliver_set_verifier(deliver *d, struct verifier *v)
+{
+	d->verifier = v;
+}
+
 int deliver_reconfigure(deliver *d, const struct gw_config *cfg,
 			const struct backoff_policy *backoff)
 {

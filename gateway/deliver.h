@@ -107,6 +107,9 @@ void deliver_free(deliver *d);
 int deliver_reconfigure(deliver *d, const struct gw_config *cfg,
 			const struct backoff_policy *backoff);
 
+/* Receipts are checked with v from now on (a reload read the trust again). */
+void deliver_set_verifier(deliver *d, struct verifier *v);
+
 /*
  * Whether a message for the endpoint named may start now: 0 yes, GW_ETEMP
  * when a limit is reached (global, per endpoint, or probing), GW_ENOTFOUND

@@ -26,8 +26,9 @@
  *     10 s, abandon the rest (they stay 'sending' and are queued again at
  *     the next start by recover_sending()), exit 0;
  *   - SIGHUP: load the configuration into a new struct and swap it in when
- *     valid (endpoints, limits, retry schedule, log level); keep the old one
- *     on error. Identity, database and spool changes need a restart.
+ *     valid (endpoints, limits, retry schedule, log level, and the trust
+ *     anchors and CRLs read again); keep the old one on error. Identity key
+ *     and certificate, database and spool changes need a restart.
  *   - SIGUSR1: look at the queue now (after an operator's retry, or a test
  *     that moved its clock).
  *
@@ -345,19 +346,30 @@ static int load_config(struct gw_config **out, const char *path)
 	return 0;
 }
 
-static int open_trust(struct sender *s)
+/* The identity's trust anchors and CRLs, read now, and a receipt verifier over them. */
+static int trust_read(const struct gw_config *cfg, pki_trust **trust, verifier **ver)
 {
-	const struct config_identity *id = &s->cfg->identity;
+	const struct config_identity *id = &cfg->identity;
 	const char *anchors[PKI_MAX_FILES], *crls[PKI_MAX_FILES];
 	int rc;
 
+	*trust = NULL;
+	*ver = NULL;
 	for (size_t i = 0; i < id->n_trust; i++)
 		anchors[i] = id->trust[i];
 	for (size_t i = 0; i < id->n_crl; i++)
 		crls[i] = id->crl[i];
-	if ((rc = pki_trust_new(&s->trust, anchors, id->n_trust, crls, id->n_crl)) < 0)
-		return rc;
-	return verifier_new(&s->ver, s->trust);
+	if ((rc = pki_trust_new(trust, anchors, id->n_trust, crls, id->n_crl)) == 0 &&
+	    (rc = verifier_new(ver, *trust)) == 0)
+		return 0;
+	pki_trust_free(*trust);
+	*trust = NULL;
+	return rc;
+}
+
+static int open_trust(struct sender *s)
+{
+	return trust_read(s->cfg, &s->trust, &s->ver);
 }
 
 /* Exit code 2 for what the operator must fix in the configuration. */
@@ -910,24 +922,40 @@ static void audit_reload(struct sender *s)
 		gw_log(GW_LOG_ERROR, "audit-failed", "reason", gw_error_last(), NULL);
 }
 
+/*
+ * SIGHUP. The trust anchors and CRLs are read again too (a CRL renewed
+ * before its nextUpdate, a partner's certificate revoked): receipts are
+ * checked against them from now on, and curl reads its CRL file on each
+ * new connection.
+ */
 static void reload(struct sender *s)
 {
 	struct gw_config *fresh = NULL, *old = s->cfg;
 	struct backoff_policy bp;
+	pki_trust *trust = NULL;
+	verifier *ver = NULL;
 
-	if (load_config(&fresh, s->opt.config) < 0) {
+	read_ahead_drop(s); /* it uses the configuration, and logs at its level */
+	if (load_config(&fresh, s->opt.config) < 0 || trust_read(fresh, &trust, &ver) < 0) {
 		gw_log(GW_LOG_ERROR, "reload-failed", "reason", gw_error_last(), NULL);
 		apply_log_level(old);
+		free(fresh);
 		return;
 	}
 	backoff_policy_init(&bp, fresh->gateway.retry_base, fresh->gateway.retry_cap);
 	if (deliver_reconfigure(s->dl, fresh, &bp) < 0) {
 		gw_log(GW_LOG_ERROR, "reload-failed", "reason", gw_error_last(), NULL);
 		apply_log_level(old);
+		verifier_free(ver);
+		pki_trust_free(trust);
 		free(fresh);
 		return;
 	}
-	read_ahead_drop(s); /* it used the old configuration */
+	deliver_set_verifier(s->dl, ver);
+	verifier_free(s->ver);
+	pki_trust_free(s->trust);
+	s->ver = ver;
+	s->trust = trust;
 	s->cfg = fresh;
 	s->intake.cfg = fresh;
 	intake_close(&s->helper); /* its certificate cache */

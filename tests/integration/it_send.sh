@@ -59,6 +59,17 @@ check "the attempt names the wrong server organisation" \
 "$GW" send --config "$cfg" 2>>"$LAB/gateway/daemon.log" &
 daemon=$!
 sleep 0.5
+# A reload reads the trust again: a CRL that cannot be read refuses the
+# whole reload, and the running configuration stays.
+sed -i "s#^crl = .*#crl = $LAB/no-such.crl#" "$cfg"
+kill -HUP "$daemon"
+for _ in $(seq 1 50); do
+  grep -q 'event=reload-failed' "$LAB/gateway/daemon.log" && break
+  sleep 0.1
+done
+check "a reload with an unreadable CRL fails" grep -q 'event=reload-failed.*no-such.crl' "$LAB/gateway/daemon.log"
+check "... and the daemon keeps running" kill -0 "$daemon"
+sed -i "s#^crl = .*#crl = $PKI/ca.crl#" "$cfg"
 sed -i "/^server_orgnr = $ORGNR_NAV\$/d" "$cfg"
 kill -HUP "$daemon"
 for _ in $(seq 1 150); do
