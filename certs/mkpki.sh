@@ -7,6 +7,7 @@
 # server use, and name localhost/127.0.0.1 so loopback tests can check the
 # host name. Made:
 #   ca.pem ca.key ca.crl          the development CA and its CRL
+#   ca-empty.crl                  the same CA's CRL before the revocation
 #   NAME-rsa.{pem,key}            RSA-2048, for each party below
 #   NAME-ec.{pem,key}             ECDSA P-256, for each party below
 #   NAME.{pem,key}                the RSA pair again under a short name
@@ -21,11 +22,12 @@
 #   nav      889960221  NAV office, Oslo
 #   health   987654325  health service, Oslo
 #   prison   922222223  another prison (transfers)
-# Re-running is cheap: an existing complete PKI is kept.
+# Re-running is cheap: an existing complete PKI is kept (one made before a
+# file was added to this list is made again).
 set -euo pipefail
 
 out=${1:?usage: mkpki.sh OUTDIR}
-if [ -f "$out/.complete" ]; then
+if [ -f "$out/.complete" ] && [ -f "$out/ca-empty.crl" ]; then
   exit 0
 fi
 mkdir -p "$out"
@@ -120,8 +122,10 @@ done
 # Expired yesterday, valid for a year before that.
 issue "$work/ca" "$out/expired" rsa "${ORG[gateway]}" "${NAME[gateway]}" \
   "$(date -u -d '-366 days' +%Y%m%d%H%M%SZ)" "$(date -u -d '-1 day' +%Y%m%d%H%M%SZ)"
-# Revoked, and the CRL that says so.
+# Revoked, and the CRL that says so (and the one from before: a CRL renewed).
 issue "$work/ca" "$out/revoked" rsa "${ORG[gateway]}" "${NAME[gateway]}"
+openssl ca -batch -gencrl -config "$work/ca/ca.cnf" -cert "$work/ca/ca.pem" \
+  -keyfile "$work/ca/ca.key" -out "$out/ca-empty.crl" 2>/dev/null
 openssl ca -batch -config "$work/ca/ca.cnf" -cert "$work/ca/ca.pem" -keyfile "$work/ca/ca.key" \
   -revoke "$out/revoked.pem" -crl_reason keyCompromise 2>/dev/null
 openssl ca -batch -gencrl -config "$work/ca/ca.cnf" -cert "$work/ca/ca.pem" \
@@ -135,7 +139,7 @@ cp "$work/rogue/ca.pem" "$out/untrusted-ca.pem"
 cp "$work/ca/ca.pem" "$out/ca.pem"
 cp "$work/ca/ca.key" "$out/ca.key"
 chmod 600 "$out/ca.key"
-chmod 644 "$out"/*.pem "$out/ca.crl"
+chmod 644 "$out"/*.pem "$out/ca.crl" "$out/ca-empty.crl"
 {
   for party in "${!ORG[@]}"; do echo "ORGNR_${party^^}=${ORG[$party]}"; done
 } > "$out/orgnr.env"

@@ -109,6 +109,29 @@ static int trust_open(struct receiver_setup *rs)
 	return verifier_new(&rs->verifier, rs->trust);
 }
 
+/*
+ * Read the trust anchors and CRLs again (SIGHUP): on success the setup
+ * verifies with the new trust; on failure it keeps the old.
+ */
+static int trust_reload(struct receiver_setup *rs)
+{
+	pki_trust *old_trust = rs->trust;
+	verifier *old_verifier = rs->verifier;
+
+	rs->trust = NULL;
+	rs->verifier = NULL;
+	if (trust_open(rs) < 0) {
+		verifier_free(rs->verifier);
+		pki_trust_free(rs->trust);
+		rs->trust = old_trust;
+		rs->verifier = old_verifier;
+		return GW_EINVALID;
+	}
+	verifier_free(old_verifier);
+	pki_trust_free(old_trust);
+	return 0;
+}
+
 static int signer_load(struct receiver_setup *rs)
 {
 	const struct config_identity *id = &rs->cfg->identity;
@@ -777,6 +800,31 @@ static int tls_client_cas(SSL_CTX *ctx, pki_trust *trust)
 	return 0;
 }
 
+/*
+ * SIGHUP, in the parent and in each worker: the trust anchors and CRLs read
+ * again, for client certificates (the next handshakes) and signatures
+ * alike. Connections already open keep the certificate they proved.
+ */
+static int tls_trust_reload(SSL_CTX *ctx, struct receiver_setup *rs)
+{
+	if (trust_reload(rs) < 0)
+		return GW_EINVALID;
+	SSL_CTX_set1_cert_store(ctx, pki_trust_store(rs->trust));
+	return tls_client_cas(ctx, rs->trust);
+}
+
+static void trust_reload_log(int rc)
+{
+	char pid[16];
+
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	if (rc < 0)
+		gw_log(GW_LOG_ERROR, "reload-failed", "pid", pid, "reason", gw_error_last(),
+		       "action", "the trust read before stays in use", NULL);
+	else
+		gw_log(GW_LOG_INFO, "trust-reloaded", "pid", pid, NULL);
+}
+
 /* The key is read once, by pki_key_load(), from the file whose mode it checked. */
 static int tls_identity(SSL_CTX *ctx, const struct config_identity *id)
 {
@@ -842,7 +890,7 @@ struct worker {
 	struct event_base *base;
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
-	struct event *on_term, *on_int, *drain;
+	struct event *on_term, *on_int, *on_hup, *drain;
 	struct event *ev_commit;         /* hands the waiting requests to the committer */
 	struct waiting *waiting, **waiting_tail;
 	size_t n_waiting;
@@ -1337,13 +1385,23 @@ static int worker_base(struct worker *w)
 	return offload_new(&w->committer, w->base);
 }
 
+static void worker_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)sig;
+	(void)what;
+	trust_reload_log(tls_trust_reload(w->ssl_ctx, w->rs));
+}
+
 static int worker_events(struct worker *w)
 {
 	w->on_term = evsignal_new(w->base, SIGTERM, worker_signal, w);
 	w->on_int = evsignal_new(w->base, SIGINT, worker_signal, w);
-	if (!w->on_term || !w->on_int || evsignal_add(w->on_term, NULL) < 0 ||
-	    evsignal_add(w->on_int, NULL) < 0)
-		return gw_error_set(GW_ERROR, "cannot watch for SIGTERM and SIGINT");
+	w->on_hup = evsignal_new(w->base, SIGHUP, worker_reload, w);
+	if (!w->on_term || !w->on_int || !w->on_hup || evsignal_add(w->on_term, NULL) < 0 ||
+	    evsignal_add(w->on_int, NULL) < 0 || evsignal_add(w->on_hup, NULL) < 0)
+		return gw_error_set(GW_ERROR, "cannot watch for SIGTERM, SIGINT and SIGHUP");
 	return 0;
 }
 
@@ -1369,6 +1427,8 @@ static void worker_free(struct worker *w)
 		event_free(w->on_term);
 	if (w->on_int)
 		event_free(w->on_int);
+	if (w->on_hup)
+		event_free(w->on_hup);
 	if (w->base)
 		event_base_free(w->base);
 	inbox_close(w->ib);
@@ -1393,8 +1453,15 @@ static int worker_run(struct receiver_setup *rs, SSL_CTX *ssl_ctx, evutil_socket
 	    worker_http(&w, listen_fd) < 0 || worker_events(&w) < 0) {
 		gw_log(GW_LOG_ERROR, "worker-failed", "detail", gw_error_last(), NULL);
 		code = 1;
-	} else if (event_base_dispatch(w.base) < 0) {
-		code = 1;
+	} else {
+		sigset_t hup;
+
+		sigemptyset(&hup);
+		sigaddset(&hup, SIGHUP);
+		/* Only this thread takes SIGHUP (the committer started with it blocked). */
+		pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
+		if (event_base_dispatch(w.base) < 0)
+			code = 1;
 	}
 	worker_free(&w);
 	return code;
@@ -1517,11 +1584,16 @@ static void noop_handler(int sig)
 static int worker_child(struct supervisor *s, int slot)
 {
 	struct sigaction dfl;
+	sigset_t mask;
 
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;
 	sigaction(SIGCHLD, &dfl, NULL);
-	sigprocmask(SIG_SETMASK, &s->old_mask, NULL);
+	/* SIGHUP stays blocked until the worker watches for it (worker_run):
+	 * a reload sent meanwhile waits instead of ending or missing it. */
+	mask = s->old_mask;
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_SETMASK, &mask, NULL);
 	/* Should the parent be killed outright, its workers stop too. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() == 1)
@@ -1591,6 +1663,19 @@ static int workers_start_due(struct supervisor *s, int *code)
 	return 0;
 }
 
+/* SIGHUP: the parent's trust first (replacement workers start with it), then each worker's. */
+static void workers_reload(struct supervisor *s)
+{
+	int rc = tls_trust_reload(s->ssl_ctx, s->rs);
+
+	trust_reload_log(rc);
+	if (rc < 0)
+		return;
+	for (int i = 0; i < s->n; i++)
+		if (s->pids[i] > 0)
+			kill(s->pids[i], SIGHUP);
+}
+
 static void workers_stop(struct supervisor *s)
 {
 	for (int i = 0; i < s->n; i++)
@@ -1616,6 +1701,7 @@ static int supervise(struct supervisor *s, bool *is_child)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGHUP);
 	for (;;) {
 		if (workers_start_due(s, &code)) {
 			*is_child = true;
@@ -1624,6 +1710,8 @@ static int supervise(struct supervisor *s, bool *is_child)
 		sig = sigtimedwait(&set, NULL, &tick);
 		if (sig == SIGTERM || sig == SIGINT)
 			break;
+		if (sig == SIGHUP)
+			workers_reload(s);
 		workers_reap(s);
 	}
 	gw_log(GW_LOG_INFO, "stopping", "detail", "signal received; workers finish their requests",
@@ -1645,6 +1733,7 @@ static int supervisor_run(struct supervisor *s, bool *is_child)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, &s->old_mask);
 	code = supervise(s, is_child);
 	if (!*is_child)

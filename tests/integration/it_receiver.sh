@@ -272,6 +272,49 @@ stop_receiver # the second one (RPID=$pid2): exits 0 within 10 s of SIGTERM
 RPID=$pid URL=$url INBOX=$inbox DB=$work/receiver.db RLOG=$work/receiver.log
 ok "max_connections: two half-open connections at the cap are evicted for a sender, who is served"
 
+# ---- SIGHUP: a renewed CRL applies without a restart ----------------------------
+
+# A third receiver reads its CRL from a file we replace: at first the CA's
+# CRL from before the revocation, then the one that lists revoked.pem.
+cp "$PKI/ca-empty.crl" "$work/current.crl"
+write_config "$work/receiver3.ini" receiver3
+sed -i "s#^crl = .*#crl = $work/current.crl#" "$work/receiver3.ini"
+start_receiver receiver3 "$work/receiver3.ini"
+wait_workers 2
+idr=$(new_id)
+make_message "$work/mr.xml" "$idr" "$(now_utc)" "$ME" "Before the CRL was renewed."
+post "$work/mr.xml" revoked
+[ "$code" = 200 ] || fail "before the renewal the (not yet revoked) client was refused: HTTP $code"
+cp "$PKI/ca.crl" "$work/current.crl"
+kill -HUP "$RPID"
+for _ in $(seq 1 50); do
+  [ "$(grep -c 'event=trust-reloaded' "$RLOG")" -ge 3 ] && break
+  sleep 0.1
+done
+[ "$(grep -c 'event=trust-reloaded' "$RLOG")" -eq 3 ] ||
+  fail "SIGHUP: expected the parent and both workers to log trust-reloaded: $(grep -c 'event=trust-reloaded' "$RLOG")"
+for _ in 1 2 3 4; do # new connections, whichever worker takes them
+  idr=$(new_id)
+  make_message "$work/mr.xml" "$idr" "$(now_utc)" "$ME" "After the CRL was renewed."
+  post "$work/mr.xml" revoked
+  [ "$code" = 000 ] || fail "after SIGHUP the revoked client still got HTTP $code"
+done
+post "$work/mr.xml" gateway
+[ "$code" = 200 ] || fail "after SIGHUP a valid client got HTTP $code"
+# A CRL file that cannot be read: the reload is refused, the trust stays.
+rm "$work/current.crl"
+kill -HUP "$RPID"
+for _ in $(seq 1 50); do grep -q 'event=reload-failed' "$RLOG" && break; sleep 0.1; done
+grep -q 'event=reload-failed.*current.crl' "$RLOG" || fail "an unreadable CRL was not refused on SIGHUP"
+kill -0 "$RPID" || fail "the receiver stopped after a failed reload"
+idr=$(new_id)
+make_message "$work/mr.xml" "$idr" "$(now_utc)" "$ME" "After a failed reload."
+post "$work/mr.xml" revoked
+[ "$code" = 000 ] || fail "after a failed reload the revoked client got HTTP $code"
+stop_receiver
+RPID=$pid URL=$url INBOX=$inbox DB=$work/receiver.db RLOG=$work/receiver.log
+ok "SIGHUP reads the CRLs again in the parent and every worker; an unreadable one is refused"
+
 # ---- gateway inbox -----------------------------------------------------------
 
 "$GW_GATEWAY" inbox list --config "$work/receiver.ini" > "$work/list.txt" ||
