@@ -117,6 +117,7 @@ struct unrecorded {
 };
 
 struct deliver {
+	bool resign_wanted; /* a message was held to be signed again */
 	struct event_base *base;
 	struct event *timer;
 	CURLM *multi;
@@ -451,6 +452,14 @@ static int endpoints_commit(deliver *d, const struct gw_config *cfg, gw_buf *anc
 		endpoint_apply(endpoint_find(d, cfg->endpoints[i].name), &cfg->endpoints[i],
 			       &anchors[i]);
 	return 0;
+}
+
+bool deliver_take_resign(deliver *d)
+{
+	bool wanted = d->resign_wanted;
+
+	d->resign_wanted = false;
+	return wanted;
 }
 
 void deliver_set_verifier(deliver *d, struct verifier *v)
@@ -960,6 +969,31 @@ static void gather_transport(const struct transfer *t, CURLcode result, struct a
 	f->retry_after_ms = retry_after > 0 ? (int64_t)retry_after * 1000 : 0;
 }
 
+/* A verified refusal as stale: the partner proved it has no copy (STORE_HELD_STALE). */
+static bool refused_as_stale(const struct outcome_input *in)
+{
+	return in->receipt_verified && in->receipt_status &&
+	       strcmp(in->receipt_status, "rejected") == 0 && in->receipt_reason_code &&
+	       strcmp(in->receipt_reason_code, "stale") == 0;
+}
+
+/* Whether the partner's previous answer to this message was "stale" too. */
+static bool stale_before(deliver *d, const struct transfer *t)
+{
+	struct store_receipt last;
+	bool stale;
+
+	memset(&last, 0, sizeof(last));
+	if (d->st->ops->receipt_get(d->st, t->message_id, &last) < 0) {
+		gw_error_clear();
+		return false;
+	}
+	stale = last.verified && strcmp(last.status, "rejected") == 0 &&
+		strcmp(last.reason_code, "stale") == 0;
+	gw_buf_free(&last.bytes);
+	return stale;
+}
+
 /* Turn the classification into the next state, scheduling a retry or giving up. */
 static void decide(deliver *d, const struct transfer *t, struct attempt_facts *f)
 {
@@ -973,6 +1007,18 @@ static void decide(deliver *d, const struct transfer *t, struct attempt_facts *f
 		return;
 	case OUTCOME_FAILED:
 		f->to = MSG_FAILED;
+		if (!refused_as_stale(&f->in))
+			return;
+		if (stale_before(d, t)) {
+			memcpy(reason, f->result.reason, sizeof(reason));
+			snprintf(f->result.reason, sizeof(f->result.reason),
+				 "%.180s; stale again after it was signed anew: check the "
+				 "partner's clock", reason);
+			return;
+		}
+		f->result.kind = OUTCOME_RETRY; /* signed again, then sent */
+		f->to = MSG_HELD;
+		snprintf(f->result.reason, sizeof(f->result.reason), "%s", STORE_HELD_STALE);
 		return;
 	case OUTCOME_RETRY:
 		break;
@@ -1154,6 +1200,7 @@ static void transfer_act(deliver *d, struct transfer *t, const struct attempt_fa
 		unrecorded_add(d, t->message_id);
 	} else {
 		log_outcome(t, f);
+		d->resign_wanted |= f->to == MSG_HELD;
 	}
 	metrics_count_delivery(d->metrics, t->ep->name, outcome_name(kind), f->result.reason);
 	metrics_observe_attempt(d->metrics, t->ep->name,
@@ -1358,7 +1405,9 @@ static int transfer_launch(deliver *d, struct transfer *t)
 	t->started_ms = d->now_ms();
 	t->started_mono = mono_ms();
 	if (curl_multi_add_handle(d->multi, t->easy) != CURLM_OK) {
-		store_move(d, t->message_id, MSG_SENDING, MSG_QUEUED, NULL, -1);
+		/* Back to queued; should even that fail, the retry list settles it. */
+		if (store_move(d, t->message_id, MSG_SENDING, MSG_QUEUED, NULL, -1) < 0)
+			unrecorded_add(d, t->message_id);
 		return gw_error_set(GW_ERROR, "cannot start the transfer of message %s", t->message_id);
 	}
 	gw_log(GW_LOG_INFO, "sending", "msg", t->message_id, "endpoint", t->ep->name, NULL);

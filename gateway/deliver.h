@@ -107,6 +107,9 @@ void deliver_free(deliver *d);
 int deliver_reconfigure(deliver *d, const struct gw_config *cfg,
 			const struct backoff_policy *backoff);
 
+/* True once after an outcome held a message to be signed again. */
+bool deliver_take_resign(deliver *d);
+
 /* Receipts are checked with v from now on (a reload read the trust again). */
 void deliver_set_verifier(deliver *d, struct verifier *v);
 

@@ -1413,6 +1413,7 @@ struct held_rows {
 static bool releasable(const struct store_message *m)
 {
 	return m->state == MSG_HELD && (!strcmp(m->reason, INTAKE_HELD_NO_ENDPOINT) ||
+					!strcmp(m->reason, STORE_HELD_STALE) ||
 					!strncmp(m->reason, INTAKE_HELD_CERT,
 						 strlen(INTAKE_HELD_CERT)));
 }

@@ -348,15 +348,19 @@ static int check_peer_and_size(struct accept_run *run)
 	return 0;
 }
 
+/* Only what is wrong with the message is a 400; our own trouble (memory) is a 503. */
 static int check_document(struct accept_run *run)
 {
 	size_t max = run->rs->cfg->receiver.max_body;
+	int rc;
 
-	if (xmlread_parse(&run->doc, run->body, run->len, max, "request body") < 0)
-		return reject(run, 400, "malformed", gw_error_last());
+	if ((rc = xmlread_parse(&run->doc, run->body, run->len, max, "request body")) < 0)
+		return rc == GW_EINVALID ? reject(run, 400, "malformed", gw_error_last())
+					 : temporary(run, "cannot parse the request");
 	remember_message_id(run);
-	if (xmlread_validate(run->doc, XML_KIND_MESSAGE) < 0)
-		return reject(run, 400, "schema-invalid", gw_error_last());
+	if ((rc = xmlread_validate(run->doc, XML_KIND_MESSAGE)) < 0)
+		return rc == GW_EINVALID ? reject(run, 400, "schema-invalid", gw_error_last())
+					 : temporary(run, "cannot validate the request");
 	if (message_read_header(run->doc, &run->header) < 0)
 		return reject(run, 400, "schema-invalid", gw_error_last());
 	return 0;
@@ -1157,8 +1161,13 @@ struct waiting {
 
 static void answer_send(struct evhttp_request *req, struct receiver_answer *answer, const char *org)
 {
+	struct conn *c = request_conn(req);
+
 	if (answer->http_status == 200 && answer->status && strcmp(answer->status, "accepted") == 0)
 		inbox_fault_point("before-answer");
+	/* The next request's time starts now (a stored one's did not run meanwhile). */
+	if (c)
+		conn_arm(c, c->w->rs->cfg->receiver.read_timeout);
 	log_answer(answer, org);
 	reply(req, answer->http_status, &answer->body);
 	receiver_answer_clear(answer);
@@ -1309,8 +1318,13 @@ static void worker_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (receiver_accept_prepare(w->rs, w->ib, org, body, len, &answer, &pend) == 1 &&
-	    wait_for_commit(w, req, org, &answer, &pend) == 0)
+	    wait_for_commit(w, req, org, &answer, &pend) == 0) {
+		/* The client waits for our disk, not we for it: a slow commit
+		 * must not cut the connection its answer goes back on. */
+		if (c && c->deadline)
+			event_del(c->deadline);
 		return;
+	}
 	if (pend.out) /* a new message the queue had no memory for: alone, now */
 		store_alone(w->ib, &pend);
 	answer_send(req, &answer, org);

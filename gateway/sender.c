@@ -139,6 +139,7 @@ struct sender {
 	struct event *ev_scan_next;   /* the scan's next chunk, once the loop has run */
 	struct event *ev_signal[4];
 	bool scan_wanted; /* incoming/new must be listed (again) */
+	bool release_wanted; /* held messages to plan again (one refused as stale) */
 	bool scan_more;   /* the listing being taken in has files left */
 	bool scan_turn;   /* ev_scan_next fired: the next chunk's turn */
 	bool stopping;
@@ -719,6 +720,8 @@ static bool idle(struct sender *s, int64_t now)
 	return spool_empty(s);
 }
 
+static void release_held(struct sender *s);
+
 static void on_work(evutil_socket_t fd, short what, void *arg)
 {
 	struct sender *s = arg;
@@ -736,6 +739,10 @@ static void on_work(evutil_socket_t fd, short what, void *arg)
 		scan(s);
 		expire_processed(s, now);
 		now = sender_now_ms(); /* what the scan queued is due by now, not before */
+	}
+	if (s->release_wanted) {
+		s->release_wanted = false;
+		release_held(s);
 	}
 	dispatch(s, now, &ds);
 	arm_due(s, now, &ds);
@@ -802,6 +809,7 @@ static void on_delivered(void *ctx, const char *message_id, enum outcome_kind ki
 			event_base_loopbreak(s->base);
 		return;
 	}
+	s->release_wanted |= deliver_take_resign(s->dl); /* signed again in on_work */
 	kick(s);
 }
 

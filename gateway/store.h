@@ -36,6 +36,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * The held reason of a message the partner refused as stale (its Created
+ * older than the partner's window, after a long outage): a verified
+ * "stale" proves the partner does not have it (it answers duplicates
+ * before it looks at the age), so deliver holds it and the sender signs it
+ * again with a fresh Created under the same MessageId
+ * (intake_release_held). A second "stale" in a row fails it: the
+ * partner's clock, not the message, is wrong.
+ */
+#define STORE_HELD_STALE "stale at the partner: to be signed again with a fresh Created"
+
 enum msg_state {
 	MSG_QUEUED, MSG_SENDING, MSG_DELIVERED, MSG_FAILED, MSG_HELD, MSG_SUPERSEDED,
 	MSG_CANCELLED, MSG_STATE_COUNT

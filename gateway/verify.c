@@ -435,9 +435,10 @@ static int keyinfo_get(verifier *v, xmlNodePtr sig, struct keyinfo_memo **out)
 static int check_signer_cert(verifier *v, X509 *cert, STACK_OF(X509) *certs)
 {
 	uint32_t usage;
+	int rc;
 
-	if (pki_cert_verify(v->trust, cert, certs, 0) < 0)
-		return gw_error_wrap(GW_EINVALID, "signer certificate");
+	if ((rc = pki_cert_verify(v->trust, cert, certs, 0)) < 0) /* out of memory: not the signer's fault */
+		return rc == GW_EINVALID ? gw_error_wrap(GW_EINVALID, "signer certificate") : rc;
 	if (X509_check_ca(cert) != 0)
 		return gw_error_set(GW_EINVALID, "signer certificate is a CA certificate");
 	usage = X509_get_key_usage(cert);

@@ -18,7 +18,10 @@
 #   2. ten half-open connections past max_connections = 4 do not lock a
 #      sender out: the oldest unauthenticated ones are evicted for it;
 #   3. four connections with verified certificates holding every place make
-#      a newcomer wait at most about read_timeout, not forever.
+#      a newcomer wait at most about read_timeout, not forever;
+#   4. a commit slower than read_timeout (the write lock held elsewhere) is
+#      still answered on its connection: the deadline is the client's, not
+#      the disk's.
 #
 # Environment (set by CTest): GW_GATEWAY, GW_PKI_DIR, GW_SOURCE_DIR.
 set -euo pipefail
@@ -216,7 +219,32 @@ python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < 5.5 else 1)' "$waited
 wait_clients v1 v2 v3 v4
 for n in 1 2 3 4; do closed_within "v$n" 2.0 5.5; done
 ok "four verified slow senders holding every place: a newcomer is refused, then served ${waited}s after they began"
-[ "$(db_rows)" -eq 1 ] || fail "the store holds $(db_rows) rows, expected 1"
+
+# 4. A slow disk is ours, not the sender's: a commit that waits 5 s for the
+# write lock (another process holds it) still answers on its connection,
+# although read_timeout (3 s) passes meanwhile.
+rm -f "$work/locked"
+python3 - "$DB" "$work/locked" <<'PY' &
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)
+db.execute("BEGIN IMMEDIATE")
+open(sys.argv[2], "w").write("locked")
+time.sleep(5)
+db.execute("ROLLBACK")
+PY
+locker=$!
+for _ in $(seq 1 50); do [ -f "$work/locked" ] && break; sleep 0.1; done
+[ -f "$work/locked" ] || fail "the test could not take the write lock"
+id=$(new_id)
+make_message "$work/m4.xml" "$id" "$(now_utc)" "$ME" "Stored while the disk was slow."
+post "$work/m4.xml"
+wait "$locker"
+expect_receipt "a commit slower than read_timeout" 200 accepted "" "$id" "$work/m4.xml"
+if grep -q "event=connection-timeout.*no complete request" "$RLOG"; then
+  grep "event=connection-timeout" "$RLOG" | tail -n 3 >&2
+fi
+ok "a commit that waits longer than read_timeout is still answered on its connection"
+[ "$(db_rows)" -eq 2 ] || fail "the store holds $(db_rows) rows, expected 2"
 stop_receiver
 ok "the receiver stops cleanly after the abuse"
 

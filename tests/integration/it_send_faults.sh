@@ -121,8 +121,23 @@ receipt_fault wrong-signer sender-mismatch
 receipt_fault garbage malformed
 
 # --- permanent answers ----------------------------------------------------------
+# A verified "stale" proves the partner has no copy (it answers duplicates
+# before it looks at the age): the message is signed again with a fresh
+# Created under the same MessageId and sent once more. The fault receiver
+# says "stale" to that one too, so its clock must be wrong: failed.
 step reject stale
-failed_now "400 + signed rejection" 400 "rejected by receiver: stale"
+check "400 stale: signed again and sent once more, then failed" eq "$(state "$MSG"):$(attempts "$MSG")" "failed:2"
+check "400 stale: the reason says why it was not signed a third time" \
+  has "$(q "SELECT reason FROM messages WHERE message_id='$MSG'")" "stale again after it was signed anew"
+check "400 stale: both signed rejections are kept, verified" \
+  eq "$(q "SELECT group_concat(verified || ':' || status || ':' || reason_code, ' ') FROM receipts WHERE message_id='$MSG'")" "1:rejected:stale 1:rejected:stale"
+# (On this test clock the new Created equals the old one; in service days have passed.)
+check "400 stale: the receiver saw the same MessageId twice" eq "$(grep -c "^$MSG " "$fr/requests.log")" 2
+check "400 stale: it was signed again (event=released from the held reason)" \
+  has "$(grep "event=released" "$LAB/gateway/gateway.log" | grep "msg=$MSG")" "stale at the partner"
+PERMANENT_TWICE=("$MSG")
+step reject bad-signature
+failed_now "400 + signed rejection" 400 "rejected by receiver: bad-signature"
 check "400: the signed rejection is kept, verified" \
   eq "$(q "SELECT verified || ':' || status FROM receipts WHERE message_id='$MSG'")" "1:rejected"
 step conflict
@@ -189,5 +204,8 @@ check "past the horizon every retrying message failed with 'retry horizon reache
   eq "$(q "SELECT count(*) FROM messages WHERE endpoint='housing' AND state='failed' AND reason LIKE 'retry horizon reached: %'")" "$still"
 for m in "${PERMANENT[@]}"; do
   check "permanent failure $m: never attempted again" eq "$(attempts "$m")" 1
+done
+for m in "${PERMANENT_TWICE[@]}"; do
+  check "stale twice $m: never attempted again" eq "$(attempts "$m")" 2
 done
 finish
