@@ -162,6 +162,7 @@ struct attempt_facts {
 	int64_t next_attempt_ms;
 	int64_t finished_ms;
 	int64_t finished_mono;
+	bool reached; /* the whole body went out, or the partner answered */
 	enum msg_state to;
 };
 
@@ -846,6 +847,7 @@ static void fill_attempt(const struct transfer *t, const struct attempt_facts *f
 	a->started_ms = t->started_ms;
 	a->duration_ms = f->finished_mono - t->started_mono;
 	a->http_status = (int)f->in.http_status;
+	a->reached = f->reached;
 	if (f->result.kind != OUTCOME_DELIVERED)
 		snprintf(a->error, sizeof(a->error), "%s", f->result.reason);
 	snprintf(a->outcome, sizeof(a->outcome), "%s", outcome_name(f->result.kind));
@@ -941,6 +943,16 @@ static void check_receipt(deliver *d, const struct transfer *t, struct attempt_f
 	f->in.receipt_error = f->receipt_error;
 }
 
+/* Whether curl sent the whole request body: only then can the partner have stored it. */
+static bool body_sent(const struct transfer *t)
+{
+	curl_off_t uploaded = 0;
+
+	if (curl_easy_getinfo(t->easy, CURLINFO_SIZE_UPLOAD_T, &uploaded) != CURLE_OK)
+		return true; /* cannot tell: assume it may have */
+	return uploaded >= (curl_off_t)t->body.len;
+}
+
 static void gather_transport(const struct transfer *t, CURLcode result, struct attempt_facts *f)
 {
 	curl_off_t retry_after = 0;
@@ -959,11 +971,13 @@ static void gather_transport(const struct transfer *t, CURLcode result, struct a
 		snprintf(f->transport_text, sizeof(f->transport_text), "%s", t->ep->identity_error);
 	}
 	f->in.transport_text = f->transport_text;
+	f->reached = body_sent(t);
 	if (f->in.transport != TRANSPORT_OK)
 		return;
 	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_getinfo(t->easy, CURLINFO_RETRY_AFTER, &retry_after);
 	f->in.http_status = status;
+	f->reached |= status > 0;
 	if (retry_after > MAX_RETRY_AFTER_SECONDS)
 		retry_after = MAX_RETRY_AFTER_SECONDS;
 	f->retry_after_ms = retry_after > 0 ? (int64_t)retry_after * 1000 : 0;

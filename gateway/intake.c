@@ -782,9 +782,10 @@ static bool already_notified(const struct priors *p, size_t upto, const struct p
 
 /*
  * Cancel what has not gone out (queued, held, failed); mark for a withdrawal
- * message whoever got (delivered) or may have got (sending: it cannot be
- * pulled back; deliver stops it before any further attempt) an earlier
- * revision.
+ * message whoever got (delivered) or may have got an earlier revision: one
+ * being sent (it cannot be pulled back; deliver stops it before any further
+ * attempt), and one queued again or failed after an attempt whose request
+ * went out whole (its answer lost, or the gateway stopped meanwhile).
  */
 static int cancel_or_mark(struct job *j, struct priors *p)
 {
@@ -794,12 +795,14 @@ static int cancel_or_mark(struct job *j, struct priors *p)
 	snprintf(reason, sizeof(reason), "withdrawn: %s", j->n.withdrawal_reason);
 	for (size_t i = 0; i < p->n; i++) {
 		struct prior *e = &p->v[i];
+		bool reached = e->state == MSG_DELIVERED || e->state == MSG_SENDING;
 		int rc;
 
 		if (!strcmp(e->kind, "withdrawal") || !withdrawn_service(j, e->service))
 			continue;
-		bool reached = e->state == MSG_DELIVERED || e->state == MSG_SENDING;
-
+		if (!reached && (e->state == MSG_QUEUED || e->state == MSG_FAILED) &&
+		    (rc = st->ops->message_reached(st, e->message_id, &reached)) < 0)
+			return rc;
 		if (e->state == MSG_QUEUED || e->state == MSG_HELD || e->state == MSG_FAILED) {
 			rc = st->ops->message_update(st, e->message_id, e->state, MSG_CANCELLED,
 						     reason, -1, 0);

@@ -95,6 +95,8 @@ struct store_attempt {
 	int http_status;     /* 0 when no HTTP answer */
 	char error[256];     /* curl/TLS/receipt error text; empty on success */
 	char outcome[16];    /* delivered, retry, failed */
+	bool reached;        /* the whole request went out (or the partner answered):
+			      * the partner may have stored it */
 };
 
 struct store_receipt {
@@ -195,6 +197,8 @@ struct store_ops {
 	 * organisation) and why in reason; 0 when it may go. */
 	int (*message_outdated)(store *st, const char *message_id, enum msg_state *to,
 				char *reason, size_t reason_len);
+	/* Whether any attempt of the message may have reached its partner. */
+	int (*message_reached)(store *st, const char *message_id, bool *reached);
 	int (*next_due_ms)(store *st, int64_t *when_ms); /* GW_ENOTFOUND: nothing queued */
 	int (*recover_sending)(store *st, int *recovered); /* sending -> queued at start */
 

@@ -165,6 +165,11 @@ static const char *const schema_steps[] = {
 	"  BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;"
 	"CREATE INDEX idx_messages_endpoint ON messages (endpoint, state);"
 	"PRAGMA user_version = 2;",
+	/* version 3: whether an attempt may have put the message into the
+	 * partner's hands (a withdrawal must then tell it). Rows from before
+	 * cannot say: they count as reached. */
+	"ALTER TABLE attempts ADD COLUMN reached INTEGER NOT NULL DEFAULT 1;"
+	"PRAGMA user_version = 3;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(schema_steps) / sizeof(schema_steps[0])))
 
@@ -183,7 +188,7 @@ enum stmt_id {
 	ST_MSG_INSERT, ST_MSG_TRANSITION,
 	ST_DUE_NEXT_DATE, ST_DUE_IN_DATE, ST_DUE_IN_DATE_HEADS, ST_NEXT_DUE, ST_RECOVER,
 	ST_MSG_GET, ST_MSG_STATE, ST_MSG_BYTES, ST_MSG_OUTDATED, ST_MSG_UPDATE, ST_MSG_RELEASE,
-	ST_ATTEMPT_INSERT, ST_ATTEMPTS_LIST, ST_RECEIPT_INSERT, ST_RECEIPT_GET,
+	ST_ATTEMPT_INSERT, ST_MSG_REACHED, ST_ATTEMPTS_LIST, ST_RECEIPT_INSERT, ST_RECEIPT_GET,
 	ST_LIST_ALL, ST_LIST_STATE, ST_LIST_NOTICE, ST_LIST_NOTICE_STATE, ST_COUNTS,
 	ST_MSG_RETRY, ST_EP_COUNTS, ST_EP_LAST_OK, ST_EP_LAST, ST_EP_FAILS, ST_FACTS,
 	ST_AUDIT_TAIL, ST_AUDIT_INSERT, ST_AUDIT_WALK, ST_AUDIT_HASH_AT,
@@ -244,7 +249,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 			   " next_attempt_ms = ?5, deadline_ms = ?6"
 			   " WHERE message_id = ?7 AND state = 'held'",
 	[ST_ATTEMPT_INSERT] = "INSERT INTO attempts (message_id, started_ms, duration_ms,"
-			      " http_status, error, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+			      " http_status, error, outcome, reached)"
+			      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[ST_MSG_REACHED] = "SELECT EXISTS (SELECT 1 FROM attempts WHERE message_id = ?1"
+			   " AND reached = 1)",
 	[ST_ATTEMPTS_LIST] = "SELECT message_id, started_ms, duration_ms, http_status, error,"
 			     " outcome FROM attempts WHERE message_id = ?1"
 			     " ORDER BY started_ms, attempt_id",
@@ -1314,6 +1322,8 @@ static int sq_next_due_ms(store *st, int64_t *when_ms)
 	return err;
 }
 
+static int sq_attempt_insert(store *st, const struct store_attempt *a);
+
 static int sq_recover_sending(store *st, int *recovered)
 {
 	struct sqlite_store *s = S(st);
@@ -1324,9 +1334,19 @@ static int sq_recover_sending(store *st, int *recovered)
 	if ((rc = tx_open(s, &own)) < 0)
 		return rc;
 	rc = collect_ids(s, stmt(s, ST_RECOVER), &l, "requeue messages left in sending");
-	for (size_t i = 0; rc == 0 && i < l.n; i++)
-		rc = audit_add(s, "recovered", l.ids[i], "sending", "queued",
-			       "interrupted while sending; will be sent again");
+	for (size_t i = 0; rc == 0 && i < l.n; i++) {
+		/* Its attempt's answer is unknown: the partner may have it. */
+		struct store_attempt a = { .started_ms = timeutil_now_ms(), .reached = true };
+
+		snprintf(a.message_id, sizeof(a.message_id), "%s", l.ids[i]);
+		snprintf(a.error, sizeof(a.error), "%s", "interrupted: the gateway stopped during "
+			 "this attempt, its answer is unknown");
+		snprintf(a.outcome, sizeof(a.outcome), "%s", "retry");
+		rc = sq_attempt_insert(st, &a);
+		if (rc == 0)
+			rc = audit_add(s, "recovered", l.ids[i], "sending", "queued",
+				       "interrupted while sending; will be sent again");
+	}
 	free(l.ids);
 	if ((rc = tx_close(s, own, rc)) == 0 && recovered)
 		*recovered = (int)l.n;
@@ -1492,7 +1512,24 @@ static int sq_attempt_insert(store *st, const struct store_attempt *a)
 	sqlite3_bind_int(q, 4, a->http_status);
 	bind_text(q, 5, a->error);
 	bind_text(q, 6, a->outcome);
+	sqlite3_bind_int(q, 7, a->reached ? 1 : 0);
 	return exec_stmt(s, q, "record an attempt");
+}
+
+static int sq_message_reached(store *st, const char *message_id, bool *reached)
+{
+	struct sqlite_store *s = S(st);
+	sqlite3_stmt *q = stmt(s, ST_MSG_REACHED);
+	int rc, err = 0;
+
+	bind_text(q, 1, message_id);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		*reached = sqlite3_column_int(q, 0) != 0;
+	else
+		err = db_fail(s, rc, "read a message's attempts");
+	sqlite3_reset(q);
+	return err;
 }
 
 /* cb must not call attempts_list itself (the statement is shared). */
@@ -1945,6 +1982,7 @@ static const struct store_ops sqlite_ops = {
 	.messages_due_heads = sq_messages_due_heads,
 	.message_bytes = sq_message_bytes,
 	.message_outdated = sq_message_outdated,
+	.message_reached = sq_message_reached,
 	.next_due_ms = sq_next_due_ms,
 	.recover_sending = sq_recover_sending,
 	.message_get = sq_message_get,

@@ -490,6 +490,48 @@ static void test_newer_revision_stops_sending_and_failed(void **state)
 	assert_int_equal(outdated(by_service(&r2, "nav"), reason, sizeof(reason)), MSG_QUEUED);
 }
 
+/* An attempt whose request went out whole may have left a copy at the partner. */
+static void attempt(const struct store_message *m, bool reached)
+{
+	struct store_attempt a;
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.message_id, sizeof(a.message_id), "%s", m->message_id);
+	snprintf(a.outcome, sizeof(a.outcome), "retry");
+	a.reached = reached;
+	assert_ok(fx.st->ops->attempt_insert(fx.st, &a));
+}
+
+/*
+ * Withdrawn after attempts: NAV's request went out whole and its answer was
+ * lost (queued again), health's partner was never reached (connection
+ * refused). NAV may hold a copy and is told; health is not.
+ */
+static void test_withdrawal_tells_whom_an_attempt_may_have_reached(void **state)
+{
+	struct rows r1, r3;
+
+	drop("release-r1.xml", "r1.xml");
+	take("r1.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r1);
+	move(by_service(&r1, "nav"), MSG_QUEUED, MSG_SENDING);
+	attempt(by_service(&r1, "nav"), true);
+	move(by_service(&r1, "nav"), MSG_SENDING, MSG_QUEUED);
+	move(by_service(&r1, "health"), MSG_QUEUED, MSG_SENDING);
+	attempt(by_service(&r1, "health"), false);
+	move(by_service(&r1, "health"), MSG_SENDING, MSG_FAILED);
+
+	drop("withdrawal-r3.xml", "withdraw.xml"); /* names nav and health */
+	take("withdraw.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r1);
+	assert_int_equal(by_service(&r1, "nav")->state, MSG_CANCELLED);
+	assert_int_equal(by_service(&r1, "health")->state, MSG_CANCELLED);
+	list("INTAKE-2027-000001", 3, &r3);
+	assert_int_equal(r3.n, 1);
+	assert_string_equal(r3.m[0].service, "nav");
+	assert_string_equal(r3.m[0].kind, "withdrawal");
+}
+
 /* Consent withdrawn while the release to NAV is on its way. */
 static void test_withdrawal_stops_what_is_on_its_way(void **state)
 {
@@ -1551,6 +1593,7 @@ int main(void)
 		T(test_revision_rules),
 		T(test_newer_revision_stops_sending_and_failed),
 		T(test_withdrawal_stops_what_is_on_its_way),
+		T(test_withdrawal_tells_whom_an_attempt_may_have_reached),
 		T(test_withdrawal_cancels_and_tells_those_reached),
 		T(test_invalid_notices_rejected_with_reason),
 		T(test_scan_rejects_hostile_files_unread),

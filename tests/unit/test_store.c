@@ -128,7 +128,7 @@ static void test_open_durability_settings(void **state)
 	assert_int_equal(s.synchronous, 2); /* FULL */
 	assert_int_equal(s.foreign_keys, 1);
 	assert_true(s.busy_timeout_ms > 0);
-	assert_int_equal(s.schema_version, 2);
+	assert_int_equal(s.schema_version, 3);
 
 	assert_int_equal(stat(f->path, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
@@ -136,7 +136,7 @@ static void test_open_durability_settings(void **state)
 	/* A second open of an existing file finds the schema and migrates nothing. */
 	assert_int_equal(store_sqlite_open(&again, f->path), 0);
 	assert_int_equal(store_sqlite_settings(again, &s), 0);
-	assert_int_equal(s.schema_version, 2);
+	assert_int_equal(s.schema_version, 3);
 	again->ops->close(again);
 }
 
@@ -413,6 +413,7 @@ static void test_attempts_and_receipts_round_trip(void **state)
 	static const unsigned char bytes[] = { '<', 'R', 0, 0xff, '>', '\n' };
 	struct store_attempt a, got;
 	struct store_receipt r, back;
+	bool reached = true;
 
 	add_notice(st, "KDI-1", 1, "aa");
 	add_message(st, "m1", "KDI-1", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
@@ -425,11 +426,17 @@ static void test_attempts_and_receipts_round_trip(void **state)
 	snprintf(a.error, sizeof(a.error), "service unavailable");
 	snprintf(a.outcome, sizeof(a.outcome), "retry");
 	assert_int_equal(st->ops->attempt_insert(st, &a), 0);
+	/* A 503 reached nobody's inbox... */
+	assert_int_equal(st->ops->message_reached(st, "m1", &reached), 0);
+	assert_false(reached);
+	a.reached = true; /* ...the next request went out whole */
 	a.started_ms = NOW + 1;
 	a.http_status = 200;
 	a.error[0] = '\0';
 	snprintf(a.outcome, sizeof(a.outcome), "delivered");
 	assert_int_equal(st->ops->attempt_insert(st, &a), 0);
+	assert_int_equal(st->ops->message_reached(st, "m1", &reached), 0);
+	assert_true(reached);
 	memset(&got, 0, sizeof(got));
 	assert_int_equal(st->ops->attempts_list(st, "m1", find_second_attempt, &got), 0);
 	assert_int_equal(got.http_status, 200);
@@ -899,6 +906,7 @@ static void test_audit_upgrade_from_version_1(void **state)
 	assert_int_equal(raw_exec(f->path, "DROP TRIGGER audit_no_update;"
 					   " DROP TRIGGER audit_no_delete; DROP TABLE audit;"
 					   " DROP INDEX idx_messages_endpoint;"
+					   " ALTER TABLE attempts DROP COLUMN reached;"
 					   " PRAGMA user_version = 1;"),
 			 SQLITE_OK);
 	{
@@ -909,7 +917,7 @@ static void test_audit_upgrade_from_version_1(void **state)
 	assert_int_equal(store_sqlite_open(&again, f->path), 0);
 	f->st = again;
 	assert_int_equal(store_sqlite_settings(again, &set), 0);
-	assert_int_equal(set.schema_version, 2);
+	assert_int_equal(set.schema_version, 3);
 	walk(again, &r);
 	assert_int_equal(r.n, 0);
 	expect_intact(again, 0);
@@ -922,6 +930,34 @@ static void test_audit_upgrade_from_version_1(void **state)
 	assert_int_equal(r.v[0].seq, 1);
 	assert_string_equal(r.v[0].prev_hash, audit_genesis);
 	expect_intact(again, 1);
+}
+
+/* A version 2 database: its attempts cannot say whether they reached the partner. */
+static void test_upgrade_from_version_2_counts_old_attempts_reached(void **state)
+{
+	struct fixture *f = *state;
+	struct store_sqlite_settings set;
+	struct store_attempt a;
+	bool reached = false;
+	store *again;
+
+	add_notice(f->st, "KDI-V2", 1, "sha-v2");
+	add_message(f->st, "v2", "KDI-V2", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	memset(&a, 0, sizeof(a));
+	snprintf(a.message_id, sizeof(a.message_id), "v2");
+	snprintf(a.outcome, sizeof(a.outcome), "retry");
+	assert_int_equal(f->st->ops->attempt_insert(f->st, &a), 0);
+	f->st->ops->close(f->st);
+	f->st = NULL;
+	assert_int_equal(raw_exec(f->path, "ALTER TABLE attempts DROP COLUMN reached;"
+					   " PRAGMA user_version = 2;"),
+			 SQLITE_OK);
+	assert_int_equal(store_sqlite_open(&again, f->path), 0);
+	f->st = again;
+	assert_int_equal(store_sqlite_settings(again, &set), 0);
+	assert_int_equal(set.schema_version, 3);
+	assert_int_equal(again->ops->message_reached(again, "v2", &reached), 0);
+	assert_true(reached);
 }
 
 /* ---- operator moves ---- */
@@ -1103,6 +1139,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_audit_table_refuses_update_and_delete, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_audit_upgrade_from_version_1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_from_version_2_counts_old_attempts_reached,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_and_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_endpoint_health, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_release_facts_latest_revision, setup, teardown),
