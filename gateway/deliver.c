@@ -1607,6 +1607,7 @@ static void abandon(deliver *d, struct transfer *t)
 		 "abandoned: the gateway stopped while sending");
 	f.to = MSG_QUEUED;
 	f.next_attempt_ms = f.finished_ms;
+	f.reached = body_sent(t); /* the partner may have it: a withdrawal tells it */
 	if (store_outcome(d, t, &f) < 0)
 		how = "left sending; queued again at next start";
 	metrics_count_delivery(d->metrics, t->ep->name, "retry", f.result.reason);
