@@ -38,10 +38,38 @@ int fsutil_sync_dir(const char *dir)
 	return rc;
 }
 
+/*
+ * mkdir, and when it made the directory, an fsync of its parent: a
+ * directory whose own name is lost in a power cut takes everything stored
+ * in it along (the first message of a new inbox, say).
+ */
+static int make_dir(char *path, mode_t mode)
+{
+	char *slash;
+	int rc;
+
+	if (mkdir(path, mode) < 0) {
+		if (errno == EEXIST)
+			return 0;
+		return gw_error_set(GW_ERROR, "cannot create directory %s: %s", path,
+				    strerror(errno));
+	}
+	slash = strrchr(path, '/');
+	if (!slash)
+		return fsutil_sync_dir(".");
+	if (slash == path)
+		return fsutil_sync_dir("/");
+	*slash = '\0';
+	rc = fsutil_sync_dir(path);
+	*slash = '/';
+	return rc;
+}
+
 int fsutil_mkdirs(const char *dir, mode_t mode)
 {
 	char path[PATH_MAX];
 	size_t len = strlen(dir);
+	int rc;
 
 	if (len == 0 || len >= sizeof(path))
 		return gw_error_set(GW_EINVALID, "bad directory path '%s'", dir);
@@ -50,14 +78,12 @@ int fsutil_mkdirs(const char *dir, mode_t mode)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(path, mode) < 0 && errno != EEXIST)
-			return gw_error_set(GW_ERROR, "cannot create directory %s: %s", path,
-					    strerror(errno));
+		rc = make_dir(path, mode);
 		*p = '/';
+		if (rc < 0)
+			return rc;
 	}
-	if (mkdir(path, mode) < 0 && errno != EEXIST)
-		return gw_error_set(GW_ERROR, "cannot create directory %s: %s", path, strerror(errno));
-	return 0;
+	return make_dir(path, mode);
 }
 
 static int write_all(int fd, const unsigned char *data, size_t len)
@@ -341,7 +367,8 @@ int fsutil_prepare_private_file(const char *path)
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd >= 0) {
 		close(fd); /* new: nobody in this process has it open */
-		return 0;
+		/* Its name durable before anything is committed into it. */
+		return fsutil_sync_dir(slash == path ? "/" : slash ? dir : ".");
 	}
 	if (errno == EEXIST && lstat(path, &st) == 0) /* another process made it just now */
 		return private_existing(path, &st);
