@@ -1090,6 +1090,7 @@ static void reply(struct evhttp_request *req, int status, const gw_buf *body)
 {
 	struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
 	struct evbuffer *out = NULL;
+	struct conn *c = request_conn(req);
 
 	if (body && body->len) {
 		out = evbuffer_new();
@@ -1101,7 +1102,8 @@ static void reply(struct evhttp_request *req, int status, const gw_buf *body)
 		evhttp_add_header(headers, "Retry-After", RETRY_AFTER_SECONDS);
 	if (status == 405)
 		evhttp_add_header(headers, "Allow", "POST");
-	if (status == 403 || status == 413)
+	/* A stopping worker closes each connection once it has answered on it. */
+	if (status == 403 || status == 413 || (c && c->w->stopping))
 		evhttp_add_header(headers, "Connection", "close");
 	evhttp_send_reply(req, status, status_phrase(status), out);
 	if (out)
@@ -1303,6 +1305,10 @@ static void worker_request(struct evhttp_request *req, void *arg)
 		conn_nodelay(c);
 	}
 	request_peer_orgnr(req, org);
+	if (w->stopping) { /* nothing new now: the sender retries with the next worker */
+		reply(req, 503, NULL);
+		return;
+	}
 	if ((gate = request_gate(w, req, org)) != 0) {
 		if (gate == 403)
 			gw_log(GW_LOG_WARN, "rejected", "reason", "not-allowed", "peer_org",
@@ -1421,8 +1427,19 @@ static int worker_events(struct worker *w)
 
 static void worker_free(struct worker *w)
 {
-	/* Stored messages are answered before evhttp frees their requests. */
+	bool answers = w->n_waiting > 0 || (w->committer && offload_busy(w->committer));
+
+	/* Stored messages are answered before evhttp frees their requests, and
+	 * the loop runs on (a second at most) to write those answers out: each
+	 * closes its connection, and the drain tick ends the loop when none is
+	 * left. */
 	worker_commit_all(w);
+	if (answers && w->base && w->drain) {
+		struct timeval flush = { 1, 0 };
+
+		event_base_loopexit(w->base, &flush);
+		event_base_dispatch(w->base);
+	}
 	offload_free(w->committer);
 	if (w->ev_commit)
 		event_free(w->ev_commit);
