@@ -459,6 +459,17 @@ static enum msg_state outdated(const struct store_message *m, char *reason, size
 	return rc == 1 ? to : MSG_QUEUED;
 }
 
+/* Revision 1 taken in; its release to NAV on its way, the one to health failed. */
+static void r1_nav_sending_health_failed(struct rows *r1)
+{
+	drop("release-r1.xml", "r1.xml");
+	take("r1.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, r1);
+	move(by_service(r1, "nav"), MSG_QUEUED, MSG_SENDING);
+	move(by_service(r1, "health"), MSG_QUEUED, MSG_SENDING);
+	move(by_service(r1, "health"), MSG_SENDING, MSG_FAILED);
+}
+
 /*
  * A revision that arrives while an older one is on its way (sending) or
  * failed: the failed one is superseded at once; the one being sent cannot
@@ -469,12 +480,7 @@ static void test_newer_revision_stops_sending_and_failed(void **state)
 	struct rows r1, r2;
 	char reason[64];
 
-	drop("release-r1.xml", "r1.xml");
-	take("r1.xml", INTAKE_ACCEPTED);
-	list("INTAKE-2027-000001", 1, &r1);
-	move(by_service(&r1, "nav"), MSG_QUEUED, MSG_SENDING);
-	move(by_service(&r1, "health"), MSG_QUEUED, MSG_SENDING);
-	move(by_service(&r1, "health"), MSG_SENDING, MSG_FAILED);
+	r1_nav_sending_health_failed(&r1);
 	assert_int_equal(outdated(by_service(&r1, "nav"), reason, sizeof(reason)), MSG_QUEUED);
 
 	drop("release-r2.xml", "r2.xml");
@@ -538,12 +544,7 @@ static void test_withdrawal_stops_what_is_on_its_way(void **state)
 	struct rows r1;
 	char reason[64];
 
-	drop("release-r1.xml", "r1.xml");
-	take("r1.xml", INTAKE_ACCEPTED);
-	list("INTAKE-2027-000001", 1, &r1);
-	move(by_service(&r1, "nav"), MSG_QUEUED, MSG_SENDING);
-	move(by_service(&r1, "health"), MSG_QUEUED, MSG_SENDING);
-	move(by_service(&r1, "health"), MSG_SENDING, MSG_FAILED);
+	r1_nav_sending_health_failed(&r1);
 
 	drop("withdrawal-r3.xml", "withdraw.xml"); /* names nav and health */
 	take("withdraw.xml", INTAKE_ACCEPTED);
