@@ -1439,7 +1439,10 @@ int deliver_start(deliver *d, const struct store_message *m)
 	ep = endpoint_find(d, m->endpoint);
 	if ((rc = transfer_new(&t, d, ep, m)) < 0)
 		return rc;
-	if ((rc = refuse_outdated(d, m)) < 0 || (rc = refuse_corrupt(d, m, t)) < 0)
+	/* Only a message tried before can have been overtaken while it was out
+	 * (intake itself stops what is queued): no look-up for a first attempt. */
+	if ((m->attempts > 0 && (rc = refuse_outdated(d, m)) < 0) ||
+	    (rc = refuse_corrupt(d, m, t)) < 0)
 		goto fail;
 	if ((rc = store_move(d, m->message_id, MSG_QUEUED, MSG_SENDING, NULL, -1)) < 0) {
 		if (state_moved_on(d, m->message_id, MSG_QUEUED))

@@ -229,7 +229,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_NEXT_DUE] = "SELECT min(next_attempt_ms) FROM messages INDEXED BY idx_messages_wake"
 			" WHERE state = 'queued'",
 	[ST_RECOVER] = "UPDATE messages SET state = 'queued',"
-		       " reason = 'interrupted while sending; will be sent again'"
+		       " reason = 'interrupted while sending; will be sent again',"
+		       " attempts = attempts + 1" /* the interrupted one, recorded below */
 		       " WHERE state = 'sending' RETURNING message_id",
 	[ST_MSG_GET] = "SELECT " MSG_COLS ", signed_bytes FROM messages WHERE message_id = ?1",
 	[ST_MSG_STATE] = "SELECT state FROM messages WHERE message_id = ?1",

@@ -376,7 +376,9 @@ static void test_due_callback_may_update_and_recover_sending(void **state)
 {
 	store *st = ((struct fixture *)*state)->st;
 	struct store_counts counts;
-	int recovered = -1;
+	struct store_message m;
+	bool reached = false;
+	int recovered = -1, before;
 
 	add_notice(st, "KDI-1", 1, "aa");
 	add_message(st, "a", "KDI-1", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
@@ -388,12 +390,24 @@ static void test_due_callback_may_update_and_recover_sending(void **state)
 	assert_int_equal(counts.by_state[MSG_HELD], 1);
 	assert_int_equal(counts.by_state[MSG_QUEUED], 0);
 
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(st->ops->message_get(st, "a", &m), 0);
+	before = m.attempts;
+	store_message_clear(&m);
+
 	/* A crash while sending: at start, sending goes back to queued. */
 	assert_int_equal(st->ops->recover_sending(st, &recovered), 0);
 	assert_int_equal(recovered, 2);
 	assert_int_equal(state_of(st, "a"), MSG_QUEUED);
 	assert_int_equal(st->ops->counts(st, &counts), 0);
 	assert_int_equal(counts.by_state[MSG_QUEUED], 2);
+	/* The interrupted attempt counts, and may have reached the partner. */
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(st->ops->message_get(st, "a", &m), 0);
+	assert_int_equal(m.attempts, before + 1);
+	store_message_clear(&m);
+	assert_int_equal(st->ops->message_reached(st, "a", &reached), 0);
+	assert_true(reached);
 }
 
 /* ---- attempts, receipts, lists ---- */
