@@ -485,6 +485,7 @@ static void test_rolled_back_batch_answers_nothing_as_final(void **state)
 	assert_int_equal(c.rows, 0);
 
 	/* The resend after the 503 is stored, once. */
+	inbox_entry_clear(&d[0].e);
 	put_make(&d[0], &p[0], ID1, "digest-one");
 	assert_int_equal(inbox_store_many(f->ib, p, 1), 0);
 	assert_int_equal(p[0].rc, 0);
