@@ -102,7 +102,7 @@ int main(int argc, char **argv)
 			copy(h.notice_id, sizeof(h.notice_id), n.id);
 			h.revision = n.revision;
 			copy(h.kind, sizeof(h.kind), n.kind);
-			if (notice_filtered_copy(&n, notice_grant_for(&n, SVC_NAV)->categories, &body) < 0 ||
+			if (notice_filtered_copy(&n, SVC_NAV, notice_grant_for(&n, SVC_NAV)->categories, &body) < 0 ||
 			    message_build(&msg, &h, xmlDocGetRootElement(body)) < 0)
 				goto fail;
 			xmlFreeDoc(body);

@@ -110,7 +110,7 @@ static void make_message(signer *s, const char *sample, unsigned categories,
 	read_file(path, &in);
 	if (notice_parse(&n, in.data, in.len, &rules, sample, &reason) < 0)
 		die(sample);
-	if (notice_filtered_copy(&n, categories, &body) < 0)
+	if (notice_filtered_copy(&n, SVC_HOUSING, categories, &body) < 0)
 		die("notice_filtered_copy");
 
 	memset(&h, 0, sizeof(h));
