@@ -240,7 +240,7 @@ static int read_fd(int fd, const char *path, size_t max_bytes, gw_buf *out)
 }
 
 int fsutil_read_untrusted(const char *dir, const char *name, size_t max_bytes, gw_buf *out,
-			  const char **reason)
+			  const char **reason, struct stat *st)
 {
 	char path[PATH_MAX];
 	struct stat lst, fst;
@@ -282,6 +282,8 @@ int fsutil_read_untrusted(const char *dir, const char *name, size_t max_bytes, g
 	close(fd);
 	if (rc == GW_EINVALID)
 		*reason = "too-large";
+	if (st)
+		*st = fst;
 	return rc;
 }
 

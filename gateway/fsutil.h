@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+struct stat;
+
 /* Write data to dir/name durably. mode is the final file's mode (0600 usual). */
 int fsutil_write_durable(const char *dir, const char *name, const void *data, size_t len,
 			 mode_t mode);
@@ -50,9 +52,10 @@ int fsutil_mkdirs(const char *dir, mode_t mode);
  * Read an untrusted file into out. Fails with GW_EINVALID and a reason code
  * in *reason ("not-regular", "symlink", "hard-linked", "too-large") when the
  * file must be rejected without being parsed; GW_ERROR for I/O faults.
+ * st (NULL: not wanted) gets the status of the file that was read.
  */
 int fsutil_read_untrusted(const char *dir, const char *name, size_t max_bytes, gw_buf *out,
-			  const char **reason);
+			  const char **reason, struct stat *st);
 
 /*
  * Read a secret (a key) up to max_bytes: a regular file that neither group

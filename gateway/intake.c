@@ -106,6 +106,7 @@ struct job {
 	bool late, weekend;
 	int queued, held, superseded, cancelled;
 	bool ahead;                /* run by intake_ahead_run(): nothing logged, no store */
+	struct spool_id id;        /* the file read */
 	struct store_message *made; /* one per recipient, made ahead; NULL: make them here */
 };
 
@@ -165,6 +166,9 @@ static int sha256_hex(const unsigned char *data, size_t len, char out[65])
 	"its messages are committed; it stays in incoming/new and the next scan moves " \
 	"it to processed/ as already taken, with no second set of messages"
 #define NEXT_REJECT "it stays in incoming/new and is rejected again at the next scan"
+#define NEXT_REPLACED                                                              \
+	"what was read is committed; the file now under that name stays in incoming/new " \
+	"and is read at the next scan"
 #define BAD_NAME "the file name does not match [A-Za-z0-9][A-Za-z0-9._-]{0,127}.xml"
 
 static int reject_file(struct intake *in, const char *name, const char *code,
@@ -206,6 +210,7 @@ struct taken {
 	const char *reject_code;
 	char reject_text[512];
 	char final[256]; /* its name in processed/ once moved */
+	struct spool_id id; /* the file that was read under that name */
 	bool moved;
 };
 
@@ -240,6 +245,7 @@ static void note_taken(struct chunk *c, const struct job *j, enum intake_outcome
 
 	memset(t, 0, sizeof(*t));
 	t->name = j->name;
+	t->id = j->id;
 	t->outcome = outcome;
 	copy_str(t->sha256, sizeof(t->sha256), j->sha256);
 	copy_str(t->notice_id, sizeof(t->notice_id), j->n.id);
@@ -284,6 +290,14 @@ static void log_accepted(const struct taken *t)
 }
 
 /* A file that could not be moved after the COMMIT: the next scan moves it. */
+/* A producer put another file under the name after it was read: not ours to move. */
+static void replaced(struct chunk *c, const struct taken *t, int rc)
+{
+	gw_log(GW_LOG_WARN, "replaced-before-move", "file", t->name, "error", gw_error_last(),
+	       "next", NEXT_REPLACED, NULL);
+	chunk_failed(c, rc);
+}
+
 static void move_failed(struct chunk *c, const struct taken *t, int rc)
 {
 	if (t->outcome == INTAKE_ACCEPTED)
@@ -962,6 +976,7 @@ struct ahead_file {
 	int64_t now;
 	int read_rc;             /* spool_read(): 0, or its code (with a reason: reject) */
 	const char *read_reason;
+	struct spool_id id;      /* the file read */
 	int parse_rc;            /* parse(): 0, or its code (with a code: reject) */
 	const char *parse_code;
 	char error[512];         /* the sentence of a failed read or parse */
@@ -1071,10 +1086,11 @@ static void take_file(struct intake *in, const char *name, struct chunk *c, stru
 	if (af) {
 		rc = af->read_rc;
 		reason = af->read_reason;
+		j.id = af->id;
 		if (rc < 0)
 			gw_error_set(rc, "%s", af->error);
 	} else {
-		rc = spool_read(in->spool, name, max_bytes(in), &bytes, &reason);
+		rc = spool_read(in->spool, name, max_bytes(in), &bytes, &reason, &j.id);
 	}
 	if (rc == GW_EINVALID && reason) {
 		reject_now(c, in, name, reason, gw_error_last(), NULL);
@@ -1105,7 +1121,9 @@ static void finish_chunk(struct intake *in, struct chunk *c)
 	for (size_t i = 0; i < c->n; i++) {
 		struct taken *t = &c->v[i];
 
-		if (t->outcome == INTAKE_REJECTED)
+		if ((rc = spool_check_same(in->spool, t->name, &t->id)) < 0)
+			replaced(c, t, rc);
+		else if (t->outcome == INTAKE_REJECTED)
 			reject_now(c, in, t->name, t->reject_code, t->reject_text, t->notice_id);
 		else if ((rc = spool_move_processed(in->spool, t->name, t->final,
 						    sizeof(t->final))) < 0)
@@ -1283,7 +1301,7 @@ static void read_ahead(struct intake *helper, struct ahead_file *f)
 	j.ahead = true;
 	j.now = f->now = clock_now(helper);
 	f->read_rc = spool_read(helper->spool, f->name, max_bytes(helper), &bytes,
-				&f->read_reason);
+				&f->read_reason, &f->id);
 	if (f->read_rc == 0)
 		f->read_rc = sha256_hex(bytes.data, bytes.len, f->sha256);
 	if (f->read_rc < 0) {
@@ -1482,7 +1500,7 @@ static int read_original(struct intake *in, const struct store_notice *sn, gw_bu
 			continue;
 		gw_buf_reset(out);
 		if (fsutil_read_untrusted(in->spool->processed, de->d_name, max_bytes(in), out,
-					  &reason) < 0)
+					  &reason, NULL) < 0)
 			continue;
 		if (sha256_hex(out->data, out->len, sha) == 0 && !strcmp(sha, sn->content_sha256))
 			rc = 0;

@@ -179,9 +179,36 @@ void spool_list_free(struct spool_list *list)
 /* ---- reading ---- */
 
 int spool_read(const struct spool *sp, const char *name, size_t max_bytes, gw_buf *out,
-	       const char **reason)
+	       const char **reason, struct spool_id *id)
 {
-	return fsutil_read_untrusted(sp->new_dir, name, max_bytes, out, reason);
+	struct stat st;
+	int rc = fsutil_read_untrusted(sp->new_dir, name, max_bytes, out, reason, &st);
+
+	if (rc == 0 && id) {
+		id->dev = st.st_dev;
+		id->ino = st.st_ino;
+		id->size = st.st_size;
+		id->mtime = st.st_mtim;
+	}
+	return rc;
+}
+
+int spool_check_same(const struct spool *sp, const char *name, const struct spool_id *id)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (fsutil_path(path, sizeof(path), sp->new_dir, name) < 0)
+		return GW_EINVALID;
+	if (lstat(path, &st) < 0)
+		return gw_error_set(GW_ETEMP, "spool %s: %s left incoming/new after it was read",
+				    sp->root, name);
+	if (st.st_dev != id->dev || st.st_ino != id->ino || st.st_size != id->size ||
+	    st.st_mtim.tv_sec != id->mtime.tv_sec || st.st_mtim.tv_nsec != id->mtime.tv_nsec)
+		return gw_error_set(GW_ETEMP, "spool %s: %s was replaced or rewritten after it was "
+				    "read (a producer reused the name); the file stays in "
+				    "incoming/new and is read at the next scan", sp->root, name);
+	return 0;
 }
 
 /* ---- moving out of incoming/new ---- */

@@ -22,6 +22,8 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 #define SPOOL_NAME_MAX 132 /* [A-Za-z0-9][A-Za-z0-9._-]{0,127}.xml */
 
@@ -55,13 +57,28 @@ int spool_name_valid(const char *name);
 int spool_list_new(const struct spool *sp, struct spool_list *out);
 void spool_list_free(struct spool_list *list);
 
+/* Which file a name pointed to when it was read, and how it looked then. */
+struct spool_id {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+};
+
 /*
  * Read incoming/new/name under the hostile-input rules. GW_EINVALID with
  * *reason ("symlink", "not-regular", "hard-linked", "too-large") when the
- * file must be rejected unread.
+ * file must be rejected unread. id (NULL: not wanted) gets the file read.
  */
 int spool_read(const struct spool *sp, const char *name, size_t max_bytes, gw_buf *out,
-	       const char **reason);
+	       const char **reason, struct spool_id *id);
+
+/*
+ * 0 when incoming/new/name is still the file spool_read() read; GW_ETEMP
+ * with a sentence when a producer replaced it (or took it away) since: it
+ * must not be moved or rejected in the name of what was read before.
+ */
+int spool_check_same(const struct spool *sp, const char *name, const struct spool_id *id);
 
 /*
  * Move incoming/new/name into processed/ (under a free name: name, name.1,

@@ -59,22 +59,22 @@ static void test_untrusted_refuses_symlink_hardlink_and_large(void **state)
 	snprintf(b, sizeof(b), "%s/link.xml", dir);
 	snprintf(c, sizeof(c), "%s/hard.xml", dir);
 	tu_write(a, "<x/>", 4);
-	assert_int_equal(fsutil_read_untrusted(dir, "plain.xml", 100, &buf, &reason), 0);
+	assert_int_equal(fsutil_read_untrusted(dir, "plain.xml", 100, &buf, &reason, NULL), 0);
 	assert_int_equal(buf.len, 4);
 
-	assert_int_equal(fsutil_read_untrusted(dir, "plain.xml", 3, &buf, &reason), GW_EINVALID);
+	assert_int_equal(fsutil_read_untrusted(dir, "plain.xml", 3, &buf, &reason, NULL), GW_EINVALID);
 	assert_string_equal(reason, "too-large");
 
 	assert_int_equal(symlink(a, b), 0);
-	assert_int_equal(fsutil_read_untrusted(dir, "link.xml", 100, &buf, &reason), GW_EINVALID);
+	assert_int_equal(fsutil_read_untrusted(dir, "link.xml", 100, &buf, &reason, NULL), GW_EINVALID);
 	assert_string_equal(reason, "symlink");
 
 	assert_int_equal(link(a, c), 0);
-	assert_int_equal(fsutil_read_untrusted(dir, "hard.xml", 100, &buf, &reason), GW_EINVALID);
+	assert_int_equal(fsutil_read_untrusted(dir, "hard.xml", 100, &buf, &reason, NULL), GW_EINVALID);
 	assert_string_equal(reason, "hard-linked");
 	assert_non_null(strstr(gw_error_last(), "hard links"));
 
-	assert_int_equal(fsutil_read_untrusted(dir, ".", 100, &buf, &reason), GW_EINVALID);
+	assert_int_equal(fsutil_read_untrusted(dir, ".", 100, &buf, &reason, NULL), GW_EINVALID);
 	assert_string_equal(reason, "not-regular");
 	gw_buf_free(&buf);
 	tu_rmrf(dir);

@@ -1250,6 +1250,63 @@ static void *ahead_thread(void *a)
 	return NULL;
 }
 
+/*
+ * A producer reuses a name: another notice renamed over n.xml after the
+ * reader read it ahead. What was read is committed; the file now under the
+ * name is neither moved nor rejected in its name, and the next scan takes it.
+ */
+static void test_file_replaced_after_read_ahead_stays(void **state)
+{
+	struct intake helper;
+	struct intake_ahead *ahead = NULL;
+	signer *helper_sig = NULL;
+	int accepted = 0, rejected = 0, duplicates = 0, rc;
+	bool more = false;
+	gw_buf log = GW_BUF_INIT, b = GW_BUF_INIT;
+	char from[PATH_MAX + 64], to[PATH_MAX + 64];
+	struct rows r;
+
+	drop("transfer.xml", "a.xml");
+	drop("release-r1.xml", "n.xml");
+	assert_ok(intake_scan_step(&fx.in, 1, &accepted, &rejected, &duplicates, &more));
+	assert_true(more); /* a.xml taken; the listing goes on with n.xml */
+	memset(&helper, 0, sizeof(helper));
+	assert_ok(signer_open(&helper_sig, tu_pki("gateway.key"), tu_pki("gateway.pem")));
+	helper.cfg = fx.in.cfg;
+	helper.sig = helper_sig;
+	helper.pseudonym_key = fx.in.pseudonym_key;
+	helper.pseudonym_key_len = fx.in.pseudonym_key_len;
+	helper.spool = fx.in.spool;
+	helper.now_ms = fx.in.now_ms;
+	assert_ok(intake_ahead_new(&fx.in, &helper, 0, &ahead));
+	intake_ahead_run(ahead);
+	/* the Maildir way: written in tmp/, renamed over the name */
+	tu_read(tu_src("tests/data/intake/release-r2.xml"), &b);
+	snprintf(from, sizeof(from), "%s/n.xml", fx.spool.tmp);
+	snprintf(to, sizeof(to), "%s/n.xml", fx.spool.new_dir);
+	tu_write(from, b.data, b.len);
+	assert_int_equal(rename(from, to), 0);
+	intake_ahead_ready(&fx.in, ahead);
+	capture_begin("replaced.log");
+	rc = intake_scan_step(&fx.in, INTAKE_CHUNK_FILES, &accepted, &rejected, &duplicates, &more);
+	capture_end("replaced.log", &log);
+	assert_int_equal(rc, GW_ETEMP); /* a file stays in incoming/new: look again soon */
+	assert_int_equal(occurrences(&log, "event=replaced-before-move"), 1);
+	assert_true(present(fx.spool.new_dir, "n.xml"));
+	list("INTAKE-2027-000001", 1, &r);
+	assert_int_equal(r.n, 3); /* what was read */
+
+	assert_ok(intake_scan(&fx.in, &accepted, &rejected, &duplicates));
+	assert_int_equal(accepted, 1);
+	assert_false(present(fx.spool.new_dir, "n.xml"));
+	list("INTAKE-2027-000001", 2, &r);
+	assert_int_equal(r.n, 3); /* and what replaced it */
+	gw_buf_free(&log);
+	gw_buf_free(&b);
+	intake_close(&helper);
+	signer_close(helper_sig);
+}
+
 static void test_read_ahead_same_outcomes(void **state)
 {
 	int accepted = -1, rejected = -1, duplicates = -1;
@@ -1612,6 +1669,7 @@ int main(void)
 		T(test_no_consent_is_never_released),
 		T(test_scan_steps_take_one_chunk_per_commit),
 		T(test_read_ahead_same_outcomes),
+		T(test_file_replaced_after_read_ahead_stays),
 		T(test_failed_chunk_commit_keeps_every_file),
 		T(test_chunk_sees_its_own_files),
 		T(test_crash_between_commit_and_moves),

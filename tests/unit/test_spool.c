@@ -279,20 +279,51 @@ static void test_read_applies_hostile_rules(void **state)
 	snprintf(root, sizeof(root), "%s", tu_tmpdir("spool-read"));
 	assert_int_equal(spool_open(&sp, root), 0);
 	drop(&sp, "ok.xml", "<ok/>");
-	assert_int_equal(spool_read(&sp, "ok.xml", 1024, &buf, &reason), 0);
+	assert_int_equal(spool_read(&sp, "ok.xml", 1024, &buf, &reason, NULL), 0);
 	assert_string_equal((char *)buf.data, "<ok/>");
-	assert_int_equal(spool_read(&sp, "ok.xml", 3, &buf, &reason), GW_EINVALID);
+	assert_int_equal(spool_read(&sp, "ok.xml", 3, &buf, &reason, NULL), GW_EINVALID);
 	assert_string_equal(reason, "too-large");
 
 	snprintf(target, sizeof(target), "%s/ok.xml", sp.new_dir);
 	snprintf(link_path, sizeof(link_path), "%s/link.xml", sp.new_dir);
 	assert_int_equal(symlink(target, link_path), 0);
-	assert_int_equal(spool_read(&sp, "link.xml", 1024, &buf, &reason), GW_EINVALID);
+	assert_int_equal(spool_read(&sp, "link.xml", 1024, &buf, &reason, NULL), GW_EINVALID);
 	assert_string_equal(reason, "symlink");
 	/* Rejecting moves the link itself, never its target. */
 	assert_int_equal(spool_reject(&sp, "link.xml", reason, gw_error_last(), NULL, 0), 0);
 	assert_true(present(sp.new_dir, "ok.xml"));
 	assert_true(present(sp.rejected, "link.xml"));
+	gw_buf_free(&buf);
+	tu_rmrf(root);
+}
+
+/*
+ * A producer that reuses a name (renames another file over it) after intake
+ * read it: the file under the name is no longer the one read, and intake
+ * must neither move nor reject it in the old one's name.
+ */
+static void test_check_same_sees_a_replaced_file(void **state)
+{
+	char root[PATH_MAX], from[PATH_MAX + 64], to[PATH_MAX + 64];
+	gw_buf buf = GW_BUF_INIT;
+	const char *reason = NULL;
+	struct spool_id id;
+	struct spool sp;
+
+	snprintf(root, sizeof(root), "%s", tu_tmpdir("spool-same"));
+	assert_int_equal(spool_open(&sp, root), 0);
+	drop(&sp, "n.xml", "<first/>");
+	assert_int_equal(spool_read(&sp, "n.xml", 1024, &buf, &reason, &id), 0);
+	assert_int_equal(spool_check_same(&sp, "n.xml", &id), 0);
+	/* the Maildir way: written in tmp/, renamed over the old name */
+	snprintf(from, sizeof(from), "%s/n.xml", sp.tmp);
+	snprintf(to, sizeof(to), "%s/n.xml", sp.new_dir);
+	tu_write(from, "<second/>", 9);
+	assert_int_equal(rename(from, to), 0);
+	assert_int_equal(spool_check_same(&sp, "n.xml", &id), GW_ETEMP);
+	assert_non_null(strstr(gw_error_last(), "replaced or rewritten"));
+	assert_int_equal(unlink(to), 0);
+	assert_int_equal(spool_check_same(&sp, "n.xml", &id), GW_ETEMP);
 	gw_buf_free(&buf);
 	tu_rmrf(root);
 }
@@ -342,6 +373,7 @@ int main(void)
 		cmocka_unit_test(test_accept_never_overwrites),
 		cmocka_unit_test(test_move_several_then_sync_once),
 		cmocka_unit_test(test_read_applies_hostile_rules),
+		cmocka_unit_test(test_check_same_sees_a_replaced_file),
 		cmocka_unit_test(test_expire_processed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
