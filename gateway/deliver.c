@@ -1163,9 +1163,11 @@ static void unrecorded_add(deliver *d, const char *message_id)
 /* 'sending' -> 'queued' now; true when it is settled (done, or no longer sending). */
 static bool unrecorded_settle(deliver *d, const struct unrecorded *u)
 {
+	/* The attempt happened: counted, so the next one asks whether a later
+	 * revision stopped the message meanwhile (deliver_start). */
 	int rc = d->st->ops->message_update(d->st, u->message_id, MSG_SENDING, MSG_QUEUED,
 					    "queued again: the outcome of its last attempt "
-					    "could not be recorded", d->now_ms(), 0);
+					    "could not be recorded", d->now_ms(), 1);
 
 	if (rc == 0) {
 		gw_log(GW_LOG_INFO, "requeued", "msg", u->message_id, "reason",

@@ -798,8 +798,9 @@ static bool already_notified(const struct priors *p, size_t upto, const struct p
  * Cancel what has not gone out (queued, held, failed); mark for a withdrawal
  * message whoever got (delivered) or may have got an earlier revision: one
  * being sent (it cannot be pulled back; deliver stops it before any further
- * attempt), and one queued again or failed after an attempt whose request
- * went out whole (its answer lost, or the gateway stopped meanwhile).
+ * attempt), and one queued again, failed or superseded after an attempt
+ * whose request went out whole (its answer lost, or the gateway stopped
+ * meanwhile).
  */
 static int cancel_or_mark(struct job *j, struct priors *p)
 {
@@ -814,7 +815,10 @@ static int cancel_or_mark(struct job *j, struct priors *p)
 
 		if (!strcmp(e->kind, "withdrawal") || !withdrawn_service(j, e->service))
 			continue;
-		if (!reached && (e->state == MSG_QUEUED || e->state == MSG_FAILED) &&
+		/* queued again, failed, or superseded since: an attempt may have
+		 * left a copy whose answer was lost */
+		if (!reached &&
+		    (e->state == MSG_QUEUED || e->state == MSG_FAILED || e->state == MSG_SUPERSEDED) &&
 		    (rc = st->ops->message_reached(st, e->message_id, &reached)) < 0)
 			return rc;
 		if (e->state == MSG_QUEUED || e->state == MSG_HELD || e->state == MSG_FAILED) {

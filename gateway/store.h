@@ -192,9 +192,10 @@ struct store_ops {
 				  void *ctx);
 	int (*message_bytes)(store *st, const char *message_id, gw_buf *out);
 	/* Whether a later revision of its notice stops the message before its
-	 * next attempt: 1 with *to = superseded (a newer release or transfer)
-	 * or cancelled (a withdrawal message to the same service and
-	 * organisation) and why in reason; 0 when it may go. */
+	 * next attempt: 1 with *to = superseded (a newer release or transfer;
+	 * never for a withdrawal message) or cancelled (a withdrawal message to
+	 * the same service and organisation) and why in reason; 0 when it may
+	 * go. */
 	int (*message_outdated)(store *st, const char *message_id, enum msg_state *to,
 				char *reason, size_t reason_len);
 	/* Whether any attempt of the message may have reached its partner. */

@@ -211,8 +211,12 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_NOTICE_GET] = "SELECT " NOTICE_COLS " FROM notices WHERE notice_id = ?1 AND revision = ?2",
 	[ST_MSG_INSERT] = "INSERT INTO messages (" MSG_COLS ", signed_bytes) VALUES"
 			  " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+	/* A withdrawal message is never superseded: whoever it tells to delete
+	 * a copy must be told, whatever revision came after (a partner applies
+	 * revisions in order, so a later one is not undone by it). */
 	[ST_MSG_TRANSITION] = "UPDATE messages SET state = ?1, reason = ?2"
 			      " WHERE notice_id = ?3 AND revision < ?4 AND state = ?5"
+			      " AND kind != 'withdrawal'"
 			      " RETURNING message_id",
 	[ST_DUE_NEXT_DATE] = "SELECT event_date FROM messages INDEXED BY idx_messages_due"
 			     " WHERE state = 'queued'"
@@ -237,7 +241,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_MSG_BYTES] = "SELECT signed_bytes FROM messages WHERE message_id = ?1",
 	[ST_MSG_OUTDATED] = "SELECT"
 			    " (SELECT min(n.revision) FROM notices n WHERE n.notice_id = m.notice_id"
-			    "   AND n.revision > m.revision AND n.kind != 'withdrawal'),"
+			    "   AND n.revision > m.revision AND n.kind != 'withdrawal'"
+			    "   AND m.kind != 'withdrawal'),"
 			    " (SELECT min(w.revision) FROM messages w WHERE w.notice_id = m.notice_id"
 			    "   AND w.revision > m.revision AND w.kind = 'withdrawal'"
 			    "   AND w.service = m.service AND w.recipient_orgnr = m.recipient_orgnr)"

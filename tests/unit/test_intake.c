@@ -538,6 +538,74 @@ static void test_withdrawal_tells_whom_an_attempt_may_have_reached(void **state)
 	assert_string_equal(r3.m[0].kind, "withdrawal");
 }
 
+/* release-r2.xml as revision 4 */
+static void drop_revision_4(const char *name)
+{
+	gw_buf b = GW_BUF_INIT;
+	char *at;
+
+	tu_read(tu_src("tests/data/intake/release-r2.xml"), &b);
+	at = strstr((char *)b.data, "revision=\"2\"");
+	assert_non_null(at);
+	at[10] = '4';
+	drop_bytes(name, b.data, b.len);
+	gw_buf_free(&b);
+}
+
+/*
+ * A release after a withdrawal does not undo the withdrawal message: NAV,
+ * who got revision 1, is told to delete it whatever revision comes next.
+ */
+static void test_withdrawal_message_is_never_superseded(void **state)
+{
+	struct rows r1, r3;
+	char reason[64];
+
+	drop("release-r1.xml", "r1.xml");
+	take("r1.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r1);
+	move(by_service(&r1, "nav"), MSG_QUEUED, MSG_SENDING);
+	move(by_service(&r1, "nav"), MSG_SENDING, MSG_DELIVERED);
+	drop("withdrawal-r3.xml", "withdraw.xml");
+	take("withdraw.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 3, &r3);
+	assert_int_equal(r3.n, 1);
+	/* its first attempt fails; then revision 4 comes in */
+	move(&r3.m[0], MSG_QUEUED, MSG_SENDING);
+	move(&r3.m[0], MSG_SENDING, MSG_QUEUED);
+	drop_revision_4("r4.xml");
+	take("r4.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 3, &r3);
+	assert_int_equal(r3.m[0].state, MSG_QUEUED);
+	assert_int_equal(outdated(&r3.m[0], reason, sizeof(reason)), MSG_QUEUED);
+}
+
+/*
+ * Revision 1 to NAV went out whole and its answer was lost; revision 2
+ * superseded it before it was sent again. A withdrawal must still tell NAV.
+ */
+static void test_withdrawal_tells_a_superseded_copy_that_may_have_arrived(void **state)
+{
+	struct rows r1, r3;
+
+	drop("release-r1.xml", "r1.xml");
+	take("r1.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r1);
+	move(by_service(&r1, "nav"), MSG_QUEUED, MSG_SENDING);
+	attempt(by_service(&r1, "nav"), true);
+	move(by_service(&r1, "nav"), MSG_SENDING, MSG_QUEUED);
+	drop("release-r2.xml", "r2.xml");
+	take("r2.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r1);
+	assert_int_equal(by_service(&r1, "nav")->state, MSG_SUPERSEDED);
+
+	drop("withdrawal-r3.xml", "withdraw.xml");
+	take("withdraw.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 3, &r3);
+	assert_int_equal(r3.n, 1);
+	assert_string_equal(r3.m[0].service, "nav");
+}
+
 /* Consent withdrawn while the release to NAV is on its way. */
 static void test_withdrawal_stops_what_is_on_its_way(void **state)
 {
@@ -1652,6 +1720,8 @@ int main(void)
 		T(test_newer_revision_stops_sending_and_failed),
 		T(test_withdrawal_stops_what_is_on_its_way),
 		T(test_withdrawal_tells_whom_an_attempt_may_have_reached),
+		T(test_withdrawal_message_is_never_superseded),
+		T(test_withdrawal_tells_a_superseded_copy_that_may_have_arrived),
 		T(test_withdrawal_cancels_and_tells_those_reached),
 		T(test_invalid_notices_rejected_with_reason),
 		T(test_scan_rejects_hostile_files_unread),
