@@ -991,20 +991,26 @@ static bool refused_as_stale(const struct outcome_input *in)
 	       strcmp(in->receipt_reason_code, "stale") == 0;
 }
 
-/* Whether the partner's previous answer to this message was "stale" too. */
+static int last_attempt_stale(const struct store_attempt *a, void *ctx)
+{
+	*(bool *)ctx = strcmp(a->error, STORE_HELD_STALE) == 0; /* the last row decides */
+	return 0;
+}
+
+/*
+ * Whether the attempt just before this one was a "stale" too: the message
+ * was signed again and refused again at once, so the partner's clock, not
+ * the message's age, is wrong. Attempts in between (the partner down
+ * again) make it a new outage, signed again once more.
+ */
 static bool stale_before(deliver *d, const struct transfer *t)
 {
-	struct store_receipt last;
-	bool stale;
+	bool stale = false;
 
-	memset(&last, 0, sizeof(last));
-	if (d->st->ops->receipt_get(d->st, t->message_id, &last) < 0) {
+	if (d->st->ops->attempts_list(d->st, t->message_id, last_attempt_stale, &stale) < 0) {
 		gw_error_clear();
 		return false;
 	}
-	stale = last.verified && strcmp(last.status, "rejected") == 0 &&
-		strcmp(last.reason_code, "stale") == 0;
-	gw_buf_free(&last.bytes);
 	return stale;
 }
 

@@ -1433,6 +1433,7 @@ struct held {
 struct held_rows {
 	struct held *v;
 	size_t n, cap;
+	const char *only; /* this held reason only; NULL: every releasable one */
 };
 
 static bool releasable(const struct store_message *m)
@@ -1448,7 +1449,7 @@ static int collect_held(const struct store_message *m, void *ctx)
 	struct held_rows *r = ctx;
 	struct held *h;
 
-	if (!releasable(m))
+	if (!releasable(m) || (r->only && strcmp(m->reason, r->only) != 0))
 		return 0;
 	if (r->n == r->cap) {
 		size_t cap = r->cap ? r->cap * 2 : 16;
@@ -1627,7 +1628,9 @@ static int release_one(struct job *j, const struct store_message *held, int *rel
 	copy_str(m.endpoint, sizeof(m.endpoint), ep->name);
 	copy_str(m.recipient_orgnr, sizeof(m.recipient_orgnr), ep->orgnr);
 	m.next_attempt_ms = j->now;
-	m.deadline_ms = deadline_for(j, held->event_date);
+	/* Signed again after a "stale": its retry horizon stays what it was. */
+	if (strcmp(held->reason, STORE_HELD_STALE) != 0)
+		m.deadline_ms = deadline_for(j, held->event_date);
 	if ((rc = seal(j, ep, categories, &m)) < 0)
 		goto out;
 	if (m.state == MSG_HELD) { /* its certificates still cannot be used */
@@ -1648,10 +1651,46 @@ out:
 	return rc;
 }
 
+/*
+ * A message to be signed again after a "stale" whose notice is no longer in
+ * processed/ (processed_keep_days): it cannot be, so it fails, shown to
+ * operators, instead of staying held for good.
+ */
+static void fail_unsignable(struct intake *in, const struct store_message *m, const char *why)
+{
+	store *st = in->st;
+	char reason[256];
+
+	snprintf(reason, sizeof(reason), "rejected by receiver: stale; cannot be signed again: %.180s",
+		 why);
+	if (st->ops->begin(st) < 0 ||
+	    st->ops->message_update(st, m->message_id, MSG_HELD, MSG_FAILED, reason, -1, 0) < 0 ||
+	    st->ops->commit(st) < 0) {
+		st->ops->rollback(st);
+		gw_log(GW_LOG_ERROR, "release-failed", "msg", m->message_id, "notice", m->notice_id,
+		       "error", gw_error_last(), NULL);
+		return;
+	}
+	gw_log(GW_LOG_WARN, "failed", "msg", m->message_id, "notice", m->notice_id, "reason",
+	       reason, NULL);
+}
+
+static int release_held_where(struct intake *in, const char *only, int *released);
+
 int intake_release_held(struct intake *in, int *released)
 {
+	return release_held_where(in, NULL, released);
+}
+
+int intake_release_stale(struct intake *in, int *released)
+{
+	return release_held_where(in, STORE_HELD_STALE, released);
+}
+
+static int release_held_where(struct intake *in, const char *only, int *released)
+{
 	struct store_filter f = { .state = MSG_HELD, .notice_id = NULL };
-	struct held_rows rows = { NULL, 0, 0 };
+	struct held_rows rows = { NULL, 0, 0, only };
 	int count = 0, first_error = 0, rc;
 
 	if (released)
@@ -1680,6 +1719,10 @@ int intake_release_held(struct intake *in, int *released)
 			    h->m.revision != rows.v[i].m.revision)
 				continue;
 			h->done = true;
+			if (rc < 0 && !strcmp(h->m.reason, STORE_HELD_STALE)) {
+				fail_unsignable(in, &h->m, gw_error_last());
+				continue;
+			}
 			if (rc < 0) {
 				gw_log(GW_LOG_WARN, "release-skipped", "msg", h->m.message_id,
 				       "notice", h->m.notice_id, "reason", gw_error_last(), NULL);

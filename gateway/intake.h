@@ -164,5 +164,8 @@ int intake_encrypt_body(struct intake *in, const struct config_endpoint *ep, xml
  * store or signer fault (the rest are still tried).
  */
 int intake_release_held(struct intake *in, int *released);
+/* The same for the messages held to be signed again after a "stale" only
+ * (STORE_HELD_STALE); one whose notice is gone from processed/ fails. */
+int intake_release_stale(struct intake *in, int *released);
 
 #endif

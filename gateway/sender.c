@@ -720,7 +720,7 @@ static bool idle(struct sender *s, int64_t now)
 	return spool_empty(s);
 }
 
-static void release_held(struct sender *s);
+static void release_held(struct sender *s, bool stale_only);
 
 static void on_work(evutil_socket_t fd, short what, void *arg)
 {
@@ -742,7 +742,7 @@ static void on_work(evutil_socket_t fd, short what, void *arg)
 	}
 	if (s->release_wanted) {
 		s->release_wanted = false;
-		release_held(s);
+		release_held(s, true);
 	}
 	dispatch(s, now, &ds);
 	arm_due(s, now, &ds);
@@ -906,12 +906,15 @@ static void requeue_held(struct sender *s)
 
 /* Recipients held for no endpoint (or an unusable encryption certificate)
  * whose cause is gone are built, signed and queued. */
-static void release_held(struct sender *s)
+/* Held messages whose cause is gone, planned again (stale_only: the ones a partner found stale). */
+static void release_held(struct sender *s, bool stale_only)
 {
 	int released = 0;
 	char n[16];
+	int rc = stale_only ? intake_release_stale(&s->intake, &released)
+			    : intake_release_held(&s->intake, &released);
 
-	if (intake_release_held(&s->intake, &released) < 0) {
+	if (rc < 0) {
 		gw_log(GW_LOG_ERROR, "release-failed", "reason", gw_error_last(), NULL);
 		return;
 	}
@@ -973,7 +976,7 @@ static void reload(struct sender *s)
 	gw_log(GW_LOG_INFO, "reloaded", "file", s->opt.config, NULL);
 	audit_reload(s);
 	requeue_held(s);
-	release_held(s);
+	release_held(s, false);
 	s->scan_wanted = true;
 	kick(s);
 }
@@ -1154,7 +1157,7 @@ static int sender_run(struct sender *s)
 	if ((rc = open_state(s)) != 0)
 		return fail(rc, "state");
 	intake_setup(s);
-	release_held(s);
+	release_held(s, false);
 	if (start_engine(s) < 0)
 		return fail(2, "engine");
 	if (start_operator_port(s) < 0)

@@ -1393,8 +1393,8 @@ static bool allowed_transition(enum msg_state from, enum msg_state to)
 			       1u << MSG_SUPERSEDED | 1u << MSG_CANCELLED,
 		[MSG_SENDING] = 1u << MSG_DELIVERED | 1u << MSG_QUEUED | 1u << MSG_FAILED |
 				1u << MSG_HELD | 1u << MSG_SUPERSEDED | 1u << MSG_CANCELLED,
-		[MSG_HELD] = 1u << MSG_QUEUED | 1u << MSG_HELD | 1u << MSG_SUPERSEDED |
-			     1u << MSG_CANCELLED,
+		[MSG_HELD] = 1u << MSG_QUEUED | 1u << MSG_HELD | 1u << MSG_FAILED |
+			     1u << MSG_SUPERSEDED | 1u << MSG_CANCELLED,
 		[MSG_FAILED] = 1u << MSG_QUEUED | 1u << MSG_SUPERSEDED | 1u << MSG_CANCELLED,
 	};
 

@@ -1375,6 +1375,45 @@ static void test_file_replaced_after_read_ahead_stays(void **state)
 	signer_close(helper_sig);
 }
 
+/*
+ * A message the partner refused as stale is signed again from its notice in
+ * processed/, under the same MessageId and within its old horizon; with
+ * the notice gone from processed/ it cannot be, and fails for operators.
+ */
+static void test_stale_is_signed_again_or_fails_without_its_notice(void **state)
+{
+	struct rows r1;
+	char id[37], path[PATH_MAX + 64];
+	int64_t deadline;
+	int released = -1;
+
+	drop("release-r1.xml", "r1.xml");
+	take("r1.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r1);
+	snprintf(id, sizeof(id), "%s", by_service(&r1, "nav")->message_id);
+	deadline = by_service(&r1, "nav")->deadline_ms;
+	assert_ok(fx.st->ops->message_update(fx.st, id, MSG_QUEUED, MSG_SENDING, NULL, -1, 0));
+	assert_ok(fx.st->ops->message_update(fx.st, id, MSG_SENDING, MSG_HELD, STORE_HELD_STALE,
+					     -1, 1));
+	assert_ok(intake_release_stale(&fx.in, &released));
+	assert_int_equal(released, 1);
+	list("INTAKE-2027-000001", 1, &r1);
+	assert_int_equal(by_service(&r1, "nav")->state, MSG_QUEUED);
+	assert_string_equal(by_service(&r1, "nav")->message_id, id);
+	assert_int_equal(by_service(&r1, "nav")->deadline_ms, deadline);
+
+	assert_ok(fx.st->ops->message_update(fx.st, id, MSG_QUEUED, MSG_SENDING, NULL, -1, 0));
+	assert_ok(fx.st->ops->message_update(fx.st, id, MSG_SENDING, MSG_HELD, STORE_HELD_STALE,
+					     -1, 1));
+	snprintf(path, sizeof(path), "%s/r1.xml", fx.spool.processed);
+	assert_int_equal(unlink(path), 0);
+	assert_ok(intake_release_stale(&fx.in, &released));
+	assert_int_equal(released, 0);
+	list("INTAKE-2027-000001", 1, &r1);
+	assert_int_equal(by_service(&r1, "nav")->state, MSG_FAILED);
+	assert_non_null(strstr(by_service(&r1, "nav")->reason, "cannot be signed again"));
+}
+
 static void test_read_ahead_same_outcomes(void **state)
 {
 	int accepted = -1, rejected = -1, duplicates = -1;
@@ -1739,6 +1778,7 @@ int main(void)
 		T(test_no_consent_is_never_released),
 		T(test_scan_steps_take_one_chunk_per_commit),
 		T(test_read_ahead_same_outcomes),
+		T(test_stale_is_signed_again_or_fails_without_its_notice),
 		T(test_file_replaced_after_read_ahead_stays),
 		T(test_failed_chunk_commit_keeps_every_file),
 		T(test_chunk_sees_its_own_files),
