@@ -1907,6 +1907,15 @@ int receiver_main(int argc, char **argv)
 		return code == 1 ? 0 : 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	{
+		/* A reload during start-up waits (the supervisor takes it, a
+		 * worker once it watches for it) instead of ending the receiver. */
+		sigset_t hup;
+
+		sigemptyset(&hup);
+		sigaddset(&hup, SIGHUP);
+		sigprocmask(SIG_BLOCK, &hup, NULL);
+	}
 	rc = receiver_setup_open(&rs, o.config, o.schemas, true);
 	if (rc == 0)
 		rc = tls_context(&ctx, &rs);

@@ -1012,6 +1012,19 @@ static int watch_spool(struct sender *s)
 	return 0;
 }
 
+/*
+ * SIGHUP's default action ends the process: a `systemctl reload` during
+ * start-up (a CRL renewal hook, say) must wait for the loop instead.
+ */
+static void hangup_blocked(bool blocked)
+{
+	sigset_t hup;
+
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	sigprocmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &hup, NULL);
+}
+
 static int setup_events(struct sender *s)
 {
 	static const int signals[4] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
@@ -1034,6 +1047,7 @@ static int setup_events(struct sender *s)
 		if (!s->ev_signal[i] || event_add(s->ev_signal[i], NULL) < 0)
 			return gw_error_set(GW_ERROR, "cannot handle signal %d", signals[i]);
 	}
+	hangup_blocked(false); /* a reload sent during start-up arrives now */
 	if (event_add(s->ev_rescan, &rescan) < 0)
 		return gw_error_set(GW_ERROR, "cannot arm the rescan timer");
 	if (offload_new(&s->reader, s->base) < 0)
@@ -1182,6 +1196,7 @@ int sender_main(int argc, char **argv)
 
 	memset(&s, 0, sizeof(s));
 	s.inotify_fd = -1;
+	hangup_blocked(true);
 	rc = parse_options(argc, argv, &s.opt);
 	if (rc == 1) {
 		usage(stdout);
