@@ -508,6 +508,17 @@ static void attempt(const struct store_message *m, bool reached)
 	assert_ok(fx.st->ops->attempt_insert(fx.st, &a));
 }
 
+/* Revision 1 taken in; its request to NAV went out whole, the answer was lost. */
+static void r1_nav_answer_lost(struct rows *r1)
+{
+	drop("release-r1.xml", "r1.xml");
+	take("r1.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, r1);
+	move(by_service(r1, "nav"), MSG_QUEUED, MSG_SENDING);
+	attempt(by_service(r1, "nav"), true);
+	move(by_service(r1, "nav"), MSG_SENDING, MSG_QUEUED);
+}
+
 /*
  * Withdrawn after attempts: NAV's request went out whole and its answer was
  * lost (queued again), health's partner was never reached (connection
@@ -517,12 +528,7 @@ static void test_withdrawal_tells_whom_an_attempt_may_have_reached(void **state)
 {
 	struct rows r1, r3;
 
-	drop("release-r1.xml", "r1.xml");
-	take("r1.xml", INTAKE_ACCEPTED);
-	list("INTAKE-2027-000001", 1, &r1);
-	move(by_service(&r1, "nav"), MSG_QUEUED, MSG_SENDING);
-	attempt(by_service(&r1, "nav"), true);
-	move(by_service(&r1, "nav"), MSG_SENDING, MSG_QUEUED);
+	r1_nav_answer_lost(&r1);
 	move(by_service(&r1, "health"), MSG_QUEUED, MSG_SENDING);
 	attempt(by_service(&r1, "health"), false);
 	move(by_service(&r1, "health"), MSG_SENDING, MSG_FAILED);
@@ -588,12 +594,7 @@ static void test_withdrawal_tells_a_superseded_copy_that_may_have_arrived(void *
 {
 	struct rows r1, r3;
 
-	drop("release-r1.xml", "r1.xml");
-	take("r1.xml", INTAKE_ACCEPTED);
-	list("INTAKE-2027-000001", 1, &r1);
-	move(by_service(&r1, "nav"), MSG_QUEUED, MSG_SENDING);
-	attempt(by_service(&r1, "nav"), true);
-	move(by_service(&r1, "nav"), MSG_SENDING, MSG_QUEUED);
+	r1_nav_answer_lost(&r1);
 	drop("release-r2.xml", "r2.xml");
 	take("r2.xml", INTAKE_ACCEPTED);
 	list("INTAKE-2027-000001", 1, &r1);
@@ -1318,6 +1319,19 @@ static void *ahead_thread(void *a)
 	return NULL;
 }
 
+/* The reader thread's intake: the same configuration and spool, its own signer, no store. */
+static void helper_open(struct intake *helper, signer **sig)
+{
+	memset(helper, 0, sizeof(*helper));
+	assert_ok(signer_open(sig, tu_pki("gateway.key"), tu_pki("gateway.pem")));
+	helper->cfg = fx.in.cfg;
+	helper->sig = *sig;
+	helper->pseudonym_key = fx.in.pseudonym_key;
+	helper->pseudonym_key_len = fx.in.pseudonym_key_len;
+	helper->spool = fx.in.spool;
+	helper->now_ms = fx.in.now_ms;
+}
+
 /*
  * A producer reuses a name: another notice renamed over n.xml after the
  * reader read it ahead. What was read is committed; the file now under the
@@ -1338,14 +1352,7 @@ static void test_file_replaced_after_read_ahead_stays(void **state)
 	drop("release-r1.xml", "n.xml");
 	assert_ok(intake_scan_step(&fx.in, 1, &accepted, &rejected, &duplicates, &more));
 	assert_true(more); /* a.xml taken; the listing goes on with n.xml */
-	memset(&helper, 0, sizeof(helper));
-	assert_ok(signer_open(&helper_sig, tu_pki("gateway.key"), tu_pki("gateway.pem")));
-	helper.cfg = fx.in.cfg;
-	helper.sig = helper_sig;
-	helper.pseudonym_key = fx.in.pseudonym_key;
-	helper.pseudonym_key_len = fx.in.pseudonym_key_len;
-	helper.spool = fx.in.spool;
-	helper.now_ms = fx.in.now_ms;
+	helper_open(&helper, &helper_sig);
 	assert_ok(intake_ahead_new(&fx.in, &helper, 0, &ahead));
 	intake_ahead_run(ahead);
 	/* the Maildir way: written in tmp/, renamed over the name */
@@ -1442,14 +1449,7 @@ static void test_read_ahead_same_outcomes(void **state)
 	assert_int_equal(accepted, INTAKE_CHUNK_FILES);
 	assert_true(more);
 
-	memset(&helper, 0, sizeof(helper));
-	assert_ok(signer_open(&helper_sig, tu_pki("gateway.key"), tu_pki("gateway.pem")));
-	helper.cfg = fx.in.cfg;
-	helper.sig = helper_sig;
-	helper.pseudonym_key = fx.in.pseudonym_key;
-	helper.pseudonym_key_len = fx.in.pseudonym_key_len;
-	helper.spool = fx.in.spool;
-	helper.now_ms = fx.in.now_ms;
+	helper_open(&helper, &helper_sig);
 	assert_int_equal(intake_ahead_new(&fx.in, &helper, INTAKE_CHUNK_FILES, &none),
 			 GW_ENOTFOUND); /* nothing after the b files */
 	assert_ok(intake_ahead_new(&fx.in, &helper, 0, &ahead));
