@@ -1167,13 +1167,36 @@ static void unrecorded_add(deliver *d, const char *message_id)
 }
 
 /* 'sending' -> 'queued' now; true when it is settled (done, or no longer sending). */
+/*
+ * The attempt happened: it gets its row (its answer is unknown here, so it
+ * may have reached the partner: a withdrawal tells it) and is counted, so
+ * the next one asks whether a later revision stopped the message meanwhile.
+ */
+static int unrecorded_write(deliver *d, const char *message_id)
+{
+	store *st = d->st;
+	struct store_attempt a = { .started_ms = d->now_ms(), .reached = true };
+	int rc;
+
+	snprintf(a.message_id, sizeof(a.message_id), "%s", message_id);
+	snprintf(a.error, sizeof(a.error), "%s", "the outcome of this attempt could not be recorded");
+	snprintf(a.outcome, sizeof(a.outcome), "%s", "retry");
+	if ((rc = st->ops->begin(st)) < 0)
+		return rc;
+	if ((rc = st->ops->message_update(st, message_id, MSG_SENDING, MSG_QUEUED,
+					  "queued again: the outcome of its last attempt could "
+					  "not be recorded", a.started_ms, 1)) == 0)
+		rc = st->ops->attempt_insert(st, &a);
+	if (rc == 0)
+		rc = st->ops->commit(st);
+	if (rc < 0)
+		st->ops->rollback(st); /* keeps the error message */
+	return rc;
+}
+
 static bool unrecorded_settle(deliver *d, const struct unrecorded *u)
 {
-	/* The attempt happened: counted, so the next one asks whether a later
-	 * revision stopped the message meanwhile (deliver_start). */
-	int rc = d->st->ops->message_update(d->st, u->message_id, MSG_SENDING, MSG_QUEUED,
-					    "queued again: the outcome of its last attempt "
-					    "could not be recorded", d->now_ms(), 1);
+	int rc = unrecorded_write(d, u->message_id);
 
 	if (rc == 0) {
 		gw_log(GW_LOG_INFO, "requeued", "msg", u->message_id, "reason",

@@ -169,6 +169,9 @@ static int sha256_hex(const unsigned char *data, size_t len, char out[65])
 #define NEXT_REPLACED                                                              \
 	"what was read is committed; the file now under that name stays in incoming/new " \
 	"and is read at the next scan"
+#define NEXT_REPLACED_UNREAD                                                       \
+	"nothing of what was read is kept or rejected; the file now under that name "  \
+	"stays in incoming/new and is read at the next scan"
 #define BAD_NAME "the file name does not match [A-Za-z0-9][A-Za-z0-9._-]{0,127}.xml"
 
 static int reject_file(struct intake *in, const char *name, const char *code,
@@ -291,10 +294,10 @@ static void log_accepted(const struct taken *t)
 
 /* A file that could not be moved after the COMMIT: the next scan moves it. */
 /* A producer put another file under the name after it was read: not ours to move. */
-static void replaced(struct chunk *c, const struct taken *t, int rc)
+static void replaced(struct chunk *c, const char *name, int rc, const char *next)
 {
-	gw_log(GW_LOG_WARN, "replaced-before-move", "file", t->name, "error", gw_error_last(),
-	       "next", NEXT_REPLACED, NULL);
+	gw_log(GW_LOG_WARN, "replaced-before-move", "file", name, "error", gw_error_last(),
+	       "next", next, NULL);
 	chunk_failed(c, rc);
 }
 
@@ -798,9 +801,8 @@ static bool already_notified(const struct priors *p, size_t upto, const struct p
  * Cancel what has not gone out (queued, held, failed); mark for a withdrawal
  * message whoever got (delivered) or may have got an earlier revision: one
  * being sent (it cannot be pulled back; deliver stops it before any further
- * attempt), and one queued again, failed or superseded after an attempt
- * whose request went out whole (its answer lost, or the gateway stopped
- * meanwhile).
+ * attempt), and any other after an attempt whose request went out whole
+ * (its answer lost, or the gateway stopped meanwhile).
  */
 static int cancel_or_mark(struct job *j, struct priors *p)
 {
@@ -815,11 +817,10 @@ static int cancel_or_mark(struct job *j, struct priors *p)
 
 		if (!strcmp(e->kind, "withdrawal") || !withdrawn_service(j, e->service))
 			continue;
-		/* queued again, failed, or superseded since: an attempt may have
-		 * left a copy whose answer was lost */
-		if (!reached &&
-		    (e->state == MSG_QUEUED || e->state == MSG_FAILED || e->state == MSG_SUPERSEDED) &&
-		    (rc = st->ops->message_reached(st, e->message_id, &reached)) < 0)
+		/* whatever became of it since (queued again, failed, held,
+		 * superseded, cancelled): an attempt may have left a copy whose
+		 * answer was lost */
+		if (!reached && (rc = st->ops->message_reached(st, e->message_id, &reached)) < 0)
 			return rc;
 		if (e->state == MSG_QUEUED || e->state == MSG_HELD || e->state == MSG_FAILED) {
 			rc = st->ops->message_update(st, e->message_id, e->state, MSG_CANCELLED,
@@ -1055,7 +1056,16 @@ static void take_bytes(struct chunk *c, struct job *j, const gw_buf *bytes, stru
 		rc = parse(j, bytes, &code);
 	}
 	if (rc == GW_EINVALID && code) {
-		reject_now(c, j->in, j->name, code, gw_error_last(), NULL);
+		char why[512];
+		int same;
+
+		copy_str(why, sizeof(why), gw_error_last());
+		/* read ahead: the name must still hold the file that was parsed */
+		if (af && (same = spool_check_same(j->in->spool, j->name, &j->id)) < 0) {
+			replaced(c, j->name, same, NEXT_REPLACED_UNREAD);
+			return;
+		}
+		reject_now(c, j->in, j->name, code, why, NULL);
 		return;
 	}
 	if (rc < 0) {
@@ -1083,6 +1093,10 @@ static void take_file(struct intake *in, const char *name, struct chunk *c, stru
 	struct job j;
 	int rc;
 
+	/* What the reader could not read is read again here: the name may hold
+	 * another file by now, which must not be rejected for the first one. */
+	if (af && af->read_rc < 0)
+		af = NULL;
 	memset(&j, 0, sizeof(j));
 	j.in = in;
 	j.name = name;
@@ -1126,7 +1140,7 @@ static void finish_chunk(struct intake *in, struct chunk *c)
 		struct taken *t = &c->v[i];
 
 		if ((rc = spool_check_same(in->spool, t->name, &t->id)) < 0)
-			replaced(c, t, rc);
+			replaced(c, t->name, rc, NEXT_REPLACED);
 		else if (t->outcome == INTAKE_REJECTED)
 			reject_now(c, in, t->name, t->reject_code, t->reject_text, t->notice_id);
 		else if ((rc = spool_move_processed(in->spool, t->name, t->final,
@@ -1494,7 +1508,7 @@ static int read_original(struct intake *in, const struct store_notice *sn, gw_bu
 	DIR *d = opendir(in->spool->processed);
 	struct dirent *de;
 	char sha[65];
-	int rc = GW_ENOTFOUND;
+	int rc = GW_ENOTFOUND, read_rc;
 
 	if (!d)
 		return gw_error_set(GW_ERROR, "cannot open processed/: %s", strerror(errno));
@@ -1504,10 +1518,19 @@ static int read_original(struct intake *in, const struct store_notice *sn, gw_bu
 		if (!processed_name_of(de->d_name, sn->source_name))
 			continue;
 		gw_buf_reset(out);
-		if (fsutil_read_untrusted(in->spool->processed, de->d_name, max_bytes(in), out,
-					  &reason, NULL) < 0)
+		read_rc = fsutil_read_untrusted(in->spool->processed, de->d_name, max_bytes(in), out,
+						&reason, NULL);
+		if (read_rc < 0 && !reason) { /* could not read it now: not "gone" */
+			closedir(d);
+			return read_rc;
+		}
+		if (read_rc < 0)
 			continue;
-		if (sha256_hex(out->data, out->len, sha) == 0 && !strcmp(sha, sn->content_sha256))
+		if ((read_rc = sha256_hex(out->data, out->len, sha)) < 0) {
+			closedir(d);
+			return read_rc;
+		}
+		if (!strcmp(sha, sn->content_sha256))
 			rc = 0;
 	}
 	closedir(d);
@@ -1719,7 +1742,7 @@ static int release_held_where(struct intake *in, const char *only, int *released
 			    h->m.revision != rows.v[i].m.revision)
 				continue;
 			h->done = true;
-			if (rc < 0 && !strcmp(h->m.reason, STORE_HELD_STALE)) {
+			if (rc == GW_ENOTFOUND && !strcmp(h->m.reason, STORE_HELD_STALE)) {
 				fail_unsignable(in, &h->m, gw_error_last());
 				continue;
 			}

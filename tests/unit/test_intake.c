@@ -607,6 +607,23 @@ static void test_withdrawal_tells_a_superseded_copy_that_may_have_arrived(void *
 	assert_string_equal(r3.m[0].service, "nav");
 }
 
+/* Its request went out whole, then it was held (its endpoint left the configuration). */
+static void test_withdrawal_tells_a_held_copy_that_may_have_arrived(void **state)
+{
+	struct rows r1, r3;
+
+	r1_nav_answer_lost(&r1);
+	assert_ok(fx.st->ops->message_update(fx.st, by_service(&r1, "nav")->message_id, MSG_QUEUED,
+					     MSG_HELD, INTAKE_HELD_NO_ENDPOINT, -1, 0));
+	drop("withdrawal-r3.xml", "withdraw.xml");
+	take("withdraw.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r1);
+	assert_int_equal(by_service(&r1, "nav")->state, MSG_CANCELLED);
+	list("INTAKE-2027-000001", 3, &r3);
+	assert_int_equal(r3.n, 1);
+	assert_string_equal(r3.m[0].service, "nav");
+}
+
 /* Consent withdrawn while the release to NAV is on its way. */
 static void test_withdrawal_stops_what_is_on_its_way(void **state)
 {
@@ -1421,6 +1438,49 @@ static void test_stale_is_signed_again_or_fails_without_its_notice(void **state)
 	assert_non_null(strstr(by_service(&r1, "nav")->reason, "cannot be signed again"));
 }
 
+/* The same when what was read ahead is refused: the new file is not rejected for it. */
+static void test_replaced_after_a_refused_read_ahead_stays(void **state)
+{
+	struct intake helper;
+	struct intake_ahead *ahead = NULL;
+	signer *helper_sig = NULL;
+	int accepted = 0, rejected = 0, duplicates = 0, rc;
+	bool more = false;
+	gw_buf log = GW_BUF_INIT, b = GW_BUF_INIT;
+	char from[PATH_MAX + 64], to[PATH_MAX + 64];
+	struct rows r;
+
+	drop("transfer.xml", "a.xml");
+	drop_bytes("n.xml", "<bad", 4);
+	assert_ok(intake_scan_step(&fx.in, 1, &accepted, &rejected, &duplicates, &more));
+	assert_true(more);
+	helper_open(&helper, &helper_sig);
+	assert_ok(intake_ahead_new(&fx.in, &helper, 0, &ahead));
+	intake_ahead_run(ahead);
+	tu_read(tu_src("tests/data/intake/release-r1.xml"), &b);
+	snprintf(from, sizeof(from), "%s/n.xml", fx.spool.tmp);
+	snprintf(to, sizeof(to), "%s/n.xml", fx.spool.new_dir);
+	tu_write(from, b.data, b.len);
+	assert_int_equal(rename(from, to), 0);
+	intake_ahead_ready(&fx.in, ahead);
+	capture_begin("replaced-bad.log");
+	rc = intake_scan_step(&fx.in, INTAKE_CHUNK_FILES, &accepted, &rejected, &duplicates, &more);
+	capture_end("replaced-bad.log", &log);
+	assert_int_equal(rc, GW_ETEMP);
+	assert_int_equal(rejected, 0);
+	assert_int_equal(occurrences(&log, "event=replaced-before-move"), 1);
+	assert_false(present(fx.spool.rejected, "n.xml"));
+
+	assert_ok(intake_scan(&fx.in, &accepted, &rejected, &duplicates));
+	assert_int_equal(accepted, 1);
+	list("INTAKE-2027-000001", 1, &r);
+	assert_int_equal(r.n, 3);
+	gw_buf_free(&log);
+	gw_buf_free(&b);
+	intake_close(&helper);
+	signer_close(helper_sig);
+}
+
 static void test_read_ahead_same_outcomes(void **state)
 {
 	int accepted = -1, rejected = -1, duplicates = -1;
@@ -1761,6 +1821,7 @@ int main(void)
 		T(test_withdrawal_tells_whom_an_attempt_may_have_reached),
 		T(test_withdrawal_message_is_never_superseded),
 		T(test_withdrawal_tells_a_superseded_copy_that_may_have_arrived),
+		T(test_withdrawal_tells_a_held_copy_that_may_have_arrived),
 		T(test_withdrawal_cancels_and_tells_those_reached),
 		T(test_invalid_notices_rejected_with_reason),
 		T(test_scan_rejects_hostile_files_unread),
@@ -1778,6 +1839,7 @@ int main(void)
 		T(test_no_consent_is_never_released),
 		T(test_scan_steps_take_one_chunk_per_commit),
 		T(test_read_ahead_same_outcomes),
+		T(test_replaced_after_a_refused_read_ahead_stays),
 		T(test_stale_is_signed_again_or_fails_without_its_notice),
 		T(test_file_replaced_after_read_ahead_stays),
 		T(test_failed_chunk_commit_keeps_every_file),
