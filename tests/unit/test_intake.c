@@ -1350,39 +1350,57 @@ static void helper_open(struct intake *helper, signer **sig)
 }
 
 /*
- * A producer reuses a name: another notice renamed over n.xml after the
- * reader read it ahead. What was read is committed; the file now under the
- * name is neither moved nor rejected in its name, and the next scan takes it.
+ * a.xml is taken; the reader reads n.xml ahead; then a producer renames
+ * `sample` over n.xml (the Maildir way: written in tmp/, renamed) and the
+ * step runs with the read-ahead. Its log in *log; its return code back.
  */
-static void test_file_replaced_after_read_ahead_stays(void **state)
+static int step_after_replacing_read_ahead(const char *sample, const char *log_name, gw_buf *log)
 {
 	struct intake helper;
 	struct intake_ahead *ahead = NULL;
 	signer *helper_sig = NULL;
 	int accepted = 0, rejected = 0, duplicates = 0, rc;
 	bool more = false;
-	gw_buf log = GW_BUF_INIT, b = GW_BUF_INIT;
+	gw_buf b = GW_BUF_INIT;
 	char from[PATH_MAX + 64], to[PATH_MAX + 64];
-	struct rows r;
 
 	drop("transfer.xml", "a.xml");
-	drop("release-r1.xml", "n.xml");
 	assert_ok(intake_scan_step(&fx.in, 1, &accepted, &rejected, &duplicates, &more));
 	assert_true(more); /* a.xml taken; the listing goes on with n.xml */
 	helper_open(&helper, &helper_sig);
 	assert_ok(intake_ahead_new(&fx.in, &helper, 0, &ahead));
 	intake_ahead_run(ahead);
-	/* the Maildir way: written in tmp/, renamed over the name */
-	tu_read(tu_src("tests/data/intake/release-r2.xml"), &b);
+	snprintf(from, sizeof(from), "tests/data/intake/%s", sample);
+	tu_read(tu_src(from), &b);
 	snprintf(from, sizeof(from), "%s/n.xml", fx.spool.tmp);
 	snprintf(to, sizeof(to), "%s/n.xml", fx.spool.new_dir);
 	tu_write(from, b.data, b.len);
 	assert_int_equal(rename(from, to), 0);
 	intake_ahead_ready(&fx.in, ahead);
-	capture_begin("replaced.log");
+	capture_begin(log_name);
 	rc = intake_scan_step(&fx.in, INTAKE_CHUNK_FILES, &accepted, &rejected, &duplicates, &more);
-	capture_end("replaced.log", &log);
-	assert_int_equal(rc, GW_ETEMP); /* a file stays in incoming/new: look again soon */
+	capture_end(log_name, log);
+	gw_buf_free(&b);
+	intake_close(&helper);
+	signer_close(helper_sig);
+	return rc;
+}
+
+/*
+ * A producer reuses a name: another notice renamed over n.xml after the
+ * reader read it ahead. What was read is committed; the file now under the
+ * name is neither moved nor rejected in its name, and the next scan takes it.
+ */
+static void test_file_replaced_after_read_ahead_stays(void **state)
+{
+	int accepted = 0, rejected = 0, duplicates = 0;
+	gw_buf log = GW_BUF_INIT;
+	struct rows r;
+
+	drop("release-r1.xml", "n.xml");
+	/* a file stays in incoming/new: the sender looks again soon */
+	assert_int_equal(step_after_replacing_read_ahead("release-r2.xml", "replaced.log", &log),
+			 GW_ETEMP);
 	assert_int_equal(occurrences(&log, "event=replaced-before-move"), 1);
 	assert_true(present(fx.spool.new_dir, "n.xml"));
 	list("INTAKE-2027-000001", 1, &r);
@@ -1394,9 +1412,27 @@ static void test_file_replaced_after_read_ahead_stays(void **state)
 	list("INTAKE-2027-000001", 2, &r);
 	assert_int_equal(r.n, 3); /* and what replaced it */
 	gw_buf_free(&log);
-	gw_buf_free(&b);
-	intake_close(&helper);
-	signer_close(helper_sig);
+}
+
+/* The same when what was read ahead is refused: the new file is not rejected for it. */
+static void test_replaced_after_a_refused_read_ahead_stays(void **state)
+{
+	int accepted = 0, rejected = 0, duplicates = 0;
+	gw_buf log = GW_BUF_INIT;
+	struct rows r;
+
+	drop_bytes("n.xml", "<bad", 4);
+	assert_int_equal(step_after_replacing_read_ahead("release-r1.xml", "replaced-bad.log", &log),
+			 GW_ETEMP);
+	assert_int_equal(occurrences(&log, "event=replaced-before-move"), 1);
+	assert_int_equal(occurrences(&log, "event=rejected"), 0);
+	assert_false(present(fx.spool.rejected, "n.xml"));
+
+	assert_ok(intake_scan(&fx.in, &accepted, &rejected, &duplicates));
+	assert_int_equal(accepted, 1);
+	list("INTAKE-2027-000001", 1, &r);
+	assert_int_equal(r.n, 3);
+	gw_buf_free(&log);
 }
 
 /*
@@ -1436,49 +1472,6 @@ static void test_stale_is_signed_again_or_fails_without_its_notice(void **state)
 	list("INTAKE-2027-000001", 1, &r1);
 	assert_int_equal(by_service(&r1, "nav")->state, MSG_FAILED);
 	assert_non_null(strstr(by_service(&r1, "nav")->reason, "cannot be signed again"));
-}
-
-/* The same when what was read ahead is refused: the new file is not rejected for it. */
-static void test_replaced_after_a_refused_read_ahead_stays(void **state)
-{
-	struct intake helper;
-	struct intake_ahead *ahead = NULL;
-	signer *helper_sig = NULL;
-	int accepted = 0, rejected = 0, duplicates = 0, rc;
-	bool more = false;
-	gw_buf log = GW_BUF_INIT, b = GW_BUF_INIT;
-	char from[PATH_MAX + 64], to[PATH_MAX + 64];
-	struct rows r;
-
-	drop("transfer.xml", "a.xml");
-	drop_bytes("n.xml", "<bad", 4);
-	assert_ok(intake_scan_step(&fx.in, 1, &accepted, &rejected, &duplicates, &more));
-	assert_true(more);
-	helper_open(&helper, &helper_sig);
-	assert_ok(intake_ahead_new(&fx.in, &helper, 0, &ahead));
-	intake_ahead_run(ahead);
-	tu_read(tu_src("tests/data/intake/release-r1.xml"), &b);
-	snprintf(from, sizeof(from), "%s/n.xml", fx.spool.tmp);
-	snprintf(to, sizeof(to), "%s/n.xml", fx.spool.new_dir);
-	tu_write(from, b.data, b.len);
-	assert_int_equal(rename(from, to), 0);
-	intake_ahead_ready(&fx.in, ahead);
-	capture_begin("replaced-bad.log");
-	rc = intake_scan_step(&fx.in, INTAKE_CHUNK_FILES, &accepted, &rejected, &duplicates, &more);
-	capture_end("replaced-bad.log", &log);
-	assert_int_equal(rc, GW_ETEMP);
-	assert_int_equal(rejected, 0);
-	assert_int_equal(occurrences(&log, "event=replaced-before-move"), 1);
-	assert_false(present(fx.spool.rejected, "n.xml"));
-
-	assert_ok(intake_scan(&fx.in, &accepted, &rejected, &duplicates));
-	assert_int_equal(accepted, 1);
-	list("INTAKE-2027-000001", 1, &r);
-	assert_int_equal(r.n, 3);
-	gw_buf_free(&log);
-	gw_buf_free(&b);
-	intake_close(&helper);
-	signer_close(helper_sig);
 }
 
 static void test_read_ahead_same_outcomes(void **state)
