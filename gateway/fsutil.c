@@ -38,31 +38,39 @@ int fsutil_sync_dir(const char *dir)
 	return rc;
 }
 
+/* fsync the directory that holds path (trailing slashes aside): its entry durable. */
+static int sync_parent(const char *path)
+{
+	char dir[PATH_MAX];
+	size_t len = strlen(path);
+
+	while (len > 1 && path[len - 1] == '/')
+		len--;
+	while (len > 0 && path[len - 1] != '/')
+		len--;
+	if (len == 0)
+		return fsutil_sync_dir(".");
+	if (len == 1)
+		return fsutil_sync_dir("/");
+	if (len - 1 >= sizeof(dir))
+		return gw_error_set(GW_EINVALID, "path too long: %s", path);
+	memcpy(dir, path, len - 1);
+	dir[len - 1] = '\0';
+	return fsutil_sync_dir(dir);
+}
+
 /*
  * mkdir, and when it made the directory, an fsync of its parent: a
  * directory whose own name is lost in a power cut takes everything stored
  * in it along (the first message of a new inbox, say).
  */
-static int make_dir(char *path, mode_t mode)
+static int make_dir(const char *path, mode_t mode)
 {
-	char *slash;
-	int rc;
-
-	if (mkdir(path, mode) < 0) {
-		if (errno == EEXIST)
-			return 0;
-		return gw_error_set(GW_ERROR, "cannot create directory %s: %s", path,
-				    strerror(errno));
-	}
-	slash = strrchr(path, '/');
-	if (!slash)
-		return fsutil_sync_dir(".");
-	if (slash == path)
-		return fsutil_sync_dir("/");
-	*slash = '\0';
-	rc = fsutil_sync_dir(path);
-	*slash = '/';
-	return rc;
+	if (mkdir(path, mode) == 0)
+		return sync_parent(path);
+	if (errno == EEXIST)
+		return 0;
+	return gw_error_set(GW_ERROR, "cannot create directory %s: %s", path, strerror(errno));
 }
 
 int fsutil_mkdirs(const char *dir, mode_t mode)
@@ -370,7 +378,7 @@ int fsutil_prepare_private_file(const char *path)
 	if (fd >= 0) {
 		close(fd); /* new: nobody in this process has it open */
 		/* Its name durable before anything is committed into it. */
-		return fsutil_sync_dir(slash == path ? "/" : slash ? dir : ".");
+		return sync_parent(path);
 	}
 	if (errno == EEXIST && lstat(path, &st) == 0) /* another process made it just now */
 		return private_existing(path, &st);
