@@ -13,6 +13,7 @@
 #   NAME.{pem,key}                the RSA pair again under a short name
 #   expired.{pem,key}             gateway organisation, expired yesterday
 #   revoked.{pem,key}             gateway organisation, listed in ca.crl
+#   weak.{pem,key}                gateway organisation, RSA-1024 (refused: too weak)
 #   untrusted-ca.pem              a CA nobody trusts
 #   untrusted.{pem,key}           gateway organisation, issued by untrusted-ca
 #   orgnr.env                     the organisation numbers, for scripts
@@ -27,7 +28,7 @@
 set -euo pipefail
 
 out=${1:?usage: mkpki.sh OUTDIR}
-if [ -f "$out/.complete" ] && [ -f "$out/ca-empty.crl" ]; then
+if [ -f "$out/.complete" ] && [ -f "$out/ca-empty.crl" ] && [ -f "$out/weak.pem" ]; then
   exit 0
 fi
 mkdir -p "$out"
@@ -97,6 +98,8 @@ issue() {
   local ca=$1 base=$2 type=$3 orgnr=$4 org=$5 start=${6:-} end=${7:-}
   if [ "$type" = rsa ]; then
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$base.key" 2>/dev/null
+  elif [ "$type" = rsa1024 ]; then
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out "$base.key" 2>/dev/null
   else
     openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$base.key" 2>/dev/null
   fi
@@ -130,6 +133,9 @@ openssl ca -batch -config "$work/ca/ca.cnf" -cert "$work/ca/ca.pem" -keyfile "$w
   -revoke "$out/revoked.pem" -crl_reason keyCompromise 2>/dev/null
 openssl ca -batch -gencrl -config "$work/ca/ca.cnf" -cert "$work/ca/ca.pem" \
   -keyfile "$work/ca/ca.key" -out "$out/ca.crl" 2>/dev/null
+
+# Too weak a key (RSA 1024, below security level 2), issued by the trusted CA.
+issue "$work/ca" "$out/weak" rsa1024 "${ORG[gateway]}" "${NAME[gateway]}"
 
 # A CA nobody trusts, issuing a certificate that claims the gateway's name.
 make_ca "$work/rogue" "Untrusted Rogue CA"

@@ -532,6 +532,8 @@ static CURLcode ssl_ctx_setup(CURL *easy, void *sslctx, void *userptr)
 	(void)easy;
 	if (!SSL_CTX_set_ex_data(ctx, ssl_ex_index, userptr))
 		return CURLE_SSL_CERTPROBLEM;
+	if (SSL_CTX_get_security_level(ctx) < PKI_SECURITY_LEVEL)
+		SSL_CTX_set_security_level(ctx, PKI_SECURITY_LEVEL);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_server_org);
 	return CURLE_OK;
 }

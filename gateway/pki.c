@@ -151,6 +151,8 @@ static int trust_fill(pki_trust *t)
 	if (t->n_crls > 0 &&
 	    !X509_STORE_set_flags(t->store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL))
 		return gw_error_set(GW_ERROR, "cannot turn on CRL checking: %s", pki_openssl_reason());
+	/* Inherited by every verification on this store, signatures and TLS alike. */
+	X509_VERIFY_PARAM_set_auth_level(X509_STORE_get0_param(t->store), PKI_SECURITY_LEVEL);
 	return 0;
 }
 

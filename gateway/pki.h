@@ -18,6 +18,15 @@
 
 #define PKI_MAX_FILES 8
 
+/*
+ * OpenSSL security level 2 (112 bits): keys of at least RSA 2048 or EC 224
+ * bits and no SHA-1 or MD5 certificate signatures, for every certificate a
+ * trust verifies (signers of messages and receipts, TLS peers) and for our
+ * own keys (signer, TLS). The SPEC names no minimum; this is ours.
+ */
+#define PKI_SECURITY_LEVEL 2
+#define PKI_MIN_SECURITY_BITS 112
+
 typedef struct pki_trust pki_trust;
 
 int pki_trust_new(pki_trust **out, const char *const *anchor_files, size_t n_anchors,
@@ -34,7 +43,8 @@ X509_STORE *pki_trust_store(pki_trust *trust);
 /*
  * Verify cert against the trust at time now (0 = current time), with
  * `chain` as untrusted intermediates (may be NULL). GW_EINVALID with the
- * OpenSSL reason ("certificate has expired", "certificate revoked", ...).
+ * OpenSSL reason ("certificate has expired", "certificate revoked", "EE
+ * certificate key too weak", ...).
  */
 int pki_cert_verify(pki_trust *trust, X509 *cert, STACK_OF(X509) *chain, time_t now);
 

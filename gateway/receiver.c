@@ -791,6 +791,27 @@ static void tls_info(const SSL *ssl, int where, int ret)
 		c->handshaken = true;
 }
 
+/*
+ * A refused client certificate is logged with OpenSSL's reason and the
+ * organisation it names, so that an operator can tell a partner why its
+ * connections fail (an expired or too weak certificate, an unknown CA).
+ */
+static int verify_client(int preverify_ok, X509_STORE_CTX *xs)
+{
+	X509 *leaf = X509_STORE_CTX_get0_cert(xs);
+	char org[10] = "-", detail[200];
+
+	if (preverify_ok)
+		return 1;
+	if (leaf && pki_cert_orgnr(leaf, org) < 0)
+		snprintf(org, sizeof(org), "-");
+	snprintf(detail, sizeof(detail), "client certificate refused: %s (depth %d)",
+		 X509_verify_cert_error_string(X509_STORE_CTX_get_error(xs)),
+		 X509_STORE_CTX_get_error_depth(xs));
+	gw_log(GW_LOG_WARN, "tls-refused", "peer_org", org, "detail", detail, NULL);
+	return 0;
+}
+
 static int tls_client_cas(SSL_CTX *ctx, pki_trust *trust)
 {
 	STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
@@ -848,10 +869,10 @@ static int tls_identity(SSL_CTX *ctx, const struct config_identity *id)
 }
 
 /*
- * The server context: TLS 1.2 or later, a client certificate required and
- * verified against the same store (anchors, CRLs and their flags) that
- * signatures are verified with; no session resumption, so every connection
- * proves its certificate afresh.
+ * The server context: TLS 1.2 or later at security level 2 (pki.h), a
+ * client certificate required and verified against the same store (anchors,
+ * CRLs and their flags) that signatures are verified with; no session
+ * resumption, so every connection proves its certificate afresh.
  */
 static int tls_context(SSL_CTX **out, struct receiver_setup *rs)
 {
@@ -867,10 +888,12 @@ static int tls_context(SSL_CTX **out, struct receiver_setup *rs)
 		return gw_error_set(GW_ERROR, "cannot set up the TLS context: %s", pki_openssl_reason());
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (SSL_CTX_get_security_level(ctx) < PKI_SECURITY_LEVEL)
+		SSL_CTX_set_security_level(ctx, PKI_SECURITY_LEVEL);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
 				 SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_client);
 	SSL_CTX_set_verify_depth(ctx, 8);
 	SSL_CTX_set_client_hello_cb(ctx, client_hello, NULL);
 	SSL_CTX_set_info_callback(ctx, tls_info);

@@ -122,11 +122,12 @@ void dsig_shutdown(void)
 /* The signature method for the key, refusing keys the profile has no use for. */
 static int pick_method(EVP_PKEY *pkey, const char *key_path, xmlSecTransformId *out)
 {
+	if (EVP_PKEY_get_security_bits(pkey) < PKI_MIN_SECURITY_BITS)
+		return gw_error_set(GW_EINVALID, "key %s is too weak: %d bits (%d bits of security); "
+				    "at least RSA 2048 or EC 224 bits are required", key_path,
+				    EVP_PKEY_get_bits(pkey), EVP_PKEY_get_security_bits(pkey));
 	switch (EVP_PKEY_base_id(pkey)) {
 	case EVP_PKEY_RSA:
-		if (EVP_PKEY_get_bits(pkey) < 2048)
-			return gw_error_set(GW_EINVALID, "RSA key %s has %d bits; at least 2048 "
-					    "are required", key_path, EVP_PKEY_get_bits(pkey));
 		*out = xmlSecTransformRsaSha256Id;
 		return 0;
 	case EVP_PKEY_EC:

@@ -6,8 +6,8 @@
 # and every signed receipt that comes back is verified with xmlsec1 against
 # the development CA. Proves: accepted with one inbox item, duplicate with
 # still one item and the first receipt kept as evidence, MessageId conflict,
-# the TLS gate (no certificate, an organisation not allowed, expired, revoked
-# and untrusted certificates), the size bound, malformed, tampered,
+# the TLS gate (no certificate, an organisation not allowed, expired, revoked,
+# untrusted and too weak (RSA-1024) certificates), the size bound, malformed, tampered,
 # wrong-signer, wrong-recipient and stale messages, 404/405, the header
 # bound, the read timeout, the connection cap (refusal past it, eviction of
 # connections without a handshake), a concurrent resend over two
@@ -80,11 +80,38 @@ post "$work/m1.xml" nav
 expect_no_body "organisation not allowed" 403
 ok "a client of an organisation not allowed: 403 without a body"
 
-for bad in expired revoked untrusted; do
+for bad in expired:"certificate has expired" revoked:"certificate revoked" \
+  untrusted:"unable to get local issuer"; do
+  reason=${bad#*:} bad=${bad%%:*}
   post "$work/m1.xml" "$bad"
   [ "$code" = 000 ] || fail "$bad client certificate: HTTP $code, expected a TLS failure"
+  grep -q "event=tls-refused.*$reason" "$RLOG" || fail "$bad: no tls-refused line with '$reason'"
   ok "$bad client certificate: TLS handshake refused"
 done
+
+# RSA-1024 from the trusted CA: below security level 2. The client's own
+# OpenSSL runs at level 0 so that the refusal can only be the receiver's.
+cat > "$work/seclevel0.cnf" <<'CNF'
+openssl_conf = init
+[init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = sys
+[sys]
+CipherString = DEFAULT:@SECLEVEL=0
+CNF
+weak_post() {
+  code=$(OPENSSL_CONF="$work/seclevel0.cnf" curl -sS --max-time 10 --cacert "$PKI/ca.pem" \
+    --cert "$PKI/$1.pem" --key "$PKI/$1.key" -o /dev/null -w '%{http_code}' \
+    --data-binary @"$work/m1.xml" "$url" 2> "$work/curl.err") || code=000
+}
+weak_post gateway
+[ "$code" = 200 ] || fail "a strong certificate at client SECLEVEL=0: HTTP $code"
+weak_post weak
+[ "$code" = 000 ] || fail "RSA-1024 client certificate: HTTP $code, expected a TLS failure"
+grep -q "event=tls-refused peer_org=974760673 detail=\"client certificate refused: EE certificate key too weak" "$RLOG" ||
+  fail "RSA-1024 client certificate: no tls-refused line naming the weak key in the receiver's log"
+ok "RSA-1024 client certificate from the trusted CA: TLS handshake refused by the receiver, logged why"
 
 code=$(curl -sS --max-time 10 --tls-max 1.1 --cacert "$PKI/ca.pem" --cert "$PKI/gateway.pem" \
   --key "$PKI/gateway.key" -o /dev/null -w '%{http_code}' --data-binary @"$work/m1.xml" \

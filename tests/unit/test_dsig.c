@@ -147,6 +147,8 @@ struct custom {
 	int xslt;                   /* an XSLT transform instead of the extra one */
 	int key_value;              /* KeyValue instead of X509Data */
 	int not_enveloped;          /* no enveloped-signature transform */
+	const char *key;            /* PKI key and certificate file names, */
+	const char *cert;           /* gateway-rsa.{key,pem} when NULL */
 };
 
 static const char identity_xslt[] =
@@ -176,17 +178,18 @@ static void add_custom_transforms(xmlNodePtr ref, const struct custom *c)
 	assert_non_null(xmlSecTmplReferenceAddTransform(ref, xmlSecTransformExclC14NId));
 }
 
-/* A cryptographically valid signature by gateway-rsa in the shape c asks for. */
+/* A cryptographically valid signature (gateway-rsa's by default) in the shape c asks for. */
 static void sign_custom(xmlDocPtr doc, const struct custom *c)
 {
-	xmlSecKeyPtr key = xmlSecCryptoAppKeyLoad(tu_pki("gateway-rsa.key"),
+	xmlSecKeyPtr key = xmlSecCryptoAppKeyLoad(tu_pki(c->key ? c->key : "gateway-rsa.key"),
 						  xmlSecKeyDataFormatPem, NULL, NULL, NULL);
 	xmlNodePtr sig, ref, ki;
 	xmlSecDSigCtxPtr ctx;
 
 	assert_non_null(key);
 	if (!c->key_value)
-		assert_int_equal(xmlSecCryptoAppKeyCertLoad(key, tu_pki("gateway-rsa.pem"),
+		assert_int_equal(xmlSecCryptoAppKeyCertLoad(key, tu_pki(c->cert ? c->cert
+									  : "gateway-rsa.pem"),
 							    xmlSecKeyDataFormatPem), 0);
 	sig = xmlSecTmplSignatureCreateNsPref(doc, xmlSecTransformExclC14NId,
 					      xmlSecTransformRsaSha256Id, NULL, BAD_CAST "ds");
@@ -278,12 +281,12 @@ static void test_sign_to_bytes_is_exact(void **state)
 
 static void test_signer_refuses_bad_keys(void **state)
 {
-	const char *dir = tu_tmpdir("dsig-keys");
-	char key[512];
+	char dir[512], key[600];
 	gw_buf data = GW_BUF_INIT;
 	signer *s = NULL;
 
 	/* A key file others can read. */
+	snprintf(dir, sizeof(dir), "%s", tu_tmpdir("dsig-keys"));
 	snprintf(key, sizeof(key), "%s/gateway.key", dir);
 	tu_read(tu_pki("gateway-ec.key"), &data);
 	tu_write(key, data.data, data.len);
@@ -301,6 +304,9 @@ static void test_signer_refuses_bad_keys(void **state)
 	/* A certificate without an organisation (the CA's own). */
 	assert_int_equal(signer_open(&s, tu_pki("ca.key"), tu_pki("ca.pem")), GW_EINVALID);
 	assert_non_null(strstr(gw_error_last(), "organisation"));
+	/* An RSA-1024 key, although its certificate is ours and trusted. */
+	assert_int_equal(signer_open(&s, tu_pki("weak.key"), tu_pki("weak.pem")), GW_EINVALID);
+	assert_non_null(strstr(gw_error_last(), "too weak"));
 	gw_buf_free(&data);
 	tu_rmrf(dir);
 }
@@ -486,6 +492,16 @@ static void test_revoked_signer(void **state)
 	expect_reason(fx.v_crl, doc, ORG_GATEWAY, "untrusted-signer", "revoked");
 }
 
+/* A trusted CA issued it, but RSA-1024 is below security level 2 (pki.h). */
+static void test_weak_signer_key(void **state)
+{
+	xmlDocPtr doc = make_message(ORG_GATEWAY);
+	struct custom c = { .key = "weak.key", .cert = "weak.pem" };
+
+	sign_custom(doc, &c);
+	expect_reason(fx.v, doc, ORG_GATEWAY, "untrusted-signer", "too weak");
+}
+
 static void test_sender_mismatch(void **state)
 {
 	xmlDocPtr doc = signed_message("nav-ec.key", "nav-ec.pem", ORG_HOUSING);
@@ -625,6 +641,7 @@ int main(void)
 		cmocka_unit_test(test_untrusted_signer),
 		cmocka_unit_test(test_expired_signer),
 		cmocka_unit_test(test_revoked_signer),
+		cmocka_unit_test(test_weak_signer_key),
 		cmocka_unit_test(test_sender_mismatch),
 		cmocka_unit_test(test_trusted_cert_beside_untrusted_signer),
 		cmocka_unit_test(test_threads_one_verifier_each),

@@ -58,9 +58,16 @@ void tu_read(const char *path, gw_buf *out)
 	out->data[out->len] = '\0';
 }
 
+/*
+ * Only under the build tree's tmp/: a path from a reused slot (testutil.h)
+ * once pointed into the PKI and removed a key.
+ */
 void tu_rmrf(const char *path)
 {
-	char cmd[PATH_MAX + 16];
+	char cmd[PATH_MAX + 16], root[PATH_MAX];
+	snprintf(root, sizeof(root), "%s/tmp/", env_or("GW_BINARY_DIR", "build"));
+	if (strncmp(path, root, strlen(root)) != 0 || strstr(path, "/../"))
+		fail_msg("refusing to remove %s: not under %s", path, root);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
 	if (system(cmd) != 0)
 		fail_msg("cannot remove %s", path);
