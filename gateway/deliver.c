@@ -96,6 +96,7 @@ struct transfer {
 	int64_t started_ms;  /* the scheduler's clock (attempt time) */
 	int64_t started_mono; /* the monotonic clock (attempt duration) */
 	unsigned identity_refusals_at_start;
+	struct crl_bundle *crl;      /* the CRLs its connection is checked with, or NULL */
 	struct transfer *batch_next; /* d->prepared (waiting for the commit) or d->finished */
 	CURLcode result;             /* once finished */
 	gw_buf body;
@@ -146,8 +147,19 @@ struct deliver {
 	struct unrecorded *unrecorded; /* 'sending' in the store, no transfer: to queue again */
 	struct event *ev_unrecorded;   /* tries that every UNRECORDED_RETRY_MS */
 	struct sock *socks;
-	char crl_file[PATH_MAX];   /* what curl reads; empty: no CRL checks */
-	char crl_bundle[PATH_MAX]; /* our temporary bundle when several CRLs */
+	struct crl_bundle *crl;    /* the CRLs new transfers use; NULL: no CRL checks */
+};
+
+/*
+ * The identity's CRLs copied into one private file per (re)load: curl takes
+ * one CRL file and reads it when a connection is made. Each load has its own
+ * name, so a connection made with older CRLs is never reused for a new
+ * transfer (curl matches connections by CRL file name), and the file lives
+ * until the last transfer that may still connect with it is freed.
+ */
+struct crl_bundle {
+	char path[PATH_MAX];
+	unsigned refs;
 };
 
 /* The facts one finished transfer leaves behind. */
@@ -349,14 +361,22 @@ static void endpoint_apply(struct endpoint_state *ep, const struct config_endpoi
 
 /* ---- CRLs --------------------------------------------------------------- */
 
-static void crl_bundle_remove(deliver *d)
+static struct crl_bundle *crl_hold(struct crl_bundle *b)
 {
-	if (d->crl_bundle[0])
-		unlink(d->crl_bundle);
-	d->crl_bundle[0] = '\0';
+	if (b)
+		b->refs++;
+	return b;
 }
 
-/* curl takes one CRL file; several are concatenated into a private temporary file. */
+static void crl_release(struct crl_bundle *b)
+{
+	if (!b || --b->refs > 0)
+		return;
+	unlink(b->path);
+	free(b);
+}
+
+/* The identity's CRL files, one after another, in a new private file at path. */
 static int crl_bundle_write(const struct gw_config *cfg, char *path, size_t pathlen)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -391,24 +411,20 @@ static int crl_bundle_write(const struct gw_config *cfg, char *path, size_t path
 
 static int crl_setup(deliver *d, const struct gw_config *cfg)
 {
-	char bundle[PATH_MAX] = "";
+	struct crl_bundle *b = NULL;
 	int rc;
 
-	if (cfg->identity.n_crl > 1) {
-		if ((rc = crl_bundle_write(cfg, bundle, sizeof(bundle))) < 0)
+	if (cfg->identity.n_crl > 0) {
+		if (!(b = calloc(1, sizeof(*b))))
+			return gw_error_set(GW_ENOMEM, "out of memory for the CRL bundle");
+		if ((rc = crl_bundle_write(cfg, b->path, sizeof(b->path))) < 0) {
+			free(b);
 			return rc;
-	} else if (cfg->identity.n_crl == 1 && access(cfg->identity.crl[0], R_OK) != 0) {
-		return gw_error_set(GW_EINVALID, "CRL %s cannot be read", cfg->identity.crl[0]);
+		}
+		b->refs = 1;
 	}
-	crl_bundle_remove(d);
-	if (bundle[0]) {
-		snprintf(d->crl_bundle, sizeof(d->crl_bundle), "%s", bundle);
-		snprintf(d->crl_file, sizeof(d->crl_file), "%s", bundle);
-	} else if (cfg->identity.n_crl == 1) {
-		snprintf(d->crl_file, sizeof(d->crl_file), "%s", cfg->identity.crl[0]);
-	} else {
-		d->crl_file[0] = '\0';
-	}
+	crl_release(d->crl);
+	d->crl = b;
 	return 0;
 }
 
@@ -664,6 +680,7 @@ static void transfer_free(struct transfer *t)
 	curl_slist_free_all(t->headers);
 	gw_buf_free(&t->body);
 	gw_buf_free(&t->response);
+	crl_release(t->crl);
 	free(t);
 }
 
@@ -720,8 +737,8 @@ static int transfer_setup_easy(struct transfer *t)
 	SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
 	SETOPT(CURLOPT_CAPATH, (const char *)NULL);
 	SETOPT(CURLOPT_CAINFO_BLOB, &anchors);
-	if (d->crl_file[0])
-		SETOPT(CURLOPT_CRLFILE, d->crl_file);
+	if (t->crl)
+		SETOPT(CURLOPT_CRLFILE, t->crl->path);
 	SETOPT(CURLOPT_SSLCERTTYPE, "PEM");
 	SETOPT(CURLOPT_SSLCERT, id->cert);
 	SETOPT(CURLOPT_SSLKEYTYPE, "PEM");
@@ -766,6 +783,7 @@ static int transfer_new(struct transfer **out, deliver *d, struct endpoint_state
 	t->failed_before = m->attempts;
 	t->deadline_ms = message_deadline(d, m);
 	t->identity_refusals_at_start = ep->identity_refusals;
+	t->crl = crl_hold(d->crl);
 	/* A dispatch reads due rows without their bytes: only a started one's are read. */
 	if (m->signed_bytes.len)
 		rc = gw_buf_put(&t->body, m->signed_bytes.data, m->signed_bytes.len);
@@ -1688,6 +1706,6 @@ void deliver_free(deliver *d)
 		parked_clear(&ep->parked);
 		free(ep);
 	}
-	crl_bundle_remove(d);
+	crl_release(d->crl);
 	free(d);
 }

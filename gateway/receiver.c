@@ -725,6 +725,7 @@ struct conn {
 	bool admitted;            /* counted in w->live */
 	bool handshaken;          /* the TLS handshake completed */
 	bool nodelay;             /* TCP_NODELAY is set on its socket */
+	unsigned trust_generation; /* of the trust its client certificate last passed */
 };
 
 /* Per-process: the SSL ex_data slot that ties a connection to its struct conn. */
@@ -828,7 +829,8 @@ static int tls_client_cas(SSL_CTX *ctx, pki_trust *trust)
 /*
  * SIGHUP, in the parent and in each worker: the trust anchors and CRLs read
  * again, for client certificates (the next handshakes) and signatures
- * alike. Connections already open keep the certificate they proved.
+ * alike. A connection already open proves its certificate again at its
+ * next request (peer_trusted_now).
  */
 static int tls_trust_reload(SSL_CTX *ctx, struct receiver_setup *rs)
 {
@@ -931,6 +933,7 @@ struct worker {
 	int max_live; /* this worker's share of max_connections */
 	bool stopping;
 	int64_t stop_deadline_ms;
+	unsigned trust_generation; /* counts successful trust reloads */
 };
 
 static void conn_gone(struct conn *c)
@@ -1016,6 +1019,7 @@ static struct conn *conn_new(struct worker *w, SSL *ssl)
 	if (!c)
 		return NULL;
 	c->w = w;
+	c->trust_generation = w->trust_generation; /* its handshake will use this trust */
 	c->deadline = evtimer_new(w->base, conn_deadline, c);
 	if (!c->deadline || !SSL_set_ex_data(ssl, conn_slot, c)) {
 		if (c->deadline)
@@ -1093,6 +1097,42 @@ static void request_peer_orgnr(struct evhttp_request *req, char org[10])
 	if (!cert || SSL_get_verify_result(ssl) != X509_V_OK || pki_cert_orgnr(cert, org) < 0)
 		org[0] = '\0';
 	gw_error_clear();
+}
+
+/*
+ * A connection whose client certificate passed under a trust since
+ * reloaded is checked again under the new one before its next request is
+ * read (a new CRL may revoke it): 0 when it passes, else the status to
+ * answer (403, closing the connection, as "TLS client not allowed"; 503 when
+ * the check itself could not run).
+ */
+static int peer_trusted_now(struct worker *w, struct conn *c, struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+	char org[10] = "-", detail[240];
+	int rc;
+
+	if (c->trust_generation == w->trust_generation)
+		return 0;
+	if (!cert)
+		return 403;
+	rc = pki_cert_verify(w->rs->trust, cert, SSL_get_peer_cert_chain(ssl), 0);
+	if (rc == 0) {
+		c->trust_generation = w->trust_generation;
+		return 0;
+	}
+	if (rc != GW_EINVALID)
+		return 503;
+	if (pki_cert_orgnr(cert, org) < 0)
+		snprintf(org, sizeof(org), "-");
+	snprintf(detail, sizeof(detail), "client certificate refused after the trust was "
+		 "reloaded, on a connection made before: %s", gw_error_last());
+	gw_log(GW_LOG_WARN, "tls-refused", "peer_org", org, "detail", detail, NULL);
+	gw_error_clear();
+	return 403;
 }
 
 static const char *status_phrase(int status)
@@ -1332,6 +1372,10 @@ static void worker_request(struct evhttp_request *req, void *arg)
 		reply(req, 503, NULL);
 		return;
 	}
+	if (c && (gate = peer_trusted_now(w, c, req)) != 0) {
+		reply(req, gate, NULL);
+		return;
+	}
 	if ((gate = request_gate(w, req, org)) != 0) {
 		if (gate == 403)
 			gw_log(GW_LOG_WARN, "rejected", "reason", "not-allowed", "peer_org",
@@ -1432,9 +1476,14 @@ static void worker_reload(evutil_socket_t sig, short what, void *arg)
 {
 	struct worker *w = arg;
 
+	int rc;
+
 	(void)sig;
 	(void)what;
-	trust_reload_log(tls_trust_reload(w->ssl_ctx, w->rs));
+	rc = tls_trust_reload(w->ssl_ctx, w->rs);
+	if (rc == 0)
+		w->trust_generation++;
+	trust_reload_log(rc);
 }
 
 static int worker_events(struct worker *w)

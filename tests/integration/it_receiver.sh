@@ -312,6 +312,38 @@ idr=$(new_id)
 make_message "$work/mr.xml" "$idr" "$(now_utc)" "$ME" "Before the CRL was renewed."
 post "$work/mr.xml" revoked
 [ "$code" = 200 ] || fail "before the renewal the (not yet revoked) client was refused: HTTP $code"
+# One kept-alive connection of the (not yet revoked) client: a request
+# before the reload, one after it on the same connection.
+make_message "$work/mk1.xml" "$(new_id)" "$(now_utc)" "$ME" "Kept alive, before."
+make_message "$work/mk2.xml" "$(new_id)" "$(now_utc)" "$ME" "Kept alive, after."
+rm -f "$work/keep.ready" "$work/keep.go"
+timeout 30 python3 - "${URL#https://}" "$PKI" "$work" > "$work/keep.out" 2>&1 <<'PY' &
+import http.client, os, ssl, sys, time
+hostport, pki, work = sys.argv[1:]
+host, rest = hostport.split(":", 1)
+port, path = rest.split("/", 1)
+ctx = ssl.create_default_context(cafile=pki + "/ca.pem")
+ctx.load_cert_chain(pki + "/revoked.pem", pki + "/revoked.key")
+conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=15)
+def post(name):
+    conn.request("POST", "/" + path, open(work + "/" + name, "rb").read(),
+                 {"Content-Type": "application/xml"})
+    r = conn.getresponse()
+    r.read()
+    return r.status
+print("first", post("mk1.xml"), flush=True)
+open(work + "/keep.ready", "w").close()
+for _ in range(200):
+    if os.path.exists(work + "/keep.go"):
+        break
+    time.sleep(0.05)
+try:
+    print("second", post("mk2.xml"), flush=True)
+except Exception as e:
+    print("second closed", type(e).__name__, flush=True)
+PY
+keep=$!
+for _ in $(seq 1 100); do [ -e "$work/keep.ready" ] && break; sleep 0.05; done
 cp "$PKI/ca.crl" "$work/current.crl"
 kill -HUP "$RPID"
 for _ in $(seq 1 50); do
@@ -320,6 +352,13 @@ for _ in $(seq 1 50); do
 done
 [ "$(grep -c 'event=trust-reloaded' "$RLOG")" -eq 3 ] ||
   fail "SIGHUP: expected the parent and both workers to log trust-reloaded: $(grep -c 'event=trust-reloaded' "$RLOG")"
+touch "$work/keep.go"
+wait "$keep" || fail "the kept-alive client failed: $(cat "$work/keep.out")"
+grep -qx "first 200" "$work/keep.out" || fail "kept-alive, before the reload: $(cat "$work/keep.out")"
+grep -qx "second 403" "$work/keep.out" ||
+  fail "kept-alive, after the reload revoked its certificate: $(cat "$work/keep.out")"
+grep -q "event=tls-refused .*after the trust was reloaded.*certificate revoked" "$RLOG" ||
+  fail "no tls-refused line for the kept-alive revoked client"
 for _ in 1 2 3 4; do # new connections, whichever worker takes them
   idr=$(new_id)
   make_message "$work/mr.xml" "$idr" "$(now_utc)" "$ME" "After the CRL was renewed."
@@ -340,7 +379,7 @@ post "$work/mr.xml" revoked
 [ "$code" = 000 ] || fail "after a failed reload the revoked client got HTTP $code"
 stop_receiver
 RPID=$pid URL=$url INBOX=$inbox DB=$work/receiver.db RLOG=$work/receiver.log
-ok "SIGHUP reads the CRLs again in the parent and every worker; an unreadable one is refused"
+ok "SIGHUP reads the CRLs again in the parent and every worker (a connection made before proves its certificate again: 403); an unreadable one is refused"
 
 # ---- gateway inbox -----------------------------------------------------------
 
