@@ -46,7 +46,26 @@ struct opweb {
 	struct metrics *metrics;
 	int64_t (*now_ms)(void);
 	int port;
+	int live; /* TLS connections open now, at most OPWEB_MAX_CONNECTIONS */
 };
+
+/*
+ * One TLS connection, tied to its SSL (freed with it by OpenSSL). Past the
+ * cap a newcomer is not counted: its handshake is refused and its socket
+ * shut down at the next loop iteration, so connections that never finish
+ * a handshake cannot take the sender's file descriptors (this port runs on
+ * the delivery loop). Operators may be locked out for a timeout meanwhile;
+ * deliveries are not.
+ */
+struct web_conn {
+	opweb *w;
+	struct bufferevent *bev;
+	struct event *cut;
+	bool counted;
+};
+
+/* Per process: the SSL ex_data slot that holds a connection's web_conn. */
+static int web_conn_slot = -1;
 
 static const char stylesheet[] =
 	"body{font-family:system-ui,sans-serif;margin:1.5em;color:#1b1b1b;background:#fff}\n"
@@ -798,6 +817,49 @@ int opweb_handle(const struct opweb_view *v, const char *method, const char *uri
 
 /* ---- the server ---------------------------------------------------------------- */
 
+/* OpenSSL frees a connection's SSL: the connection is gone. */
+static void web_conn_gone(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+			  void *argp)
+{
+	struct web_conn *c = ptr;
+
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	if (!c)
+		return;
+	if (c->counted)
+		c->w->live--;
+	if (c->cut)
+		event_free(c->cut);
+	free(c);
+}
+
+/* evhttp reads end-of-file and frees the connection. */
+static void web_conn_cut(evutil_socket_t fd, short what, void *arg)
+{
+	struct web_conn *c = arg;
+	evutil_socket_t sock = bufferevent_getfd(c->bev);
+
+	(void)fd;
+	(void)what;
+	if (sock >= 0)
+		shutdown(sock, SHUT_RDWR);
+}
+
+static int web_client_hello(SSL *ssl, int *alert, void *arg)
+{
+	struct web_conn *c = SSL_get_ex_data(ssl, web_conn_slot);
+
+	(void)arg;
+	if (c && c->counted)
+		return SSL_CLIENT_HELLO_SUCCESS;
+	*alert = SSL_AD_INTERNAL_ERROR;
+	return SSL_CLIENT_HELLO_ERROR;
+}
+
 static int tls_context(opweb *w, const struct opweb_options *o, EVP_PKEY *key)
 {
 	STACK_OF(X509_NAME) *names;
@@ -807,7 +869,14 @@ static int tls_context(opweb *w, const struct opweb_options *o, EVP_PKEY *key)
 		return gw_error_set(GW_ERROR, "cannot create the operator TLS context: %s",
 				    pki_openssl_reason());
 	w->ssl_ctx = ctx;
+	if (web_conn_slot < 0 &&
+	    (web_conn_slot = SSL_get_ex_new_index(0, NULL, NULL, NULL, web_conn_gone)) < 0)
+		return gw_error_set(GW_ERROR, "cannot set up the operator TLS context: %s",
+				    pki_openssl_reason());
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (SSL_CTX_get_security_level(ctx) < PKI_SECURITY_LEVEL)
+		SSL_CTX_set_security_level(ctx, PKI_SECURITY_LEVEL);
+	SSL_CTX_set_client_hello_cb(ctx, web_client_hello, NULL);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
 				 SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
@@ -840,17 +909,46 @@ static int tls_setup(opweb *w, const struct opweb_options *o)
 	return rc;
 }
 
+/* Past the cap the connection is cut as soon as evhttp has given it its socket. */
+static void web_conn_refuse(struct event_base *base, struct web_conn *c)
+{
+	gw_log(GW_LOG_WARN, "opweb-connection-refused", "detail",
+	       "the operator port's connection limit is reached", NULL);
+	c->cut = evtimer_new(base, web_conn_cut, c);
+	if (c->cut)
+		event_active(c->cut, EV_TIMEOUT, 0);
+}
+
+/* evhttp asks for each accepted connection's bufferevent; NULL makes it plain (refused). */
 static struct bufferevent *new_tls_connection(struct event_base *base, void *arg)
 {
 	opweb *w = arg;
 	SSL *ssl = SSL_new(w->ssl_ctx);
+	struct web_conn *c = calloc(1, sizeof(*c));
+	struct bufferevent *bev;
 
-	if (!ssl) {
-		gw_log(GW_LOG_ERROR, "opweb-tls-refused", "detail", pki_openssl_reason(), NULL);
+	if (!ssl || !c || !SSL_set_ex_data(ssl, web_conn_slot, c)) {
+		gw_log(GW_LOG_ERROR, "opweb-tls-refused", "detail",
+		       ssl && c ? pki_openssl_reason() : "out of memory", NULL);
+		free(c);
+		SSL_free(ssl);
 		return NULL; /* evhttp then makes a plain one; on_request refuses it */
 	}
-	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					      BEV_OPT_CLOSE_ON_FREE);
+	c->w = w;
+	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		SSL_free(ssl); /* frees c too */
+		return NULL;
+	}
+	c->bev = bev;
+	if (w->live < OPWEB_MAX_CONNECTIONS) {
+		c->counted = true;
+		w->live++;
+	} else {
+		web_conn_refuse(base, c);
+	}
+	return bev;
 }
 
 /* With TLS on, only a connection whose client certificate verified is served. */

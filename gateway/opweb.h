@@ -26,7 +26,9 @@
  * addresses are accepted, so "loopback" cannot depend on name resolution.
  *
  * Bounds: request headers OPWEB_MAX_HEADERS bytes, body OPWEB_MAX_BODY,
- * a read/write timeout, at most OPWEB_MAX_ROWS rows per list on a page.
+ * a read/write timeout, at most OPWEB_MAX_ROWS rows per list on a page,
+ * with TLS at most OPWEB_MAX_CONNECTIONS connections at once (a newcomer
+ * past it is closed at once, event=opweb-connection-refused).
  *
  * Runs on the caller's libevent loop; single-threaded.
  */
@@ -48,6 +50,7 @@ struct metrics;
 #define OPWEB_MAX_HEADERS 8192
 #define OPWEB_MAX_BODY 1024
 #define OPWEB_MAX_ROWS 200
+#define OPWEB_MAX_CONNECTIONS 32
 #define OPWEB_MAX_RECEIPT_SHOWN (64 * 1024)
 
 typedef struct opweb opweb;

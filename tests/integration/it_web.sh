@@ -9,7 +9,9 @@
 # drill-down pages, escaping of a hostile reason, no name or nin on any page,
 # 405 for other methods, the security headers, the bounds (headers, idle
 # timeout), the refusal of a non-loopback address without TLS, and TLS with
-# operator client certificates (served with one, refused without).
+# operator client certificates (served with one, refused without) and its
+# connection cap (connections that never finish a handshake are refused
+# past it, so they cannot take the sender's file descriptors).
 . "$(dirname "$0")/common.sh"
 
 cfg="$LAB/gateway/gateway.conf"
@@ -184,6 +186,26 @@ check "TLS: refused with a certificate of another CA" \
 check "TLS: plain HTTP gets nothing" \
   bash -c "! curl -s --max-time 5 'http://127.0.0.1:$SERVE_PORT/healthz' | grep -q ok"
 tls_pid=$SERVE_PID
+# 32 connections (the cap) that never start a handshake, then an operator.
+rm -f "$LAB/hold.ready" "$LAB/hold.go"
+timeout 30 python3 - "$SERVE_PORT" "$LAB/hold.ready" "$LAB/hold.go" <<'PY' &
+import os, socket, sys, time
+held = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(32)]
+open(sys.argv[2], "w").close()
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.05)
+PY
+holder=$!
+for _ in $(seq 1 100); do [ -e "$LAB/hold.ready" ] && break; sleep 0.05; done
+sleep 0.3 # the server has accepted them
+op_get() { curl -sS --max-time 10 --cacert "$PKI/ca.pem" --cert "$PKI/nav.pem" --key "$PKI/nav.key" "$tbase/healthz" 2>/dev/null; }
+check "TLS: past the connection cap a newcomer is closed at once" \
+  bash -c "! timeout 5 curl -sS --max-time 4 --cacert '$PKI/ca.pem' --cert '$PKI/nav.pem' --key '$PKI/nav.key' '$tbase/healthz' >/dev/null 2>&1"
+check "... and that is logged" grep -q 'event=opweb-connection-refused' "$LAB/gateway/tls.log"
+touch "$LAB/hold.go"
+wait "$holder" || true
+served_again() { for _ in $(seq 1 50); do [ "$(op_get)" = ok ] && return 0; sleep 0.1; done; return 1; }
+check "TLS: once they are gone, operators are served again" served_again
 
 # ---- clean stop: exit 0, and (in sanitizer builds) no report, leaks included ----
 stopped_clean() {
