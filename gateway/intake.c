@@ -45,8 +45,10 @@
  *
  * A recipient is held, not dropped, when it has no endpoint ("no
  * endpoint"), its endpoint needs consent and has no Grant ("no consent"),
- * or its endpoint wants encryption and none of its certificates can be
- * used ("encryption certificate unusable: ..."): never sent in clear.
+ * or its endpoint wants encryption and one of its certificates is refused
+ * when loaded (not RSA, too weak, another organisation, not trusted or
+ * revoked) or none is valid now ("encryption certificate unusable: ..."):
+ * never sent in clear.
  *
  * Per message: notice_filtered_copy() (core + granted Needs, no Recipients
  * or Consent, a Withdrawal naming the recipient's service only) -> message_build() -> intake_encrypt_body() when the
@@ -81,6 +83,7 @@
 #include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -422,6 +425,7 @@ struct cert_entry {
 	char endpoint[64];
 	size_t n; /* 0: nothing loaded */
 	struct cert_slot slot[2];
+	pki_trust *trust; /* what the slots were checked against (endpoint_trust) */
 };
 
 struct intake_certs {
@@ -435,6 +439,19 @@ static void entry_clear(struct cert_entry *e)
 		X509_free(e->slot[i].cert);
 	e->n = 0;
 	memset(e->slot, 0, sizeof(e->slot));
+	pki_trust_free(e->trust);
+	e->trust = NULL;
+}
+
+void intake_forget_certs(struct intake *in)
+{
+	if (!in->certs)
+		return;
+	for (size_t i = 0; i < in->certs->n; i++)
+		entry_clear(&in->certs->v[i]);
+	free(in->certs->v);
+	free(in->certs);
+	in->certs = NULL;
 }
 
 void intake_close(struct intake *in)
@@ -446,13 +463,7 @@ void intake_close(struct intake *in)
 		spool_list_free(&in->scan_list);
 	in->scan_open = false;
 	in->scan_next = 0;
-	if (!in->certs)
-		return;
-	for (size_t i = 0; i < in->certs->n; i++)
-		entry_clear(&in->certs->v[i]);
-	free(in->certs->v);
-	free(in->certs);
-	in->certs = NULL;
+	intake_forget_certs(in);
 }
 
 static const char *base_name(const char *path)
@@ -497,23 +508,113 @@ static struct cert_entry *entry_for(struct intake *in, const char *endpoint)
 	return e;
 }
 
-/* One certificate file into a slot: readable, a certificate, RSA. */
+/*
+ * The trust a partner's encryption certificates must chain to: the
+ * endpoint's anchors, or the identity's when it has none (as deliver.c
+ * picks them for its TLS server and receipts), with the identity's CRLs.
+ * An anchor or CRL that cannot be used holds the message like a bad
+ * certificate: the operator sees why, and intake_release_held() retries.
+ */
+static int endpoint_trust(const struct gw_config *cfg, const struct config_endpoint *ep,
+			  pki_trust **out)
+{
+	const struct config_identity *id = &cfg->identity;
+	const char *anchors[PKI_MAX_FILES], *crls[PKI_MAX_FILES];
+	size_t n = ep->n_trust > 0 ? ep->n_trust : id->n_trust;
+	int rc;
+
+	for (size_t i = 0; i < n && i < PKI_MAX_FILES; i++)
+		anchors[i] = ep->n_trust > 0 ? ep->trust[i] : id->trust[i];
+	for (size_t i = 0; i < id->n_crl && i < PKI_MAX_FILES; i++)
+		crls[i] = id->crl[i];
+	rc = pki_trust_new(out, anchors, n, crls, id->n_crl);
+	if (rc < 0 && rc != GW_ENOMEM)
+		return gw_error_wrap(GW_EINVALID, INTAKE_HELD_CERT "endpoint %s trust anchors and "
+				     "CRLs", ep->name);
+	return rc;
+}
+
+/* Hold for certificate i of ep: the common start of the sentence, then why. */
+static int cert_refused(const struct config_endpoint *ep, size_t i, const char *fmt, ...)
+	GW_PRINTF(3, 4);
+
+static int cert_refused(const struct config_endpoint *ep, size_t i, const char *fmt, ...)
+{
+	char why[200];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	return gw_error_set(GW_EINVALID, INTAKE_HELD_CERT "endpoint %s certificate %zu (%s) %s",
+			    ep->name, i + 1, base_name(ep->encrypt_cert[i]), why);
+}
+
+/* The certificate names the endpoint's organisation. */
+static int check_org(const struct config_endpoint *ep, size_t i, X509 *cert)
+{
+	char orgnr[10];
+	int rc = pki_cert_orgnr(cert, orgnr);
+
+	if (rc == GW_ENOTFOUND)
+		return cert_refused(ep, i, "names no organisation, not the endpoint's %s",
+				    ep->orgnr);
+	if (rc < 0)
+		return cert_refused(ep, i, "has no readable organisation: %s", gw_error_last());
+	if (strcmp(orgnr, ep->orgnr) != 0)
+		return cert_refused(ep, i, "belongs to organisation %s, not the endpoint's %s",
+				    orgnr, ep->orgnr);
+	return 0;
+}
+
+/* RSA, with at least PKI_MIN_SECURITY_BITS of security (RSA 2048). */
+static int check_key(const struct config_endpoint *ep, size_t i, X509 *cert)
+{
+	EVP_PKEY *pub = X509_get0_pubkey(cert);
+	int bits;
+
+	if (!pub || EVP_PKEY_base_id(pub) != EVP_PKEY_RSA)
+		return cert_refused(ep, i, "is not an RSA certificate");
+	bits = EVP_PKEY_get_security_bits(pub);
+	if (bits < PKI_MIN_SECURITY_BITS)
+		return cert_refused(ep, i, "has too weak a key: RSA %d, %d bits of security, at "
+				    "least %d (RSA 2048) needed", EVP_PKEY_get_bits(pub), bits,
+				    PKI_MIN_SECURITY_BITS);
+	return 0;
+}
+
+/*
+ * Chains to the trust, not revoked; time is left to cert_unusable() at each
+ * use, so an expired certificate of a rollover pair is kept beside the good one.
+ */
+static int check_chain(const struct config_endpoint *ep, size_t i, X509 *cert,
+		       pki_trust *trust)
+{
+	int rc = pki_cert_verify(trust, cert, NULL, PKI_NO_TIME_CHECK);
+
+	if (rc == GW_EINVALID)
+		return cert_refused(ep, i, "does not pass the endpoint's trust anchors and "
+				    "CRLs: %s", gw_error_last());
+	return rc;
+}
+
+/*
+ * One certificate file into a slot: readable, a certificate, an RSA key
+ * strong enough, the endpoint's organisation, trusted and not revoked.
+ */
 static int load_slot(const struct config_endpoint *ep, size_t i, const struct stat *st,
-		     struct cert_slot *slot)
+		     pki_trust *trust, struct cert_slot *slot)
 {
 	const char *path = ep->encrypt_cert[i];
-	EVP_PKEY *pub;
 	X509 *cert = NULL;
+	int rc;
 
 	if (pki_cert_load(&cert, path) < 0)
-		return gw_error_set(GW_EINVALID, INTAKE_HELD_CERT "endpoint %s certificate %zu (%s) "
-				    "cannot be read as a PEM certificate", ep->name, i + 1,
-				    base_name(path));
-	pub = X509_get0_pubkey(cert);
-	if (!pub || EVP_PKEY_base_id(pub) != EVP_PKEY_RSA) {
+		return cert_refused(ep, i, "cannot be read as a PEM certificate");
+	if ((rc = check_key(ep, i, cert)) < 0 || (rc = check_org(ep, i, cert)) < 0 ||
+	    (rc = check_chain(ep, i, cert, trust)) < 0) {
 		X509_free(cert);
-		return gw_error_set(GW_EINVALID, INTAKE_HELD_CERT "endpoint %s certificate %zu (%s) "
-				    "is not an RSA certificate", ep->name, i + 1, base_name(path));
+		return rc;
 	}
 	copy_str(slot->path, sizeof(slot->path), path);
 	slot->dev = st->st_dev;
@@ -524,7 +625,29 @@ static int load_slot(const struct config_endpoint *ep, size_t i, const struct st
 	return 0;
 }
 
-/* ep's certificates, from the cache while their files are unchanged. */
+/* e from ep's files (stat'ed as st), checked against a trust built for it. */
+static int entry_fill(const struct gw_config *cfg, const struct config_endpoint *ep,
+		      const struct stat *st, struct cert_entry *e)
+{
+	int rc;
+
+	entry_clear(e);
+	if ((rc = endpoint_trust(cfg, ep, &e->trust)) < 0)
+		return rc;
+	for (size_t i = 0; i < ep->n_encrypt_cert; i++) {
+		if ((rc = load_slot(ep, i, &st[i], e->trust, &e->slot[i])) < 0) {
+			entry_clear(e);
+			return rc;
+		}
+		e->n = i + 1;
+	}
+	return 0;
+}
+
+/*
+ * ep's certificates, from the cache while their files are unchanged (and
+ * until intake_forget_certs()); checked once per fill, not per message.
+ */
 static int endpoint_certs(struct intake *in, const struct config_endpoint *ep,
 			  struct cert_entry **out)
 {
@@ -546,16 +669,8 @@ static int endpoint_certs(struct intake *in, const struct config_endpoint *ep,
 	fresh = e->n == ep->n_encrypt_cert;
 	for (size_t i = 0; fresh && i < e->n; i++)
 		fresh = same_file(&e->slot[i], ep->encrypt_cert[i], &st[i]);
-	if (!fresh) {
-		entry_clear(e);
-		for (size_t i = 0; i < ep->n_encrypt_cert; i++) {
-			if ((rc = load_slot(ep, i, &st[i], &e->slot[i])) < 0) {
-				entry_clear(e);
-				return rc;
-			}
-			e->n = i + 1;
-		}
-	}
+	if (!fresh && (rc = entry_fill(in->cfg, ep, st, e)) < 0)
+		return rc;
 	*out = e;
 	return 0;
 }

@@ -16,8 +16,10 @@
  * Encryption (SPEC section 5): for an endpoint with encrypt_cert, the
  * Body's Notice is replaced by xenc:EncryptedData for its certificates
  * before the message is signed (encrypt, then sign). The certificates are
- * loaded once per endpoint and kept in struct intake until their files
- * change; intake_close() frees them.
+ * loaded and checked once per endpoint (the endpoint's organisation, key
+ * strength, chain to its trust anchors, not revoked) and kept in struct
+ * intake, with the trust they were checked against, until their files
+ * change or intake_forget_certs(); intake_close() frees them.
  *
  * Held messages go out when their cause is gone: intake_release_held()
  * (after a configuration reload and at start-up) builds, filters, encrypts
@@ -84,6 +86,14 @@ struct intake {
 void intake_close(struct intake *in);
 
 /*
+ * Drop the cached encryption certificates and the trust they were checked
+ * against, so the next message checks them again under in->cfg. For a
+ * configuration reload: an endpoint's orgnr or trust anchors, or the
+ * identity's CRLs (a file replaced under the same name), may have changed.
+ */
+void intake_forget_certs(struct intake *in);
+
+/*
  * Take one file from incoming/new (a chunk of one: its own transaction).
  * 0 when the file was dealt with (see *outcome); a negative gw_code when it
  * could not be (a full or read-only disk, a locked or damaged database),
@@ -138,12 +148,19 @@ int intake_scan(struct intake *in, int *accepted, int *rejected, int *duplicates
 /*
  * Replace the Body content of msg (an unsigned Message for ep, which has
  * encrypt_cert) by xenc:EncryptedData for ep's certificates (xmlenc.h),
- * before it is signed. Certificates that have expired or are not yet valid
- * (by the wall clock) are left out when another one is usable, as during a
- * rollover. GW_EINVALID, msg unchanged, with a sentence beginning
- * INTAKE_HELD_CERT when no certificate can be used (a file that cannot be
- * read, not RSA, all expired): the caller holds the message with that
- * reason; it is never sent in clear. Other negative codes are faults.
+ * before it is signed. When its files are loaded, every certificate must
+ * be RSA with at least PKI_MIN_SECURITY_BITS of security (RSA 2048), name
+ * ep's orgnr (pki_cert_orgnr), and chain to ep's trust anchors (the
+ * identity's when ep has none) without being revoked by the identity's
+ * CRLs, judged without time (PKI_NO_TIME_CHECK). Time is judged at each
+ * use: certificates that have expired or are not yet valid (by the wall
+ * clock) are left out when another one is usable, as during a rollover.
+ * GW_EINVALID, msg unchanged, with a sentence beginning INTAKE_HELD_CERT
+ * when a certificate fails a check made at loading (a file that cannot be
+ * read, not RSA, too weak, another organisation, not trusted or revoked,
+ * anchors or CRLs that cannot be read) or none is valid now: the caller
+ * holds the message with that reason; it is never sent in clear. Other
+ * negative codes are faults.
  */
 int intake_encrypt_body(struct intake *in, const struct config_endpoint *ep, xmlDocPtr msg);
 

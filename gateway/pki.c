@@ -233,7 +233,10 @@ int pki_cert_verify(pki_trust *trust, X509 *cert, STACK_OF(X509) *chain, time_t 
 		return gw_error_set(GW_ERROR, "cannot start certificate verification: %s",
 				    pki_openssl_reason());
 	}
-	if (now != 0)
+	if (now == PKI_NO_TIME_CHECK)
+		X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(ctx),
+					    X509_V_FLAG_NO_CHECK_TIME);
+	else if (now != 0)
 		X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), now);
 	if (X509_verify_cert(ctx) != 1) {
 		int err = X509_STORE_CTX_get_error(ctx);

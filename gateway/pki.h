@@ -40,11 +40,21 @@ const char *pki_trust_crl_file(const pki_trust *trust, size_t i);
 /* The OpenSSL store (anchors + CRLs, flags set); owned by the trust. */
 X509_STORE *pki_trust_store(pki_trust *trust);
 
+/* pki_cert_verify()'s `now` that checks no validity period (see there). */
+#define PKI_NO_TIME_CHECK ((time_t)-1)
+
 /*
  * Verify cert against the trust at time now (0 = current time), with
  * `chain` as untrusted intermediates (may be NULL). GW_EINVALID with the
  * OpenSSL reason ("certificate has expired", "certificate revoked", "EE
  * certificate key too weak", ...).
+ *
+ * now == PKI_NO_TIME_CHECK checks everything but time: the chain to an
+ * anchor, revocation when CRLs are configured, key strength; no
+ * certificate's and no CRL's validity period (X509_V_FLAG_NO_CHECK_TIME,
+ * for this call only). For a caller that judges validity itself at each
+ * use, such as the encryption certificates of a rollover pair, where one
+ * may have expired beside a good one (intake.c).
  */
 int pki_cert_verify(pki_trust *trust, X509 *cert, STACK_OF(X509) *chain, time_t now);
 

@@ -27,7 +27,8 @@
  *     the next start by recover_sending()), exit 0;
  *   - SIGHUP: load the configuration into a new struct and swap it in when
  *     valid (endpoints, limits, retry schedule, log level, and the trust
- *     anchors and CRLs read again); keep the old one on error. Identity key
+ *     anchors and CRLs read again; encryption certificates are checked
+ *     again at their next use); keep the old one on error. Identity key
  *     and certificate, database and spool changes need a restart.
  *   - SIGUSR1: look at the queue now (after an operator's retry, or a test
  *     that moved its clock).
@@ -969,6 +970,7 @@ static void reload(struct sender *s)
 	s->trust = trust;
 	s->cfg = fresh;
 	s->intake.cfg = fresh;
+	intake_forget_certs(&s->intake); /* checked against the old endpoints, anchors, CRLs */
 	intake_close(&s->helper); /* its certificate cache */
 	s->helper.cfg = fresh;
 	opweb_set_config(s->web, fresh);

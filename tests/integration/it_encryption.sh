@@ -9,14 +9,17 @@
 #      housing.key` opens it into the filtered Notice; the receiver (decrypt_key
 #      housing.key) verified, decrypted and put the plaintext Notice with only
 #      the granted Need into its inbox. nav's copy travels in clear.
-#   2  rollover at the gateway: two certificates (housing.pem and a new one,
-#      here nav.pem): two EncryptedKeys, either key alone decrypts, and the
-#      receiver holding old and new keys takes it.
-#   3  an expired certificate only: housing's message is held with
-#      "encryption certificate unusable: ... has expired", nothing reaches its
-#      inbox, nav is not affected. When the sender releases held messages
-#      (intake_release_held wired in), fixing the certificate and running
-#      again delivers it.
+#   2  rollover at the gateway: two certificates (housing.pem and a new one
+#      of housing's organisation, enc-new.pem, issued here by the development
+#      CA): two EncryptedKeys, either key alone decrypts, and the receiver
+#      holding old and new keys takes it.
+#   3  an expired certificate only (enc-expired.pem, housing's organisation,
+#      issued here): housing's message is held with "encryption certificate
+#      unusable: ... has expired", nothing reaches its inbox, nav is not
+#      affected. Then a certificate of another organisation (nav.pem): held,
+#      "... belongs to organisation <nav>, not the endpoint's <housing>".
+#      Fixing the certificate and running again delivers both (the sender
+#      releases held messages at start).
 # Privacy: no nin or name in any log, reason file or operator output.
 . "$(dirname "$0")/common.sh"
 
@@ -71,6 +74,30 @@ cert_b64() { openssl x509 -in "$1" -outform DER | base64 -w0; }
 squeeze() { tr -d ' \r\n\t' < "$1"; }
 xmlsec_decrypt() { xmlsec1 --decrypt --privkey-pem "$1" "$2" 2>/dev/null; }
 
+# issue_housing NAME [START END]: $LAB/NAME.pem and NAME.key, an RSA-2048
+# certificate of housing's organisation from the development CA (openssl ca:
+# it takes the dates of an expired one).
+issue_housing() {
+  local name=$1 start=${2:-} end=${3:-} ca="$LAB/enc-ca" dates=(-days 30)
+  mkdir -p "$ca"
+  : > "$ca/index.txt"
+  openssl rand -hex 8 > "$ca/serial"
+  printf '%s\n' '[ca]' 'default_ca = dev' '[dev]' "database = $ca/index.txt" \
+    "new_certs_dir = $ca" "serial = $ca/serial" 'default_md = sha256' 'policy = any' \
+    'unique_subject = no' '[any]' 'countryName = optional' 'organizationName = optional' \
+    'organizationIdentifier = optional' 'commonName = supplied' > "$ca/ca.cnf"
+  if [ -n "$start" ]; then dates=(-startdate "$start" -enddate "$end"); fi
+  (umask 077 && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
+    -out "$LAB/$name.key" 2>/dev/null) &&
+    openssl req -new -key "$LAB/$name.key" -out "$ca/$name.csr" \
+      -subj "/C=NO/O=Oslo kommune Bolig/organizationIdentifier=NTRNO-$ORGNR_HOUSING/CN=Oslo kommune Bolig ($name)" &&
+    openssl ca -batch -notext -config "$ca/ca.cnf" -cert "$PKI/ca.pem" -keyfile "$PKI/ca.key" \
+      -in "$ca/$name.csr" -out "$LAB/$name.pem" "${dates[@]}" 2>/dev/null
+}
+check "a new encryption certificate of housing's organisation issued" issue_housing enc-new
+check "an expired one issued" issue_housing enc-expired \
+  "$(date -u -d '-366 days' +%Y%m%d%H%M%SZ)" "$(date -u -d '-1 day' +%Y%m%d%H%M%SZ)"
+
 check "housing receiver restarted with decrypt_key housing.key" \
   restart_with housing "decrypt_key = $PKI/housing.key"
 encrypt_for "$PKI/housing.pem"
@@ -114,37 +141,49 @@ check "nav's copy travels in clear (no encrypt_cert)" \
 
 # ---- 2: rollover, two certificates at the gateway, two keys at the receiver ----
 n=ENCRYPT-2027-000002
-encrypt_for "$PKI/housing.pem" "$PKI/nav.pem"
+encrypt_for "$PKI/housing.pem" "$LAB/enc-new.pem"
 check "housing receiver holds old and new keys" \
-  restart_with housing "decrypt_key = $PKI/nav.key $PKI/housing.key"
+  restart_with housing "decrypt_key = $LAB/enc-new.key $PKI/housing.key"
 lab_drop "$DATA/e2-release.xml"
 check "run 2 until idle" lab_send
 check "rollover: housing delivered" eq "$(state $n housing)" delivered
 ev=$(evidence housing $n)
 check "rollover: two EncryptedKeys" eq "$(grep -o '<xenc:EncryptedKey' "$ev" 2>/dev/null | wc -l)" 2
 xmlsec_decrypt "$PKI/housing.key" "$ev" > "$LAB/e2-old.xml" || true
-xmlsec_decrypt "$PKI/nav.key" "$ev" > "$LAB/e2-new.xml" || true
+xmlsec_decrypt "$LAB/enc-new.key" "$ev" > "$LAB/e2-new.xml" || true
 check "rollover: the old key alone decrypts" grep -q 'E2 housing' "$LAB/e2-old.xml"
 check "rollover: the new key alone decrypts" grep -q 'E2 housing' "$LAB/e2-new.xml"
 check "rollover: the inbox item is the plaintext Notice" grep -q 'E2 housing' "$(item housing $n)"
 
 # ---- 3: an unusable certificate holds, visibly ----
 n=ENCRYPT-2027-000003
-encrypt_for "$PKI/expired.pem"
+encrypt_for "$LAB/enc-expired.pem"
 before=$(count_inbox housing)
 lab_drop "$DATA/e3-release.xml"
 check "run 3 until idle" lab_send
-label=$("$GW" list --config "$cfg" --notice $n | awk '$4 == "housing" { $1=$2=$3=$4=$5=""; sub(/^ +/, ""); print }')
 check "expired certificate: housing held with the reason" \
-  eq "$label" "held: encryption certificate unusable: endpoint housing certificate 1 (expired.pem) has expired"
+  eq "$(state_of $n housing)" "held: encryption certificate unusable: endpoint housing certificate 1 (enc-expired.pem) has expired"
 check "expired certificate: nothing new in housing's inbox" eq "$(count_inbox housing)" "$before"
 check "expired certificate: nav still delivered" eq "$(state $n nav)" delivered
 check "the hold is in the gateway log" \
   grep -q 'event=held .*encryption certificate unusable' "$LAB/gateway/gateway.log"
+
+n4=ENCRYPT-2027-000004
+encrypt_for "$PKI/nav.pem"
+sed "s/ENCRYPT-2027-000003/$n4/" "$DATA/e3-release.xml" > "$LAB/e4-release.xml"
+lab_drop "$LAB/e4-release.xml"
+check "run 3b until idle" lab_send
+check "another organisation's certificate: housing held with the reason" \
+  eq "$(state_of $n4 housing)" "held: encryption certificate unusable: endpoint housing certificate 1 (nav.pem) belongs to organisation $ORGNR_NAV, not the endpoint's $ORGNR_HOUSING"
+check "another organisation's certificate: nothing new in housing's inbox" \
+  eq "$(count_inbox housing)" "$before"
+check "another organisation's certificate: nav still delivered" eq "$(state $n4 nav)" delivered
+
 encrypt_for "$PKI/housing.pem"
 check "run 4 (certificate fixed) until idle" lab_send
 check "fixed certificate: the held message is delivered" eq "$(state $n housing)" delivered
 check "fixed certificate: housing's item arrived" grep -q 'E3 housing' "$(item housing $n)"
+check "fixed certificate: the other held message is delivered" eq "$(state $n4 housing)" delivered
 
 # ---- privacy ----
 ops="$LAB/operator"

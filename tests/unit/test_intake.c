@@ -24,11 +24,18 @@
  * Encryption: the school endpoint's copy is stored encrypted then signed
  * (xenc:EncryptedData, aes256-gcm, rsa-oaep-mgf1p, the recipient's
  * X509Certificate, no Need text in clear), the signature verifies, and both
- * our xmlenc and the `xmlsec1 --decrypt` command open it with housing.key
- * (the school endpoint encrypts for housing.pem here) into the filtered
- * Notice. Rollover: two certificates, two EncryptedKeys; an expired one
- * beside a valid one is left out. An expired only, an EC, or a missing
- * certificate holds "encryption certificate unusable: ..." instead.
+ * our xmlenc and the `xmlsec1 --decrypt` command open it with school.key
+ * into the filtered Notice. The school's certificates (organisation
+ * 910000004) are issued once for the group by the development CA into a
+ * temporary directory: school, school-next, school-expired, school-weak
+ * (RSA 1024) and no-org. Rollover: two certificates, two EncryptedKeys; an
+ * expired one beside a valid one is left out. An expired only, an EC, a
+ * missing certificate, one of another organisation or of none, a weak one,
+ * one that does not chain to the endpoint's anchors (the rogue CA's; the
+ * development CA's when the endpoint trusts only the rogue CA), a revoked
+ * one (ca.crl), or a pair with one of them, holds "encryption certificate
+ * unusable: ..." instead, with nothing signed. After intake_forget_certs()
+ * (a reload) a certificate used before is checked again under the new CRLs.
  *
  * Release of held messages (intake_release_held): nav held "no endpoint"
  * under a configuration without nav is queued with verifiable signed bytes
@@ -53,7 +60,9 @@
 #include "xmlenc.h"
 #include "xmlread.h"
 
+#include <openssl/bn.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <sys/wait.h>
@@ -75,6 +84,8 @@
 #define ORG_NAV "889960221"
 #define ORG_HEALTH "987654325"
 #define ORG_PRISON "922222223"
+#define ORG_SCHOOL "910000004"
+#define ORG_GATEWAY "974760673"
 
 static const unsigned char pseudonym_key[] = "intake-test-pseudonym-key";
 
@@ -87,6 +98,96 @@ static int64_t fixed_now(void)
 	return NOW;
 }
 
+/* ---- the school's encryption certificates, issued here by the development CA ---- */
+
+static char issued_dir[PATH_MAX]; /* the group's: NAME.pem and NAME.key */
+
+/* A path in issued_dir (one of 4 static slots, reused in turn). */
+static const char *issued(const char *name)
+{
+	static char slots[4][PATH_MAX + 64];
+	static size_t next;
+	char *slot = slots[next++ % 4];
+
+	snprintf(slot, sizeof(slots[0]), "%s/%s", issued_dir, name);
+	return slot;
+}
+
+static void write_key(const char *path, EVP_PKEY *key)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+
+	if (!f)
+		fail_msg("cannot create %s", path);
+	assert_int_equal(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void write_cert(const char *path, X509 *cert)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		fail_msg("cannot create %s", path);
+	assert_int_equal(PEM_write_X509(f, cert), 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* A random serial, so none is the one ca.crl revokes. */
+static void random_serial(X509 *cert)
+{
+	BIGNUM *bn = BN_new();
+
+	assert_non_null(bn);
+	assert_int_equal(BN_rand(bn, 64, BN_RAND_TOP_ONE, BN_RAND_BOTTOM_ANY), 1);
+	assert_non_null(BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)));
+	BN_free(bn);
+}
+
+/*
+ * issued(NAME.pem) and issued(NAME.key): an RSA key of `bits`, the subject
+ * naming orgnr as organizationIdentifier NTRNO-<orgnr> (NULL: no
+ * organisation), valid from `from` to `to` days from now, issued by the
+ * development CA (ca.pem, ca.key).
+ */
+static void issue(const char *name, const char *orgnr, int bits, long from, long to)
+{
+	EVP_PKEY *key = EVP_RSA_gen((unsigned)bits), *ca_key = NULL;
+	X509 *ca = NULL, *cert = X509_new();
+	X509_NAME *subject = X509_get_subject_name(cert);
+	char file[128], org_id[16];
+
+	assert_non_null(key);
+	assert_non_null(cert);
+	assert_ok(pki_cert_load(&ca, tu_pki("ca.pem")));
+	assert_ok(pki_key_load(&ca_key, tu_pki("ca.key")));
+	assert_int_equal(X509_set_version(cert, 2), 1);
+	random_serial(cert);
+	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(cert), from * 86400));
+	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(cert), to * 86400));
+	assert_int_equal(X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8,
+						    (const unsigned char *)name, -1, -1, 0), 1);
+	if (orgnr) {
+		snprintf(org_id, sizeof(org_id), "NTRNO-%s", orgnr);
+		assert_int_equal(X509_NAME_add_entry_by_NID(subject, NID_organizationIdentifier,
+							    MBSTRING_UTF8,
+							    (const unsigned char *)org_id,
+							    -1, -1, 0), 1);
+	}
+	assert_int_equal(X509_set_issuer_name(cert, X509_get_subject_name(ca)), 1);
+	assert_int_equal(X509_set_pubkey(cert, key), 1);
+	assert_true(X509_sign(cert, ca_key, EVP_sha256()) > 0);
+	snprintf(file, sizeof(file), "%s.pem", name);
+	write_cert(issued(file), cert);
+	snprintf(file, sizeof(file), "%s.key", name);
+	write_key(issued(file), key);
+	X509_free(cert);
+	X509_free(ca);
+	EVP_PKEY_free(ca_key);
+	EVP_PKEY_free(key);
+}
+
 static int group_setup(void **state)
 {
 	const char *anchors[1];
@@ -97,6 +198,12 @@ static int group_setup(void **state)
 	anchors[0] = tu_pki("ca.pem");
 	assert_ok(pki_trust_new(&trust, anchors, 1, NULL, 0));
 	assert_ok(verifier_new(&ver, trust));
+	snprintf(issued_dir, sizeof(issued_dir), "%s", tu_tmpdir("intake-issued"));
+	issue("school", ORG_SCHOOL, 2048, 0, 365);
+	issue("school-next", ORG_SCHOOL, 2048, 0, 730); /* the rollover's new one */
+	issue("school-expired", ORG_SCHOOL, 2048, -366, -1);
+	issue("school-weak", ORG_SCHOOL, 1024, 0, 365);
+	issue("no-org", NULL, 2048, 0, 365);
 	return 0;
 }
 
@@ -106,6 +213,7 @@ static int group_teardown(void **state)
 	pki_trust_free(trust);
 	dsig_shutdown();
 	xmlread_shutdown();
+	tu_rmrf(issued_dir);
 	return 0;
 }
 
@@ -130,10 +238,11 @@ static void build_config(struct gw_config *cfg, const char *dir)
 				"municipalities = 0301\nurl = https://127.0.0.1:9443/notices\n"
 				"[endpoint other-prison]\norgnr = " ORG_PRISON "\nservices = prison\n"
 				"consent = not-required\nurl = https://127.0.0.1:9444/notices\n"
-				"[endpoint oslo-school]\norgnr = 910000004\nservices = school\n"
+				"[endpoint oslo-school]\norgnr = " ORG_SCHOOL "\n"
+				"services = school\n"
 				"municipalities = 0301\nurl = https://127.0.0.1:9445/notices\n"
 				"encrypt_cert = %s\n",
-				tu_pki("housing.pem")));
+				issued("school.pem")));
 	assert_ok(config_parse(cfg, (const char *)text.data, dir));
 	gw_buf_free(&text);
 }
@@ -909,10 +1018,10 @@ static void we_decrypt(const gw_buf *body, const char *key, const char *cert)
 	xmlDocPtr doc;
 	xmlNodePtr plain = NULL;
 	xmlBufferPtr out = xmlBufferCreate();
-	char cert_copy[PATH_MAX], key_copy[PATH_MAX];
+	char cert_copy[PATH_MAX + 64], key_copy[PATH_MAX + 64];
 
-	snprintf(key_copy, sizeof(key_copy), "%s", tu_pki(key));
-	snprintf(cert_copy, sizeof(cert_copy), "%s", tu_pki(cert));
+	snprintf(key_copy, sizeof(key_copy), "%s", key);
+	snprintf(cert_copy, sizeof(cert_copy), "%s", cert);
 	assert_ok(xmlenc_keys_new(&k));
 	assert_ok(xmlenc_keys_add(k, key_copy, cert_copy));
 	assert_ok(xmlread_parse(&doc, body->data, body->len, 0, "message"));
@@ -929,24 +1038,24 @@ static void we_decrypt(const gw_buf *body, const char *key, const char *cert)
 static void test_encryption_then_signature_for_the_school(void **state)
 {
 	const char *certs[1];
-	char cert[PATH_MAX], path[PATH_MAX + 64], cmd[4 * PATH_MAX + 256];
+	char cert[PATH_MAX + 64], path[PATH_MAX + 64], cmd[4 * PATH_MAX + 512];
 	gw_buf body = GW_BUF_INIT, plain = GW_BUF_INIT;
 
-	snprintf(cert, sizeof(cert), "%s", tu_pki("housing.pem"));
+	snprintf(cert, sizeof(cert), "%s", issued("school.pem"));
 	certs[0] = cert;
 	drop("encrypted-school.xml", "school.xml");
 	take("school.xml", INTAKE_ACCEPTED);
 	school_message(&body); /* signature verifies over the encrypted form */
 	assert_encrypted_for(&body, certs, 1);
-	assert_true(has(&body, "<To orgnr=\"910000004\" service=\"school\"/>"));
-	we_decrypt(&body, "housing.key", "housing.pem");
+	assert_true(has(&body, "<To orgnr=\"" ORG_SCHOOL "\" service=\"school\"/>"));
+	we_decrypt(&body, issued("school.key"), issued("school.pem"));
 
 	/* Interop: the xmlsec1 command decrypts the message file we stored. */
 	snprintf(path, sizeof(path), "%s/signed.xml", fx.dir);
 	tu_write(path, body.data, body.len);
 	snprintf(cmd, sizeof(cmd),
 		 "xmlsec1 --decrypt --privkey-pem '%s' '%s' >'%s/plain.xml' 2>'%s/xmlsec1.err'",
-		 tu_pki("housing.key"), path, fx.dir, fx.dir);
+		 issued("school.key"), path, fx.dir, fx.dir);
 	assert_int_equal(run(cmd), 0);
 	snprintf(path, sizeof(path), "%s/plain.xml", fx.dir);
 	tu_read(path, &plain);
@@ -969,11 +1078,11 @@ static void test_encryption_then_signature_for_the_school(void **state)
 static void test_encryption_rollover_two_certificates(void **state)
 {
 	const char *certs[2];
-	char a[PATH_MAX], b[PATH_MAX];
+	char a[PATH_MAX + 64], b[PATH_MAX + 64];
 	gw_buf body = GW_BUF_INIT;
 
-	snprintf(a, sizeof(a), "%s", tu_pki("housing.pem"));
-	snprintf(b, sizeof(b), "%s", tu_pki("nav.pem"));
+	snprintf(a, sizeof(a), "%s", issued("school.pem"));
+	snprintf(b, sizeof(b), "%s", issued("school-next.pem"));
 	certs[0] = a;
 	certs[1] = b;
 	school_certs(a, b);
@@ -981,19 +1090,20 @@ static void test_encryption_rollover_two_certificates(void **state)
 	take("school.xml", INTAKE_ACCEPTED);
 	school_message(&body);
 	assert_encrypted_for(&body, certs, 2);
-	we_decrypt(&body, "housing.key", "housing.pem"); /* either key alone */
-	we_decrypt(&body, "nav.key", "nav.pem");
+	we_decrypt(&body, issued("school.key"), a); /* either key alone */
+	we_decrypt(&body, issued("school-next.key"), b);
 	gw_buf_free(&body);
 }
 
+/* The pair of a rollover: the old one expired, not refused, and left out. */
 static void test_expired_certificate_left_out_beside_a_valid_one(void **state)
 {
 	const char *certs[1];
-	char expired[PATH_MAX], valid[PATH_MAX];
+	char expired[PATH_MAX + 64], valid[PATH_MAX + 64];
 	gw_buf body = GW_BUF_INIT;
 
-	snprintf(expired, sizeof(expired), "%s", tu_pki("expired.pem"));
-	snprintf(valid, sizeof(valid), "%s", tu_pki("housing.pem"));
+	snprintf(expired, sizeof(expired), "%s", issued("school-expired.pem"));
+	snprintf(valid, sizeof(valid), "%s", issued("school.pem"));
 	certs[0] = valid;
 	school_certs(expired, valid);
 	drop("encrypted-school.xml", "school.xml");
@@ -1022,14 +1132,14 @@ static void assert_school_held(const char *reason)
 
 static void test_unusable_certificate_holds_with_reason(void **state)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX + 64];
 
-	snprintf(path, sizeof(path), "%s", tu_pki("expired.pem"));
+	snprintf(path, sizeof(path), "%s", issued("school-expired.pem"));
 	school_certs(path, NULL);
 	drop("encrypted-school.xml", "school.xml");
 	take("school.xml", INTAKE_ACCEPTED);
 	assert_school_held("encryption certificate unusable: endpoint oslo-school certificate 1 "
-			   "(expired.pem) has expired");
+			   "(school-expired.pem) has expired");
 }
 
 static void test_ec_certificate_holds_with_reason(void **state)
@@ -1056,6 +1166,132 @@ static void test_missing_certificate_holds_with_reason(void **state)
 			   "(gone.pem): No such file or directory");
 }
 
+/* ---- checked when loaded: organisation, key strength, trust ---- */
+
+#define HELD_SCHOOL "encryption certificate unusable: endpoint oslo-school certificate "
+/* The reason for certificate 1 (FILE) refused by OpenSSL's chain check with WHY. */
+#define NOT_TRUSTED(file, why)                                                         \
+	HELD_SCHOOL "1 (" file ") does not pass the endpoint's trust anchors and CRLs: " \
+		    "certificate not trusted: " why " (depth 0)"
+
+static void school_orgnr(const char *orgnr)
+{
+	struct config_endpoint *ep = endpoint_named(&fx.cfg, "oslo-school");
+
+	snprintf(ep->orgnr, sizeof(ep->orgnr), "%s", orgnr);
+}
+
+/* The school's notice with this one certificate: held with this reason, nothing signed. */
+static void expect_school_held(const char *cert, const char *reason)
+{
+	char path[PATH_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s", cert);
+	school_certs(path, NULL);
+	drop("encrypted-school.xml", "school.xml");
+	take("school.xml", INTAKE_ACCEPTED);
+	assert_school_held(reason);
+}
+
+static void test_certificate_of_another_organisation_holds(void **state)
+{
+	expect_school_held(tu_pki("housing.pem"),
+			   HELD_SCHOOL "1 (housing.pem) belongs to organisation " ORG_HOUSING
+				       ", not the endpoint's " ORG_SCHOOL);
+}
+
+static void test_certificate_without_organisation_holds(void **state)
+{
+	expect_school_held(issued("no-org.pem"),
+			   HELD_SCHOOL "1 (no-org.pem) names no organisation, not the endpoint's "
+				       ORG_SCHOOL);
+}
+
+static void test_weak_certificate_holds(void **state)
+{
+	expect_school_held(issued("school-weak.pem"),
+			   HELD_SCHOOL "1 (school-weak.pem) has too weak a key: RSA 1024, 80 bits "
+				       "of security, at least 112 (RSA 2048) needed");
+}
+
+/* untrusted.pem names the gateway's organisation: the school endpoint is made its. */
+static void test_untrusted_certificate_holds(void **state)
+{
+	school_orgnr(ORG_GATEWAY);
+	expect_school_held(tu_pki("untrusted.pem"),
+			   NOT_TRUSTED("untrusted.pem", "unable to get local issuer certificate"));
+}
+
+/* The endpoint's own anchors replace the identity's: the development CA is not among them. */
+static void test_certificate_outside_the_endpoints_anchors_holds(void **state)
+{
+	struct config_endpoint *ep = endpoint_named(&fx.cfg, "oslo-school");
+
+	set_path(ep->trust[0], sizeof(ep->trust[0]), tu_pki("untrusted-ca.pem"));
+	ep->n_trust = 1;
+	expect_school_held(issued("school.pem"),
+			   NOT_TRUSTED("school.pem", "unable to get local issuer certificate"));
+}
+
+static void use_ca_crl(void)
+{
+	set_path(fx.cfg.identity.crl[0], sizeof(fx.cfg.identity.crl[0]), tu_pki("ca.crl"));
+	fx.cfg.identity.n_crl = 1;
+}
+
+static void test_revoked_certificate_holds(void **state)
+{
+	school_orgnr(ORG_GATEWAY);
+	use_ca_crl();
+	expect_school_held(tu_pki("revoked.pem"),
+			   NOT_TRUSTED("revoked.pem", "certificate revoked"));
+}
+
+/* One refused certificate of a pair holds the message: it is not left out in silence. */
+static void test_refused_certificate_of_a_pair_holds(void **state)
+{
+	char good[PATH_MAX + 64], other[PATH_MAX + 64];
+
+	snprintf(good, sizeof(good), "%s", issued("school.pem"));
+	snprintf(other, sizeof(other), "%s", tu_pki("nav.pem"));
+	school_certs(good, other);
+	drop("encrypted-school.xml", "school.xml");
+	take("school.xml", INTAKE_ACCEPTED);
+	assert_school_held(HELD_SCHOOL "2 (nav.pem) belongs to organisation " ORG_NAV
+				       ", not the endpoint's " ORG_SCHOOL);
+}
+
+/* After a reload (intake_forget_certs) the cached certificates meet the new CRLs. */
+static void test_forgotten_certificates_are_checked_again(void **state)
+{
+	gw_buf b = GW_BUF_INIT;
+	struct rows r;
+	char *at;
+
+	school_orgnr(ORG_GATEWAY);
+	school_certs(tu_pki("revoked.pem"), NULL); /* no CRL configured yet */
+	drop("encrypted-school.xml", "school.xml");
+	take("school.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000006", 1, &r);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.m[0].state, MSG_QUEUED);
+
+	use_ca_crl();
+	intake_forget_certs(&fx.in);
+	tu_read(tu_src("tests/data/intake/encrypted-school.xml"), &b);
+	at = strstr((char *)b.data, "revision=\"1\"");
+	assert_non_null(at);
+	at[10] = '2';
+	drop_bytes("school-r2.xml", b.data, b.len);
+	take("school-r2.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000006", 2, &r);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.m[0].state, MSG_HELD);
+	assert_string_equal(r.m[0].reason,
+			    NOT_TRUSTED("revoked.pem", "certificate revoked"));
+	gw_buf_free(&b);
+}
+
 /* A certificate file replaced in place is read again (the cache follows the file). */
 static void test_certificate_cache_follows_the_file(void **state)
 {
@@ -1066,7 +1302,7 @@ static void test_certificate_cache_follows_the_file(void **state)
 	int released = -1;
 
 	snprintf(path, sizeof(path), "%s/school-enc.pem", fx.dir);
-	tu_read(tu_pki("expired.pem"), &pem);
+	tu_read(issued("school-expired.pem"), &pem);
 	tu_write(path, pem.data, pem.len);
 	school_certs(path, NULL);
 	drop("encrypted-school.xml", "school.xml");
@@ -1076,7 +1312,7 @@ static void test_certificate_cache_follows_the_file(void **state)
 
 	/* The operator installs the new certificate under the same name. */
 	unlink(path);
-	tu_read(tu_pki("housing.pem"), &pem);
+	tu_read(issued("school.pem"), &pem);
 	tu_write(path, pem.data, pem.len);
 	assert_ok(intake_release_held(&fx.in, &released));
 	assert_int_equal(released, 1);
@@ -1826,6 +2062,14 @@ int main(void)
 		T(test_unusable_certificate_holds_with_reason),
 		T(test_ec_certificate_holds_with_reason),
 		T(test_missing_certificate_holds_with_reason),
+		T(test_certificate_of_another_organisation_holds),
+		T(test_certificate_without_organisation_holds),
+		T(test_weak_certificate_holds),
+		T(test_untrusted_certificate_holds),
+		T(test_certificate_outside_the_endpoints_anchors_holds),
+		T(test_revoked_certificate_holds),
+		T(test_refused_certificate_of_a_pair_holds),
+		T(test_forgotten_certificates_are_checked_again),
 		T(test_certificate_cache_follows_the_file),
 		T(test_release_held_when_endpoint_appears),
 		T(test_release_needs_the_unaltered_original),

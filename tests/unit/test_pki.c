@@ -1,8 +1,8 @@
 /*
  * test_pki: trust anchors and CRLs, the certificate check (expired,
- * revoked, untrusted, explicit time), the organisation in a certificate
- * (organizationIdentifier, serialNumber fallback, neither), private key
- * file permissions, fingerprints and time left.
+ * revoked, untrusted, explicit time, no time check), the organisation in
+ * a certificate (organizationIdentifier, serialNumber fallback, neither),
+ * private key file permissions, fingerprints and time left.
  */
 #include "testutil.h"
 #include "err.h"
@@ -158,6 +158,25 @@ static void test_verify_at_explicit_time(void **state)
 	pki_trust_free(t);
 }
 
+/* PKI_NO_TIME_CHECK: chain, revocation and key strength, no time; for that call only. */
+static void test_verify_without_time_check(void **state)
+{
+	pki_trust *t = trust_of(tu_pki("ca.pem"), tu_pki("ca.crl"));
+
+	assert_int_equal(verify_name(t, "expired.pem", PKI_NO_TIME_CHECK), 0);
+	assert_int_equal(verify_name(t, "gateway-rsa.pem", PKI_NO_TIME_CHECK), 0);
+	assert_int_equal(verify_name(t, "revoked.pem", PKI_NO_TIME_CHECK), GW_EINVALID);
+	assert_non_null(strstr(gw_error_last(), "revoked"));
+	assert_int_equal(verify_name(t, "weak.pem", PKI_NO_TIME_CHECK), GW_EINVALID);
+	assert_non_null(strstr(gw_error_last(), "too weak"));
+	assert_int_equal(verify_name(t, "untrusted.pem", PKI_NO_TIME_CHECK), GW_EINVALID);
+	assert_non_null(strstr(gw_error_last(), "issuer"));
+	/* The next call on the same trust checks time again. */
+	assert_int_equal(verify_name(t, "expired.pem", 0), GW_EINVALID);
+	assert_non_null(strstr(gw_error_last(), "expired"));
+	pki_trust_free(t);
+}
+
 static void test_verify_revoked_with_crl(void **state)
 {
 	pki_trust *t = trust_of(tu_pki("ca.pem"), tu_pki("ca.crl"));
@@ -309,6 +328,7 @@ int main(void)
 		cmocka_unit_test(test_orgnr_rules),
 		cmocka_unit_test(test_verify_good_expired_untrusted),
 		cmocka_unit_test(test_verify_at_explicit_time),
+		cmocka_unit_test(test_verify_without_time_check),
 		cmocka_unit_test(test_verify_revoked_with_crl),
 		cmocka_unit_test(test_crl_check_needs_crl_for_every_issuer),
 		cmocka_unit_test(test_anchor_file_with_several_certs),
