@@ -109,7 +109,8 @@ static const char *issued(const char *name)
 	static size_t next;
 	char *slot = slots[next++ % 4];
 
-	snprintf(slot, sizeof(slots[0]), "%s/%s", issued_dir, name);
+	if (snprintf(slot, sizeof(slots[0]), "%s/%s", issued_dir, name) >= (int)sizeof(slots[0]))
+		fail_msg("path too long: %s/%s", issued_dir, name);
 	return slot;
 }
 
