@@ -128,7 +128,7 @@ static void test_open_durability_settings(void **state)
 	assert_int_equal(s.synchronous, 2); /* FULL */
 	assert_int_equal(s.foreign_keys, 1);
 	assert_true(s.busy_timeout_ms > 0);
-	assert_int_equal(s.schema_version, 3);
+	assert_int_equal(s.schema_version, 4);
 
 	assert_int_equal(stat(f->path, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
@@ -136,7 +136,7 @@ static void test_open_durability_settings(void **state)
 	/* A second open of an existing file finds the schema and migrates nothing. */
 	assert_int_equal(store_sqlite_open(&again, f->path), 0);
 	assert_int_equal(store_sqlite_settings(again, &s), 0);
-	assert_int_equal(s.schema_version, 3);
+	assert_int_equal(s.schema_version, 4);
 	again->ops->close(again);
 }
 
@@ -893,6 +893,53 @@ static int raw_exec(const char *path, const char *sql)
 	return rc;
 }
 
+/* The signed bytes back in the messages row, where versions 1 to 3 kept them. */
+#define TO_VERSION_3                                                                      \
+	"ALTER TABLE messages ADD COLUMN signed_bytes BLOB;"                              \
+	" UPDATE messages SET signed_bytes ="                                             \
+	"   (SELECT bytes FROM message_bytes b WHERE b.message_id = messages.message_id);" \
+	" DROP TABLE message_bytes; PRAGMA user_version = 3;"
+
+static void expect_bytes(store *st, const char *mid, const char *bytes)
+{
+	struct store_message m;
+	gw_buf b = GW_BUF_INIT;
+
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(st->ops->message_get(st, mid, &m), 0);
+	assert_int_equal(st->ops->message_bytes(st, mid, &b), 0);
+	assert_int_equal(m.signed_bytes.len, strlen(bytes));
+	assert_int_equal(b.len, strlen(bytes));
+	if (b.len) {
+		assert_memory_equal(m.signed_bytes.data, bytes, b.len);
+		assert_memory_equal(b.data, bytes, b.len);
+	}
+	store_message_clear(&m);
+	gw_buf_free(&b);
+}
+
+/* A version 3 database: its signed bytes move to their own table, none lost. */
+static void test_upgrade_from_version_3_moves_signed_bytes(void **state)
+{
+	struct fixture *f = *state;
+	struct store_sqlite_settings set;
+	store *again;
+
+	add_notice(f->st, "KDI-V3", 1, "sha-v3");
+	add_message(f->st, "v3-queued", "KDI-V3", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	add_message(f->st, "v3-held", "KDI-V3", 1, MSG_HELD, "2026-12-04", NOW, NOW);
+	f->st->ops->close(f->st);
+	f->st = NULL;
+	assert_int_equal(raw_exec(f->path, TO_VERSION_3), SQLITE_OK);
+	assert_int_equal(store_sqlite_open(&again, f->path), 0);
+	f->st = again;
+	assert_int_equal(store_sqlite_settings(again, &set), 0);
+	assert_int_equal(set.schema_version, 4);
+	expect_bytes(again, "v3-queued", "<Message/>");
+	expect_bytes(again, "v3-held", "");
+	assert_int_not_equal(raw_exec(f->path, "SELECT signed_bytes FROM messages"), SQLITE_OK);
+}
+
 static void test_audit_table_refuses_update_and_delete(void **state)
 {
 	struct fixture *f = *state;
@@ -917,7 +964,7 @@ static void test_audit_upgrade_from_version_1(void **state)
 		f->st->ops->close(f->st);
 	f->st = NULL;
 	/* Make it a version 1 database with a message, as an old build left it. */
-	assert_int_equal(raw_exec(f->path, "DROP TRIGGER audit_no_update;"
+	assert_int_equal(raw_exec(f->path, TO_VERSION_3 " DROP TRIGGER audit_no_update;"
 					   " DROP TRIGGER audit_no_delete; DROP TABLE audit;"
 					   " DROP INDEX idx_messages_endpoint;"
 					   " ALTER TABLE attempts DROP COLUMN reached;"
@@ -931,7 +978,8 @@ static void test_audit_upgrade_from_version_1(void **state)
 	assert_int_equal(store_sqlite_open(&again, f->path), 0);
 	f->st = again;
 	assert_int_equal(store_sqlite_settings(again, &set), 0);
-	assert_int_equal(set.schema_version, 3);
+	assert_int_equal(set.schema_version, 4);
+	expect_bytes(again, "d1", "<Message/>");
 	walk(again, &r);
 	assert_int_equal(r.n, 0);
 	expect_intact(again, 0);
@@ -963,13 +1011,14 @@ static void test_upgrade_from_version_2_counts_old_attempts_reached(void **state
 	assert_int_equal(f->st->ops->attempt_insert(f->st, &a), 0);
 	f->st->ops->close(f->st);
 	f->st = NULL;
-	assert_int_equal(raw_exec(f->path, "ALTER TABLE attempts DROP COLUMN reached;"
+	assert_int_equal(raw_exec(f->path, TO_VERSION_3 " ALTER TABLE attempts DROP COLUMN reached;"
 					   " PRAGMA user_version = 2;"),
 			 SQLITE_OK);
 	assert_int_equal(store_sqlite_open(&again, f->path), 0);
 	f->st = again;
 	assert_int_equal(store_sqlite_settings(again, &set), 0);
-	assert_int_equal(set.schema_version, 3);
+	assert_int_equal(set.schema_version, 4);
+	expect_bytes(again, "v2", "<Message/>");
 	assert_int_equal(again->ops->message_reached(again, "v2", &reached), 0);
 	assert_true(reached);
 }
@@ -1153,6 +1202,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_audit_table_refuses_update_and_delete, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_audit_upgrade_from_version_1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_from_version_3_moves_signed_bytes, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_from_version_2_counts_old_attempts_reached,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_and_cancel, setup, teardown),
