@@ -153,6 +153,52 @@ int ident_nin_check(const char *s, bool allow_synthetic, enum ident_nin_kind *ki
 	return 0;
 }
 
+/* The 11 digits at s have both check digits and a day and month (any kind of number). */
+static bool nin_shaped(const char *s)
+{
+	static const int k1_weights[9] = { 3, 7, 6, 1, 8, 9, 4, 5, 2 };
+	static const int k2_weights[10] = { 5, 4, 3, 2, 7, 6, 5, 4, 3, 2 };
+	int day = digit(s, 0) * 10 + digit(s, 1), month = digit(s, 2) * 10 + digit(s, 3);
+
+	if (day > 40)
+		day -= 40;
+	if (month > 80)
+		month -= 80;
+	return day >= 1 && day <= 31 && month >= 1 && month <= 12 &&
+	       mod11_check(s, k1_weights, 9) == digit(s, 9) &&
+	       mod11_check(s, k2_weights, 10) == digit(s, 10);
+}
+
+/* The runs of exactly 11 digits in s[0..len) that are nin_shaped: counted (and masked). */
+static size_t each_nin(char *s, size_t len, bool mask)
+{
+	size_t found = 0, i = 0;
+
+	while (i < len) {
+		size_t run = 0;
+
+		while (i + run < len && s[i + run] >= '0' && s[i + run] <= '9')
+			run++;
+		if (run == 11 && nin_shaped(s + i)) {
+			found++;
+			if (mask)
+				memset(s + i, '*', 11);
+		}
+		i += run ? run : 1;
+	}
+	return found;
+}
+
+bool ident_has_nin(const char *s)
+{
+	return s && each_nin((char *)s, strlen(s), false) > 0;
+}
+
+size_t ident_mask_nins(char *s, size_t len)
+{
+	return each_nin(s, len, true);
+}
+
 bool ident_municipality_valid(const char *s)
 {
 	if (!s || strlen(s) != 4 || !all_digits(s, 4))

@@ -24,6 +24,16 @@ enum ident_nin_kind { IDENT_NIN_FNR, IDENT_NIN_DNR };
  */
 int ident_nin_check(const char *s, bool allow_synthetic, enum ident_nin_kind *kind);
 
+/*
+ * Whether s holds a run of exactly 11 digits shaped like a nin (both check
+ * digits, a day and a month; D-numbers and synthetic numbers too), and the
+ * same runs overwritten with '*' in s[0..len) (returns how many). Loose on
+ * purpose: for keeping nins out of identifiers and logs, not for
+ * validating one. Neither sets an error.
+ */
+bool ident_has_nin(const char *s);
+size_t ident_mask_nins(char *s, size_t len);
+
 /* 4 digits, 0101..9999 format. */
 bool ident_municipality_valid(const char *s);
 

@@ -3,6 +3,7 @@
  */
 #include "log.h"
 #include "buf.h"
+#include "ident.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -71,6 +72,17 @@ static void put_value(gw_buf *line, const char *value)
 }
 
 /*
+ * A nin must reach no log, but values come from outside: a spool file's
+ * name, a path in an error text. Whatever looks like one is masked. Hashes
+ * and digests are left alone (an operator compares them with a copy), as
+ * they never hold a nin.
+ */
+static bool may_mask(const char *key)
+{
+	return strcmp(key, "hash") != 0 && strcmp(key, "digest") != 0;
+}
+
+/*
  * The line is built in memory and written with one write(2): processes
  * sharing a log file (the receiver's workers) never interleave within a
  * line, and a line costs one system call.
@@ -95,8 +107,13 @@ void gw_log(enum gw_log_level level, const char *event, ...)
 	va_start(ap, event);
 	while ((key = va_arg(ap, const char *)) != NULL) {
 		const char *value = va_arg(ap, const char *);
+		size_t start;
+
 		gw_buf_printf(&line, " %s=", key);
+		start = line.len;
 		put_value(&line, value ? value : "");
+		if (may_mask(key) && line.data)
+			ident_mask_nins((char *)line.data + start, line.len - start);
 	}
 	va_end(ap);
 	gw_buf_put(&line, "\n", 1);

@@ -205,6 +205,10 @@ static int read_head(struct reader *r, xmlNodePtr root)
 	    (error = attr_copy(r, sender, "orgnr", n->sender_orgnr, sizeof(n->sender_orgnr))) < 0)
 		return error;
 	attr_copy_cut(sender, "unit", n->sender_unit, sizeof(n->sender_unit));
+	/* The id goes to logs, the store, partners and operators' pages. */
+	if (ident_has_nin(n->id))
+		return reject(r, "nin-in-id", root, "Notice/@id holds 11 digits shaped like a "
+			      "national identity number; an id must not identify a person");
 	if (parse_revision(revision, &n->revision) < 0)
 		return reject(r, "schema-invalid", root, "Notice/@revision must be a whole "
 			      "number from 1 up");

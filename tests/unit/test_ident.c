@@ -424,9 +424,25 @@ static void test_pseudonym(void **state)
 	assert_int_equal(ident_pseudonym(NULL, 5, nin, out), GW_EINVALID);
 }
 
+/* Runs of exactly 11 digits with a nin's shape, anywhere in a text; nothing else. */
+static void test_nin_shaped_runs_found_and_masked(void **state)
+{
+	char text[] = "a15039012488b 45039012488x 15039012489 123456789012 15039012488";
+
+	assert_true(ident_has_nin("file-15039012488.xml"));
+	assert_true(ident_has_nin("45039010066")); /* a D-number */
+	assert_false(ident_has_nin("15039012489"));  /* wrong second check digit */
+	assert_false(ident_has_nin("150390124880")); /* 12 digits */
+	assert_false(ident_has_nin("KDI-2026-000123"));
+	assert_false(ident_has_nin(NULL));
+	assert_int_equal(ident_mask_nins(text, strlen(text)), 2);
+	assert_string_equal(text, "a***********b 45039012488x 15039012489 123456789012 ***********");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_nin_shaped_runs_found_and_masked),
 		cmocka_unit_test(test_orgnr),
 		cmocka_unit_test(test_nin_table),
 		cmocka_unit_test(test_nin_check_digits),

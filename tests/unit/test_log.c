@@ -59,6 +59,31 @@ static void test_line_format_and_quoting(void **state)
 	gw_buf_free(&out);
 }
 
+/* A real-looking nin, a synthetic one and a D-number; 11 digits failing the check digits stay. */
+static void log_nins(void)
+{
+	gw_log_set_level(GW_LOG_INFO);
+	gw_log(GW_LOG_WARN, "rejected", "file", "15039012488.xml", "error",
+	       "cannot read /spool/incoming/new/a-02918510055-b.xml", "other", "x45039010066",
+	       "not", "15039012489 and 123456789012", "hash", "15039012488", NULL);
+}
+
+static void test_nin_masked_in_values(void **state)
+{
+	gw_buf out = GW_BUF_INIT;
+	const char *text;
+
+	capture(log_nins, &out);
+	text = (const char *)out.data;
+	assert_non_null(strstr(text, " file=***********.xml"));
+	assert_non_null(strstr(text, "a-***********-b.xml"));
+	assert_non_null(strstr(text, " other=x***********")); /* a D-number: 45 = 5 + 40 */
+	assert_non_null(strstr(text, " not=\"15039012489 and 123456789012\""));
+	assert_non_null(strstr(text, " hash=15039012488"));
+	assert_null(strstr(text, "02918510055"));
+	gw_buf_free(&out);
+}
+
 static void test_parse_level(void **state)
 {
 	enum gw_log_level level;
@@ -72,6 +97,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_line_format_and_quoting),
+		cmocka_unit_test(test_nin_masked_in_values),
 		cmocka_unit_test(test_parse_level),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

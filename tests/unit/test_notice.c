@@ -104,7 +104,7 @@ static void test_samples_table(void **state)
 	static const char *const must_cover[] = {
 		"ok", "malformed", "schema-invalid", "invalid-nin", "invalid-orgnr",
 		"invalid-municipality", "date-in-past", "kind-mismatch", "missing-transfer-to",
-		"grant-without-recipient", "duplicate-recipient", "missing-recipients",
+		"grant-without-recipient", "duplicate-recipient", "missing-recipients", "nin-in-id",
 	};
 	bool covered[sizeof(must_cover) / sizeof(must_cover[0])] = { false };
 	DIR *dir = opendir(tu_src("tests/data/notices"));
