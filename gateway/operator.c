@@ -28,6 +28,7 @@
 #include "fsutil.h"
 #include "log.h"
 #include "message.h"
+#include "metrics.h"
 #include "pki.h"
 #include "receipt.h"
 #include "report.h"
@@ -60,6 +61,7 @@ struct operator_args {
 	const char *reason;
 	int json;
 	int want_message, want_receipt;
+	int late, weekend_release;
 };
 
 struct usage {
@@ -72,9 +74,13 @@ static const struct usage usages[] = {
 		    "  counts of messages by state; each endpoint's health (last success,\n"
 		    "  consecutive failures, backlog); certificates in use that expire within\n"
 		    "  60 days (or are unreadable)\n" },
-	{ "list", "usage: gateway list --config FILE [--state S] [--notice ID] [--json]\n"
+	{ "list", "usage: gateway list --config FILE [--state S] [--notice ID] [--late]\n"
+		  "       [--weekend-release] [--json]\n"
 		  "  one line per message: id, notice, revision, service, recipient, state, reason\n"
-		  "  states: queued sending delivered failed held superseded cancelled\n" },
+		  "  states: queued sending delivered failed held superseded cancelled\n"
+		  "  --late: messages of release notices still to come that are late (inside\n"
+		  "  the lead time, not reached before it); --weekend-release: messages of\n"
+		  "  notices flagged weekend-release whose date is today or later (Oslo)\n" },
 	{ "show", "usage: gateway show --config FILE ID [--json]\n"
 		  "  ID is a notice id (its revisions and each recipient's state) or a\n"
 		  "  MessageId (the message, every attempt and its receipt)\n" },
@@ -119,6 +125,7 @@ static int parse_args(const char *command, int argc, char **argv, struct operato
 		{ "head", required_argument, NULL, 'H' },   { "from", required_argument, NULL, 'f' },
 		{ "to", required_argument, NULL, 't' },     { "reason", required_argument, NULL, 'r' },
 		{ "message", no_argument, NULL, 'm' },      { "receipt", no_argument, NULL, 'R' },
+		{ "late", no_argument, NULL, 'L' },         { "weekend-release", no_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	int opt;
@@ -138,6 +145,8 @@ static int parse_args(const char *command, int argc, char **argv, struct operato
 		case 'r': args->reason = optarg; break;
 		case 'm': args->want_message = 1; break;
 		case 'R': args->want_receipt = 1; break;
+		case 'L': args->late = 1; break;
+		case 'W': args->weekend_release = 1; break;
 		case 'h': operator_usage(command, stdout); return 1;
 		default: operator_usage(command, stderr); return -1;
 		}
@@ -295,11 +304,70 @@ static int print_message_row(const struct store_message *m, void *opaque)
 	return 0;
 }
 
+/*
+ * --late and --weekend-release narrow the rows further: late ones by the
+ * same rule as the metrics and the web view (metrics_late_messages),
+ * weekend releases by their notice's flag (read once per notice revision).
+ */
+struct flagged_ctx {
+	struct session *s;
+	const struct store_filter *filter;
+	struct list_ctx *list;
+	char today[11];
+	char notice_id[128];
+	int revision;
+	bool weekend;
+};
+
+static bool filter_keeps(const struct store_filter *f, const struct store_message *m)
+{
+	return (f->state < 0 || (int)m->state == f->state) &&
+	       (!f->notice_id || strcmp(f->notice_id, m->notice_id) == 0);
+}
+
+static int print_late_row(const struct store_message *m, void *opaque)
+{
+	struct flagged_ctx *c = opaque;
+
+	return filter_keeps(c->filter, m) ? print_message_row(m, c->list) : 0;
+}
+
+static int print_weekend_row(const struct store_message *m, void *opaque)
+{
+	struct flagged_ctx *c = opaque;
+	struct store_notice n;
+
+	if (strcmp(m->event_date, c->today) < 0)
+		return 0;
+	if (strcmp(m->notice_id, c->notice_id) != 0 || m->revision != c->revision) {
+		if (c->s->st->ops->notice_get(c->s->st, m->notice_id, m->revision, &n) < 0)
+			return GW_ERROR;
+		snprintf(c->notice_id, sizeof(c->notice_id), "%s", m->notice_id);
+		c->revision = m->revision;
+		c->weekend = n.weekend_release;
+	}
+	return c->weekend ? print_message_row(m, c->list) : 0;
+}
+
+static int list_flagged(struct session *s, const struct operator_args *args,
+			const struct store_filter *filter, struct list_ctx *list)
+{
+	int64_t now = timeutil_now_ms();
+	struct gw_date d = timeutil_oslo_date(now);
+	struct flagged_ctx c = { s, filter, list, "", "", 0, false };
+
+	snprintf(c.today, sizeof(c.today), "%04d-%02d-%02d", d.year, d.month, d.day);
+	if (args->late)
+		return metrics_late_messages(s->st, s->cfg, now, print_late_row, &c);
+	return s->st->ops->messages_list(s->st, filter, print_weekend_row, &c);
+}
+
 static int cmd_list(struct session *s, const struct operator_args *args)
 {
 	struct store_filter filter = { -1, args->notice_id };
 	struct list_ctx ctx = { args->json, 0 };
 	enum msg_state state;
+	int rc;
 
 	if (args->target) {
 		fprintf(stderr, "gateway list: unexpected argument '%s'\n", args->target);
@@ -312,7 +380,15 @@ static int cmd_list(struct session *s, const struct operator_args *args)
 		}
 		filter.state = (int)state;
 	}
-	if (s->st->ops->messages_list(s->st, &filter, print_message_row, &ctx) < 0) {
+	if (args->late && args->weekend_release) {
+		fprintf(stderr, "gateway list: --late and --weekend-release go one at a time\n");
+		return 2;
+	}
+	if (args->late || args->weekend_release)
+		rc = list_flagged(s, args, &filter, &ctx);
+	else
+		rc = s->st->ops->messages_list(s->st, &filter, print_message_row, &ctx);
+	if (rc < 0) {
 		fprintf(stderr, "gateway list: %s\n", gw_error_last());
 		return 1;
 	}

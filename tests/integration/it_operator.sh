@@ -256,4 +256,27 @@ check "... caught against the head from the log" \
 restore
 
 check "restored: intact again" eq "$(rc_of G audit verify)" 0
+
+# --- list --late / --weekend-release --------------------------------------------
+# A release next Saturday (Oslo): inside the 14-day lead time and a weekend release.
+saturday=$(TZ=Europe/Oslo date -d 'next saturday' +%F)
+sed -e 's/id="KDI-2027-004101"/id="KDI-2027-009901"/' \
+    -e "s/<Release date=\"[0-9-]*\"/<Release date=\"$saturday\"/" \
+    "$SRC/spool/demo/01-release-full-consent.xml" > "$LAB/saturday.xml"
+lab_drop "$LAB/saturday.xml"
+check "the Saturday release is taken in" lab_send
+late=$(G list --late)
+check "list --late names the late release" hasf "$late" "KDI-2027-009901"
+check "... and not the releases a year away" bash -c "! grep -q KDI-2027-0041 <<<'$late'"
+check "list --late --state delivered: delivered rows only" \
+  bash -c "G() { '$GW' \"\$1\" --config '$cfg' \"\${@:2}\"; }; G list --late --state delivered | awk '{print \$6}' | sort -u | grep -qx delivered"
+today=$(TZ=Europe/Oslo date +%F)
+want=$(sqlite3 "$db" "SELECT count(*) FROM messages m JOIN notices n USING (notice_id, revision)
+  WHERE n.weekend_release = 1 AND m.event_date >= '$today'")
+weekend=$(G list --weekend-release)
+check "list --weekend-release: one row per message of a flagged notice still to come" \
+  eq "$(grep -c . <<<"$weekend")" "$want"
+check "... the Saturday release among them" hasf "$weekend" "KDI-2027-009901"
+check "list --late --weekend-release together: usage error" \
+  eq "$(rc_of G list --late --weekend-release)" 2
 finish
