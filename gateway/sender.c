@@ -48,6 +48,13 @@
  * nothing is in flight (the demo and tests). --max-seconds N stops the same
  * way as SIGTERM after N seconds.
  *
+ * One sender per database: before anything else touches the store, the
+ * sender takes an exclusive lock on DB.lock beside the database (pidlock.h)
+ * and holds it until it exits. A second `gateway send` on the same database
+ * exits 1 at once, naming the database and the holder's pid, before it
+ * could queue the running sender's 'sending' messages again
+ * (recover_sending). The operator commands do not take the lock.
+ *
  * At start-up the store gets PRAGMA quick_check (at most 3 s): a damaged
  * database stops the start with exit 1 and a sentence naming the file and
  * what to do, before anything in the spool is touched.
@@ -66,6 +73,7 @@
 #include "metrics.h"
 #include "offload.h"
 #include "opweb.h"
+#include "pidlock.h"
 #include "pki.h"
 #include "signer.h"
 #include "spool.h"
@@ -116,6 +124,7 @@ struct options {
 struct sender {
 	struct options opt;
 	struct gw_config *cfg;
+	int lock_fd; /* DB.lock, held from the start to the end of the process */
 	struct event_base *base;
 	store *st;
 	signer *sig;
@@ -412,6 +421,31 @@ static int check_store(struct sender *s)
 		       "check the whole file, stop the gateway and run sqlite3 DB 'PRAGMA quick_check'",
 		       NULL);
 	return 0;
+}
+
+/*
+ * One sender per database (DB.lock): recover_sending() would otherwise take
+ * a running sender's messages out of 'sending', its outcomes would then be
+ * refused and the messages sent again. Exit 1 when another holds it.
+ */
+static int lock_database(struct sender *s)
+{
+	const char *db = s->cfg->gateway.db;
+	char path[PATH_MAX];
+	int n = snprintf(path, sizeof(path), "%s.lock", db);
+	int rc;
+
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		gw_error_set(GW_EINVALID, "database path too long for its lock file: %s", db);
+		return 2;
+	}
+	rc = pidlock_take(&s->lock_fd, path);
+	if (rc == GW_EEXISTS)
+		gw_error_wrap(rc, "another gateway send is running on the database %s (one sender"
+			      " per database; stop it first)", db);
+	else if (rc < 0)
+		gw_error_wrap(rc, "database %s", db);
+	return rc < 0 ? 1 : 0;
 }
 
 static int open_state(struct sender *s)
@@ -1154,6 +1188,8 @@ static void sender_close(struct sender *s)
 	curl_global_cleanup();
 	dsig_shutdown();
 	xmlread_shutdown();
+	pidlock_release(s->lock_fd); /* last: the store is closed */
+	s->lock_fd = -1;
 }
 
 static int fail(int code, const char *what)
@@ -1168,6 +1204,8 @@ static int sender_run(struct sender *s)
 	int rc;
 	char n[16];
 
+	if ((rc = lock_database(s)) != 0)
+		return fail(rc, "lock");
 	if ((rc = open_crypto(s)) != 0)
 		return fail(rc, "crypto");
 	if ((rc = open_state(s)) != 0)
@@ -1198,6 +1236,7 @@ int sender_main(int argc, char **argv)
 
 	memset(&s, 0, sizeof(s));
 	s.inotify_fd = -1;
+	s.lock_fd = -1;
 	hangup_blocked(true);
 	rc = parse_options(argc, argv, &s.opt);
 	if (rc == 1) {
