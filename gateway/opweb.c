@@ -10,7 +10,8 @@
  *
  * What it relies on: the store's read operations (messages_list may be read
  * from inside its callback), metrics.h for the exposition and lateness.
- * Diagnostics: event=opweb-listening, opweb-store-error, opweb-tls-refused.
+ * Diagnostics: event=opweb-listening, opweb-store-error, opweb-tls-refused,
+ * opweb-host-refused (a Host header other than loopback without TLS: 421).
  */
 #include "opweb.h"
 #include "config.h"
@@ -26,6 +27,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -34,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 struct opweb {
@@ -153,18 +156,28 @@ static void put_time(gw_buf *out, int64_t ms)
 	put_text(out, when);
 }
 
-/* Identifiers in links: only these characters, so a path needs no encoding. */
+static bool alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/*
+ * Identifiers in paths and links: the notice schema's NoticeIdType,
+ * [A-Za-z0-9][A-Za-z0-9._:-]{0,63} (a MessageId, a UUID, is one too). None
+ * of these characters needs percent-encoding in a path segment (RFC 3986
+ * pchar: ':' included), and the first is never '.', so no id is a "." or
+ * ".." segment.
+ */
 static bool id_ok(const char *s, size_t len)
 {
-	if (len == 0 || len > 64)
+	if (len == 0 || len > 64 || !alnum(s[0]))
 		return false;
-	for (size_t i = 0; i < len; i++) {
+	for (size_t i = 1; i < len; i++) {
 		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '-' || c == '_' || c == '.'))
+		if (!(alnum(c) || c == '-' || c == '_' || c == '.' || c == ':'))
 			return false;
 	}
-	return !(len <= 2 && s[0] == '.');
+	return true;
 }
 
 static void put_link(gw_buf *out, const char *kind, const char *id, const char *label)
@@ -735,24 +748,62 @@ static void simple_page(struct opweb_response *resp, int status, const char *tit
 	page_end(&resp->body, now_ms);
 }
 
-/* "/kind/ID" or "/kind/ID/rest": ID (checked) and rest returned. */
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * An id's path segment into id (at most 64 bytes): %XX escapes decoded (a
+ * client may write ':' as %3A), then checked with id_ok(), so nothing a
+ * decoded escape brings (a '/', a '<') gets through. False when it fails.
+ */
+static bool id_decode(const char *seg, size_t len, char id[65])
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		int hi, lo;
+		char c = seg[i];
+
+		if (c == '%') {
+			if (i + 2 >= len)
+				return false;
+			if ((hi = hex_digit(seg[i + 1])) < 0 || (lo = hex_digit(seg[i + 2])) < 0)
+				return false;
+			c = (char)(hi * 16 + lo);
+			i += 2;
+		}
+		if (n == 64)
+			return false;
+		id[n++] = c;
+	}
+	id[n] = '\0';
+	return id_ok(id, n);
+}
+
+/* "/kind/ID" or "/kind/ID/rest": ID (decoded and checked) and rest returned. */
 static bool route_id(const char *path, size_t path_len, const char *prefix, char id[65],
 		     const char **rest, size_t *rest_len)
 {
-	size_t plen = strlen(prefix), idlen;
+	size_t plen = strlen(prefix), seglen;
 	const char *start, *slash;
 
 	if (path_len <= plen || strncmp(path, prefix, plen) != 0)
 		return false;
 	start = path + plen;
 	slash = memchr(start, '/', path_len - plen);
-	idlen = slash ? (size_t)(slash - start) : path_len - plen;
-	if (!id_ok(start, idlen))
+	seglen = slash ? (size_t)(slash - start) : path_len - plen;
+	if (!id_decode(start, seglen, id))
 		return false;
-	memcpy(id, start, idlen);
-	id[idlen] = '\0';
 	*rest = slash ? slash : "";
-	*rest_len = slash ? path_len - plen - idlen : 0;
+	*rest_len = slash ? path_len - plen - seglen : 0;
 	return true;
 }
 
@@ -971,49 +1022,149 @@ static const char *method_name(enum evhttp_cmd_type t)
 	}
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+/* Nothing, or ":PORT" with exactly the bound port's digits. */
+static bool host_port_ok(const char *p, int port)
 {
-	opweb *w = arg;
+	char want[8];
+
+	if (*p == '\0')
+		return true;
+	if (*p != ':')
+		return false;
+	snprintf(want, sizeof(want), "%d", port);
+	return strcmp(p + 1, want) == 0;
+}
+
+bool opweb_host_ok(const char *host, int port)
+{
+	char name[INET6_ADDRSTRLEN];
+	const char *end;
+	struct in_addr a4;
+	struct in6_addr a6;
+	size_t len;
+
+	if (!host)
+		return true;
+	if (host[0] == '[') { /* [IPv6]:port */
+		if (!(end = strchr(host, ']')) || (len = (size_t)(end - host - 1)) >= sizeof(name))
+			return false;
+		memcpy(name, host + 1, len);
+		name[len] = '\0';
+		return inet_pton(AF_INET6, name, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6) &&
+		       host_port_ok(end + 1, port);
+	}
+	len = strcspn(host, ":");
+	if (len >= sizeof(name) || !host_port_ok(host + len, port))
+		return false;
+	memcpy(name, host, len);
+	name[len] = '\0';
+	if (!strcasecmp(name, "localhost"))
+		return true;
+	return inet_pton(AF_INET, name, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+/* The request's Host header (NULL: none); false when it has more than one. */
+static bool request_host(struct evhttp_request *req, const char **host)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	struct evkeyval *kv;
+	int n = 0;
+
+	*host = NULL;
+	for (kv = in->tqh_first; kv; kv = kv->next.tqe_next) {
+		if (strcasecmp(kv->key, "Host") == 0) {
+			*host = kv->value;
+			n++;
+		}
+	}
+	return n <= 1;
+}
+
+static const char *status_phrase(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 421: return "Misdirected Request";
+	default: return "Internal Server Error";
+	}
+}
+
+/*
+ * Every answer goes out here, with the security headers (evhttp_send_error
+ * would clear them). closing: the connection ends after it (a refusal).
+ */
+static void send_answer(struct evhttp_request *req, const struct opweb_response *resp,
+			bool closing)
+{
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-	struct opweb_view v = { w->st, w->cfg, w->metrics, w->now_ms() };
-	struct opweb_response resp;
-	struct evbuffer *body;
-	char status[8];
+	struct evbuffer *body = evbuffer_new();
+	int status = resp->status;
+	char code[8];
 
 	evhttp_add_header(h, "Content-Security-Policy", OPWEB_CSP);
 	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
 	evhttp_add_header(h, "X-Frame-Options", "DENY");
 	evhttp_add_header(h, "Referrer-Policy", "no-referrer");
 	evhttp_add_header(h, "Cache-Control", "no-store");
+	evhttp_add_header(h, "Content-Type", resp->content_type);
+	if (resp->disposition[0])
+		evhttp_add_header(h, "Content-Disposition", resp->disposition);
+	if (status == 405)
+		evhttp_add_header(h, "Allow", "GET");
+	if (closing)
+		evhttp_add_header(h, "Connection", "close");
+	if (body && evbuffer_add(body, resp->body.data ? (void *)resp->body.data : (void *)"",
+				 resp->body.len) < 0) {
+		evbuffer_free(body);
+		body = NULL;
+	}
+	if (!body)
+		status = 500; /* out of memory: the headers still go, without a body */
+	snprintf(code, sizeof(code), "%d", status);
+	gw_log(GW_LOG_DEBUG, "opweb-request", "status", code, NULL);
+	evhttp_send_reply(req, status, status_phrase(status), body);
+	if (body)
+		evbuffer_free(body);
+}
+
+/* A request refused before it is routed (403, 421): a short page, then close. */
+static void refuse(opweb *w, struct evhttp_request *req, int status, const char *text)
+{
+	struct opweb_response resp;
+
+	memset(&resp, 0, sizeof(resp));
+	simple_page(&resp, status, status_phrase(status), text, w->now_ms());
+	send_answer(req, &resp, true);
+	opweb_response_clear(&resp);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	opweb *w = arg;
+	struct opweb_view v = { w->st, w->cfg, w->metrics, w->now_ms() };
+	struct opweb_response resp;
+	const char *host;
+
 	if (w->ssl_ctx && !peer_verified(req)) {
 		gw_log(GW_LOG_WARN, "opweb-tls-refused", "reason", "no verified client certificate",
 		       NULL);
-		evhttp_send_error(req, 403, "Forbidden");
+		refuse(w, req, 403, "A verified operator client certificate is required.");
+		return;
+	}
+	if (!w->ssl_ctx && (!request_host(req, &host) || !opweb_host_ok(host, w->port))) {
+		gw_log(GW_LOG_WARN, "opweb-host-refused", "reason",
+		       "the Host header does not name a loopback address or localhost (a DNS"
+		       " rebinding attempt, or a client that names this host otherwise)", NULL);
+		refuse(w, req, 421, "This view answers only to a loopback address or localhost"
+				    " (the request named another host).");
 		return;
 	}
 	opweb_handle(&v, method_name(evhttp_request_get_command(req)),
 		     evhttp_request_get_uri(req), &resp);
-	evhttp_add_header(h, "Content-Type", resp.content_type);
-	if (resp.disposition[0])
-		evhttp_add_header(h, "Content-Disposition", resp.disposition);
-	if (resp.status == 405)
-		evhttp_add_header(h, "Allow", "GET");
-	snprintf(status, sizeof(status), "%d", resp.status);
-	gw_log(GW_LOG_DEBUG, "opweb-request", "status", status, NULL);
-	body = evbuffer_new();
-	if (!body || evbuffer_add(body, resp.body.data ? (void *)resp.body.data : (void *)"",
-				  resp.body.len) < 0) {
-		evhttp_send_error(req, 500, "Internal Server Error");
-	} else {
-		evhttp_send_reply(req, resp.status,
-				  resp.status == 200   ? "OK"
-				  : resp.status == 404 ? "Not Found"
-				  : resp.status == 405 ? "Method Not Allowed"
-						       : "Internal Server Error",
-				  body);
-	}
-	if (body)
-		evbuffer_free(body);
+	send_answer(req, &resp, false);
 	opweb_response_clear(&resp);
 }
 

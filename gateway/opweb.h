@@ -10,7 +10,9 @@
  *   GET /metrics           Prometheus text format 0.0.4 (metrics.h)
  *   GET /healthz           "ok" when the store answers
  *   GET /style.css         the one stylesheet
- * Every other method is answered 405 (Allow: GET); other paths 404.
+ * Every other method is answered 405 (Allow: GET); other paths 404. Ids
+ * in paths are the notice schema's ([A-Za-z0-9][A-Za-z0-9._:-]{0,63}), an
+ * id's %XX escapes decoded; nothing else is decoded.
  *
  * The view is server-rendered HTML without JavaScript; everything taken
  * from the store is HTML-escaped, free text (reasons, errors, receipt XML)
@@ -24,6 +26,10 @@
  * then present a client certificate that chains to it (SSL_VERIFY_PEER |
  * SSL_VERIFY_FAIL_IF_NO_PEER_CERT, TLS 1.2 or later). Only literal
  * addresses are accepted, so "loopback" cannot depend on name resolution.
+ * Without TLS a request whose Host header does not name the port by a
+ * loopback address or localhost is answered 421 (opweb_host_ok: DNS
+ * rebinding). Refusals (403 without a verified client certificate, 421)
+ * carry the same security headers as every other answer.
  *
  * Bounds: request headers OPWEB_MAX_HEADERS bytes, body OPWEB_MAX_BODY,
  * a read/write timeout, at most OPWEB_MAX_ROWS rows per list on a page,
@@ -38,6 +44,7 @@
 #include "buf.h"
 #include "store.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct event_base;
@@ -106,6 +113,19 @@ struct opweb_response {
  */
 int opweb_handle(const struct opweb_view *v, const char *method, const char *uri,
 		 struct opweb_response *resp);
+
+/*
+ * Without TLS, whether a request's Host header may be answered: it names
+ * this port by a loopback literal or localhost, so a page whose own name
+ * was rebound to 127.0.0.1 (DNS rebinding) is refused, as it sends its own
+ * name. Accepted: an IPv4 address in 127.0.0.0/8 (dotted quad), an IPv6
+ * loopback address in brackets ([::1]), "localhost" in any case; each bare
+ * or followed by ":PORT", the port bound. host NULL (no Host header: an
+ * HTTP/1.0 client; browsers always send one) is accepted. The server
+ * answers any other 421 (Misdirected Request), and also a request with more
+ * than one Host header.
+ */
+bool opweb_host_ok(const char *host, int port);
 void opweb_response_clear(struct opweb_response *resp);
 
 /* Append s HTML-escaped (& < > " ' and control characters). */

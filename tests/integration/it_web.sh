@@ -7,7 +7,9 @@
 # opweb_serve (tests/web/opweb_serve.c) serves that store on 127.0.0.1.
 # Checks: metric lines and the exposition format, the gaps come first, the
 # drill-down pages, escaping of a hostile reason, no name or nin on any page,
-# 405 for other methods, the security headers, the bounds (headers, idle
+# 405 for other methods, the security headers, 421 for a Host header that
+# does not name a loopback address or localhost (DNS rebinding), a notice id
+# with ':' (the schema allows it) linked and served, the bounds (headers, idle
 # timeout), the refusal of a non-loopback address without TLS, and TLS with
 # operator client certificates (served with one, refused without) and its
 # connection cap (connections that never finish a handshake are refused
@@ -22,6 +24,11 @@ db="$LAB/gateway/gateway.db"
 web_build_serve
 
 # ---- a run with mixed outcomes ---------------------------------------------
+# One more notice whose id has ':' (NoticeIdType allows it); taken with the rest.
+colon_id=KDI:2027:004199
+sed "s/id=\"KDI-2027-004101\"/id=\"$colon_id\"/" "$SRC/spool/demo/01-release-full-consent.xml" \
+  > "$LAB/colon-id.xml"
+lab_drop "$LAB/colon-id.xml"
 check "gateway send runs until idle" web_mixed_run
 check "some message failed (health 403)" test "$("$GW" list --config "$cfg" --state failed | wc -l)" -ge 1
 check "some message is held" test "$("$GW" list --config "$cfg" --state held | wc -l)" -ge 1
@@ -113,6 +120,12 @@ check "receipt download: the exact stored bytes" \
 check "receipt download is an attachment" \
   bash -c "curl -sS -D - -o /dev/null '$base/message/$delivered_msg/receipt.xml' | grep -qi '^content-disposition: attachment'"
 check "unknown notice: 404" eq "$(code "$base/notice/NO-SUCH")" 404
+check "a notice id with ':' is linked from the overview" grep -qF "href=\"/notice/$colon_id\"" "$LAB/overview.html"
+get "/notice/$colon_id" > "$LAB/colon-notice.html"
+check "... and its page is served with its messages" \
+  eq "$(grep -c 'href="/message/' "$LAB/colon-notice.html")" "$("$GW" list --config "$cfg" --notice "$colon_id" | wc -l)"
+check "... also when the client percent-encodes ':'" \
+  eq "$(code "$base/notice/${colon_id//:/%3A}")" 200
 check "path traversal shape: 404" eq "$(code --path-as-is "$base/message/../metrics")" 404
 
 # ---- personal data ---------------------------------------------------------------
@@ -152,6 +165,30 @@ check "CSP header" grep -qx "Content-Security-Policy: default-src 'none'; style-
 check "nosniff header" grep -qix 'X-Content-Type-Options: nosniff' <<<"$hdrs"
 check "no-store header" grep -qix 'Cache-Control: no-store' <<<"$hdrs"
 check "healthz" eq "$(get /healthz)" ok
+
+# ---- DNS rebinding: only loopback names are answered without TLS -------------------
+check "Host evil.example: 421" eq "$(code -H 'Host: evil.example' "$base/")" 421
+check "Host evil.example on the port: 421" eq "$(code -H "Host: evil.example:$SERVE_PORT" "$base/metrics")" 421
+check "Host 127.0.0.1 on another port: 421" eq "$(code -H "Host: 127.0.0.1:$((SERVE_PORT + 1))" "$base/")" 421
+hdrs421=$(curl -sS -D - -o "$LAB/421.html" -H 'Host: evil.example' "$base/" | tr -d '\r')
+check "421 carries the CSP header" grep -qx "Content-Security-Policy: default-src 'none'; style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'" <<<"$hdrs421"
+check "421 carries nosniff" grep -qix 'X-Content-Type-Options: nosniff' <<<"$hdrs421"
+check "421 carries no-store" grep -qix 'Cache-Control: no-store' <<<"$hdrs421"
+check "421 shows nothing of the store" bash -c "! grep -q 'KDI-\|id=\"held\"' '$LAB/421.html'"
+check "... and is logged" grep -q 'event=opweb-host-refused' "$LAB/gateway/web.log"
+check "Host localhost:PORT is served" eq "$(code -H "Host: localhost:$SERVE_PORT" "$base/")" 200
+check "Host LOCALHOST is served" eq "$(code -H 'Host: LOCALHOST' "$base/healthz")" 200
+check "Host [::1]:PORT is served" eq "$(code -H "Host: [::1]:$SERVE_PORT" "$base/healthz")" 200
+check "Host 127.0.0.1 without a port is served" eq "$(code -H 'Host: 127.0.0.1' "$base/healthz")" 200
+no_host() { # HTTP/1.0 without Host: allowed (no browser sends it)
+  exec 3<>"/dev/tcp/127.0.0.1/$SERVE_PORT"
+  printf 'GET /healthz HTTP/1.0\r\n\r\n' >&3
+  timeout 5 cat <&3 | head -n1 | grep -q '^HTTP/1.[01] 200'
+  local rc=$?
+  exec 3<&-
+  return $rc
+}
+check "no Host (HTTP/1.0) is served" no_host
 big=$(head -c 10000 /dev/zero | tr '\0' a)
 check "oversized headers refused" bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Big: $big' '$base/')\" -ge 400 ]"
 check "oversized body refused" bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' -X POST --data-binary @<(head -c 5000 /dev/zero) '$base/')\" = 413 ]"
@@ -179,6 +216,8 @@ web_serve tls --listen 127.0.0.1:0 --tls-cert "$PKI/gateway.pem" --tls-key "$PKI
 tbase="https://127.0.0.1:$SERVE_PORT"
 check "TLS: served with an operator client certificate" \
   eq "$(curl -sS --max-time 10 --cacert "$PKI/ca.pem" --cert "$PKI/nav.pem" --key "$PKI/nav.key" "$tbase/healthz")" ok
+check "TLS: the Host header is not checked (a verified operator)" \
+  eq "$(curl -sS --max-time 10 --cacert "$PKI/ca.pem" --cert "$PKI/nav.pem" --key "$PKI/nav.key" -H 'Host: gateway.example' "$tbase/healthz")" ok
 check "TLS: refused without a client certificate" \
   bash -c "! curl -s --max-time 10 --cacert '$PKI/ca.pem' '$tbase/healthz' >/dev/null"
 check "TLS: refused with a certificate of another CA" \

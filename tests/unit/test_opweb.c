@@ -4,8 +4,11 @@
  * status codes, the gaps-first order of the overview, the drill-down pages,
  * that a message's signed bytes (which name the person) never reach a page,
  * the receipt shown escaped and downloadable byte for byte. Then the server:
- * the binding rules (loopback only without TLS, literal addresses only) and
- * one live exchange over loopback with its security headers and 405.
+ * the binding rules (loopback only without TLS, literal addresses only),
+ * which Host headers are answered without TLS (DNS rebinding), and live
+ * exchanges over loopback: the security headers on every answer, 405, 421
+ * for another Host, and with TLS the 403 for a connection without a
+ * verified client certificate.
  */
 #include "testutil.h"
 #include "config.h"
@@ -14,13 +17,19 @@
 #include "opweb.h"
 #include "store.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <strings.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #define NOW INT64_C(1795305600000) /* 2026-11-22T00:00:00Z */
 #define HOUR INT64_C(3600000)
@@ -30,6 +39,8 @@
 #define MSG_FAILED_ID "00000000-0000-4000-8000-00000000000f"
 #define MSG_HELD_ID "00000000-0000-4000-8000-00000000000e"
 #define MSG_LATE_ID "00000000-0000-4000-8000-00000000000a"
+#define MSG_COLON_ID "00000000-0000-4000-8000-0000000000c1"
+#define COLON_NOTICE "KDI:2026:7" /* the notice schema allows ':' in an id */
 #define RECEIPT_XML "<?xml version=\"1.0\"?>\n<Receipt status=\"accepted\"><Note>a&amp;b <x/></Note></Receipt>\n"
 
 struct fixture {
@@ -313,6 +324,39 @@ static void test_routes(void **state)
 	}
 }
 
+/* Ids with ':' are linked and served; an id's %XX escapes are decoded, then checked. */
+static void test_colon_ids(void **state)
+{
+	struct fixture *f = *state;
+	struct opweb_response r;
+	static const char *const not_found[] = {
+		"/notice/KDI%2F2026", "/notice/%2E%2E", "/notice/%2e", "/notice/.hidden",
+		"/notice/-x", "/notice/:x", "/notice/KDI%3", "/notice/KDI%zz", "/notice/KDI%",
+		"/notice/KDI%00x", "/notice/KDI%3A2026%3A7%2F", "/notice/KDI:2026:7/",
+	};
+
+	add_notice(f->st, COLON_NOTICE, "2027-06-01");
+	add_message(f->st, MSG_COLON_ID, COLON_NOTICE, MSG_FAILED, "2027-06-01", "refused",
+		    NOW - HOUR);
+	get(f, "/", &r, 200);
+	assert_non_null(strstr(body(&r), "href=\"/notice/" COLON_NOTICE "\">" COLON_NOTICE "</a>"));
+	opweb_response_clear(&r);
+	get(f, "/notice/" COLON_NOTICE, &r, 200);
+	assert_non_null(strstr(body(&r), "<h2>Notice " COLON_NOTICE "</h2>"));
+	assert_non_null(strstr(body(&r), "href=\"/message/" MSG_COLON_ID "\""));
+	opweb_response_clear(&r);
+	get(f, "/notice/KDI%3a2026%3A7", &r, 200); /* a client that encodes ':' */
+	assert_non_null(strstr(body(&r), "<h2>Notice " COLON_NOTICE "</h2>"));
+	opweb_response_clear(&r);
+	get(f, "/message/" MSG_COLON_ID, &r, 200);
+	assert_non_null(strstr(body(&r), "href=\"/notice/" COLON_NOTICE "\""));
+	opweb_response_clear(&r);
+	for (size_t i = 0; i < sizeof(not_found) / sizeof(not_found[0]); i++) {
+		get(f, not_found[i], &r, 404);
+		opweb_response_clear(&r);
+	}
+}
+
 /* ---- the server -------------------------------------------------------------------- */
 
 static void test_binding_rules(void **state)
@@ -349,57 +393,165 @@ static void test_binding_rules(void **state)
 	event_base_free(base);
 }
 
-struct client {
-	int port;
-	long get_status, post_status;
+/* Without TLS: which Host headers are answered (DNS rebinding). */
+static void test_host_rules(void **state)
+{
+	static const struct {
+		const char *host;
+		bool ok;
+	} cases[] = {
+		{ NULL, true }, /* HTTP/1.0 without Host: no browser sends that */
+		{ "127.0.0.1", true },
+		{ "127.0.0.1:9464", true },
+		{ "127.1.2.3:9464", true },
+		{ "[::1]", true },
+		{ "[::1]:9464", true },
+		{ "[0:0:0:0:0:0:0:1]:9464", true },
+		{ "localhost", true },
+		{ "LocalHost:9464", true },
+		{ "evil.example", false },
+		{ "evil.example:9464", false },
+		{ "127.0.0.1:9465", false }, /* another port */
+		{ "127.0.0.1:09464", false },
+		{ "127.0.0.1:", false },
+		{ "localhost:9464:9464", false },
+		{ "localhost.", false },
+		{ "localhost.evil.example", false },
+		{ "127.0.0.1.evil.example", false },
+		{ "127.1", false }, /* not a dotted quad */
+		{ "10.0.0.1", false },
+		{ "0.0.0.0", false },
+		{ "[::ffff:127.0.0.1]", false },
+		{ "[::2]", false },
+		{ "[::1", false },
+		{ "[::1]x", false },
+		{ "::1", false },
+		{ "", false },
+		{ " 127.0.0.1", false },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (opweb_host_ok(cases[i].host, 9464) != cases[i].ok)
+			fail_msg("Host '%s': expected %s", cases[i].host ? cases[i].host : "(none)",
+				 cases[i].ok ? "accepted" : "refused");
+	}
+}
+
+/* One request of a live exchange and what came back. */
+struct exchange {
+	const char *path;
+	const char *host; /* a Host header line ("Host: x"); NULL: curl's own */
+	const char *raw;  /* instead: this request as it is, on a socket (curl sends one Host) */
+	bool post;
+	long status;
 	char csp[256];
+	bool nosniff, no_store, close;
 	char body[64];
 	size_t body_len;
+};
+
+struct client {
+	int port;
+	struct exchange *ex;
+	size_t n;
 	atomic_int done; /* set by the client thread; the loop polls it */
 	struct event_base *base;
 };
 
 static size_t on_header(char *data, size_t size, size_t n, void *arg)
 {
-	struct client *c = arg;
+	struct exchange *x = arg;
 	size_t len = size * n;
 
 	if (len > 25 && !strncasecmp(data, "Content-Security-Policy: ", 25))
-		snprintf(c->csp, sizeof(c->csp), "%.*s", (int)(len - 27), data + 25);
+		snprintf(x->csp, sizeof(x->csp), "%.*s", (int)(len - 27), data + 25);
+	if (!strncasecmp(data, "X-Content-Type-Options: nosniff\r\n", len))
+		x->nosniff = true;
+	if (!strncasecmp(data, "Cache-Control: no-store\r\n", len))
+		x->no_store = true;
+	if (!strncasecmp(data, "Connection: close\r\n", len))
+		x->close = true;
 	return len;
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
-	struct client *c = arg;
+	struct exchange *x = arg;
 	size_t len = size * n;
 
-	if (c->body_len + len < sizeof(c->body)) {
-		memcpy(c->body + c->body_len, data, len);
-		c->body_len += len;
+	if (x->body_len + len < sizeof(x->body)) {
+		memcpy(x->body + x->body_len, data, len);
+		x->body_len += len;
 	}
 	return len;
+}
+
+/* Each request on a connection of its own: a refusal closes its connection. */
+static void client_one(int port, struct exchange *x)
+{
+	struct curl_slist *headers = NULL;
+	char url[128];
+	CURL *e = curl_easy_init();
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, x->path);
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	if (x->host)
+		headers = curl_slist_append(headers, x->host);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+	if (x->post)
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, "x=1");
+	if (curl_easy_perform(e) == CURLE_OK)
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &x->status);
+	curl_easy_cleanup(e);
+	curl_slist_free_all(headers);
+}
+
+/* A raw request; the answer read until the server closes (or 5 s), then parsed. */
+static void raw_one(int port, struct exchange *x)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct timeval limit = { 5, 0 };
+	char in[8192], *line, *end;
+	size_t got = 0;
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    write(fd, x->raw, strlen(x->raw)) != (ssize_t)strlen(x->raw)) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while (got < sizeof(in) - 1 && (n = read(fd, in + got, sizeof(in) - 1 - got)) > 0)
+		got += (size_t)n;
+	close(fd);
+	in[got] = '\0';
+	if (strncmp(in, "HTTP/1.", 7) || got < 12 || !(end = strstr(in, "\r\n\r\n")))
+		return;
+	x->status = strtol(in + 9, NULL, 10);
+	for (line = strstr(in, "\r\n") + 2; line < end + 2; line = strstr(line, "\r\n") + 2)
+		on_header(line, 1, (size_t)(strstr(line, "\r\n") + 2 - line), x);
+	on_body(end + 4, 1, got - (size_t)(end + 4 - in), x);
 }
 
 static void *client_run(void *arg)
 {
 	struct client *c = arg;
-	char url[64];
-	CURL *e = curl_easy_init();
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", c->port);
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
-	if (curl_easy_perform(e) == CURLE_OK)
-		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &c->get_status);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, "x=1");
-	if (curl_easy_perform(e) == CURLE_OK)
-		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &c->post_status);
-	curl_easy_cleanup(e);
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->ex[i].raw)
+			raw_one(c->port, &c->ex[i]);
+		else
+			client_one(c->port, &c->ex[i]);
+	}
 	atomic_store(&c->done, 1);
 	return NULL;
 }
@@ -415,15 +567,41 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 		event_base_loopbreak(c->base);
 }
 
+/* Run the exchanges against w (on base) from a client thread. */
+static void exchange_all(struct event_base *base, opweb *w, struct exchange *ex, size_t n)
+{
+	struct timeval tick = { 0, 10000 };
+	struct event *poll;
+	struct client c;
+	pthread_t t;
+
+	memset(&c, 0, sizeof(c));
+	c.port = opweb_port(w);
+	c.base = base;
+	c.ex = ex;
+	c.n = n;
+	poll = event_new(base, -1, EV_PERSIST, on_poll, &c);
+	assert_int_equal(event_add(poll, &tick), 0);
+	assert_int_equal(pthread_create(&t, NULL, client_run, &c), 0);
+	event_base_dispatch(base);
+	pthread_join(t, NULL);
+	event_free(poll);
+}
+
+/* Every answer, refusals included, carries the security headers. */
+static void assert_headers(const struct exchange *x)
+{
+	assert_string_equal(x->csp, OPWEB_CSP);
+	assert_true(x->nosniff);
+	assert_true(x->no_store);
+}
+
 static void test_live_exchange(void **state)
 {
 	struct fixture *f = *state;
 	struct event_base *base;
 	struct opweb_options o;
-	struct client c;
-	struct timeval tick = { 0, 10000 };
-	struct event *poll;
-	pthread_t t;
+	char localhost[64], other_port[64], ipv6[64], two_hosts[128];
 	opweb *w = NULL;
 
 	base = event_base_new();
@@ -431,21 +609,98 @@ static void test_live_exchange(void **state)
 	o.st = f->st;
 	o.port = 0;
 	o.timeout_seconds = 5;
+	add_notice(f->st, COLON_NOTICE, "2027-06-01");
+	add_message(f->st, MSG_COLON_ID, COLON_NOTICE, MSG_QUEUED, "2027-06-01", "", NOW - HOUR);
 	assert_int_equal(opweb_start(&w, base, &o), 0);
-	memset(&c, 0, sizeof(c));
-	c.port = opweb_port(w);
-	c.base = base;
-	poll = event_new(base, -1, EV_PERSIST, on_poll, &c);
-	assert_int_equal(event_add(poll, &tick), 0);
-	assert_int_equal(pthread_create(&t, NULL, client_run, &c), 0);
-	event_base_dispatch(base);
-	pthread_join(t, NULL);
-	event_free(poll);
-	assert_int_equal(c.get_status, 200);
-	assert_int_equal(c.body_len, 3);
-	assert_memory_equal(c.body, "ok\n", 3);
-	assert_string_equal(c.csp, OPWEB_CSP);
-	assert_int_equal(c.post_status, 405);
+	snprintf(localhost, sizeof(localhost), "Host: LOCALHOST:%d", opweb_port(w));
+	snprintf(other_port, sizeof(other_port), "Host: 127.0.0.1:%d", opweb_port(w) + 1);
+	snprintf(ipv6, sizeof(ipv6), "Host: [::1]:%d", opweb_port(w));
+	snprintf(two_hosts, sizeof(two_hosts), "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+		 "Host: evil.example\r\nConnection: close\r\n\r\n", opweb_port(w));
+	{
+		struct exchange ex[] = {
+			{ .path = "/healthz" },
+			{ .path = "/healthz", .post = true },
+			{ .path = "/healthz", .host = "Host: evil.example" },
+			{ .path = "/healthz", .host = localhost },
+			{ .path = "/healthz", .host = ipv6 },
+			{ .path = "/healthz", .host = other_port },
+			{ .raw = two_hosts },
+			{ .raw = "GET /healthz HTTP/1.0\r\n\r\n" }, /* no Host: allowed */
+			{ .path = "/notice/" COLON_NOTICE },
+		};
+
+		exchange_all(base, w, ex, sizeof(ex) / sizeof(ex[0]));
+		assert_int_equal(ex[0].status, 200);
+		assert_int_equal(ex[0].body_len, 3);
+		assert_memory_equal(ex[0].body, "ok\n", 3);
+		assert_headers(&ex[0]);
+		assert_int_equal(ex[1].status, 405);
+		assert_headers(&ex[1]);
+		/* DNS rebinding: another name is misdirected, with the headers */
+		assert_int_equal(ex[2].status, 421);
+		assert_headers(&ex[2]);
+		assert_true(ex[2].close);
+		assert_null(strstr(ex[2].body, "ok"));
+		assert_int_equal(ex[3].status, 200);
+		assert_int_equal(ex[4].status, 200);
+		assert_int_equal(ex[5].status, 421);
+		assert_int_equal(ex[6].status, 421); /* two Host headers */
+		assert_headers(&ex[6]);
+		assert_int_equal(ex[7].status, 200);
+		assert_memory_equal(ex[7].body, "ok\n", 3);
+		assert_headers(&ex[7]);
+		assert_int_equal(ex[8].status, 200);
+	}
+	opweb_free(w);
+	event_base_free(base);
+}
+
+/*
+ * With TLS, a connection without a verified client certificate is answered
+ * 403, with the security headers. The handshake requires a certificate, so
+ * such a request arrives only on a plain connection evhttp made itself
+ * when no TLS one could be made: SSL_new fails here (test_opweb links with
+ * -Wl,--wrap=SSL_new, tests/CMake). The Host header is not checked with
+ * TLS: any name is served to a verified operator.
+ */
+SSL *__real_SSL_new(SSL_CTX *ctx);
+SSL *__wrap_SSL_new(SSL_CTX *ctx);
+static atomic_int ssl_new_fails;
+
+SSL *__wrap_SSL_new(SSL_CTX *ctx)
+{
+	return atomic_load(&ssl_new_fails) ? NULL : __real_SSL_new(ctx);
+}
+
+static void test_tls_refusal_has_headers(void **state)
+{
+	struct fixture *f = *state;
+	struct event_base *base = event_base_new();
+	struct opweb_options o;
+	struct exchange ex[] = {
+		{ .path = "/healthz" },
+		{ .path = "/healthz", .host = "Host: evil.example" },
+	};
+	opweb *w = NULL;
+
+	memset(&o, 0, sizeof(o));
+	o.st = f->st;
+	o.port = 0;
+	o.timeout_seconds = 5;
+	o.tls_cert = tu_pki("gateway.pem");
+	o.tls_key = tu_pki("gateway.key");
+	o.client_ca = tu_pki("ca.pem");
+	assert_int_equal(opweb_start(&w, base, &o), 0);
+	atomic_store(&ssl_new_fails, 1);
+	exchange_all(base, w, ex, sizeof(ex) / sizeof(ex[0]));
+	atomic_store(&ssl_new_fails, 0);
+	for (size_t i = 0; i < sizeof(ex) / sizeof(ex[0]); i++) {
+		assert_int_equal(ex[i].status, 403);
+		assert_headers(&ex[i]);
+		assert_true(ex[i].close);
+		assert_null(strstr(ex[i].body, "ok"));
+	}
 	opweb_free(w);
 	event_base_free(base);
 }
@@ -459,8 +714,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_notice_page, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_message_page, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_routes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_colon_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_binding_rules, setup, teardown),
+		cmocka_unit_test(test_host_rules),
 		cmocka_unit_test_setup_teardown(test_live_exchange, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_refusal_has_headers, setup, teardown),
 	};
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
