@@ -311,6 +311,50 @@ int metrics_late_messages(store *st, const struct gw_config *cfg, int64_t now_ms
 	return ls.err ? ls.err : rc;
 }
 
+struct weekend_scan {
+	store *st;
+	char today[11];
+	char notice_id[128]; /* the notice revision whose flag is known */
+	int revision;
+	bool weekend;
+	store_message_cb cb;
+	void *ctx;
+	int err;
+};
+
+static int weekend_one(const struct store_message *m, void *opaque)
+{
+	struct weekend_scan *ws = opaque;
+	struct store_notice n;
+	int rc;
+
+	if (strcmp(m->event_date, ws->today) < 0)
+		return 0;
+	if (strcmp(m->notice_id, ws->notice_id) != 0 || m->revision != ws->revision) {
+		if ((rc = ws->st->ops->notice_get(ws->st, m->notice_id, m->revision, &n)) < 0) {
+			ws->err = rc;
+			return 1;
+		}
+		snprintf(ws->notice_id, sizeof(ws->notice_id), "%s", m->notice_id);
+		ws->revision = m->revision;
+		ws->weekend = n.weekend_release;
+	}
+	return ws->weekend ? ws->cb(m, ws->ctx) : 0;
+}
+
+int metrics_weekend_messages(store *st, const struct store_filter *f, int64_t now_ms,
+			     store_message_cb cb, void *ctx)
+{
+	struct store_filter all = { -1, NULL };
+	struct gw_date d = timeutil_oslo_date(now_ms);
+	struct weekend_scan ws = { st, "", "", 0, false, cb, ctx, 0 };
+	int rc;
+
+	snprintf(ws.today, sizeof(ws.today), "%04d-%02d-%02d", d.year, d.month, d.day);
+	rc = st->ops->messages_list(st, f ? f : &all, weekend_one, &ws);
+	return ws.err ? ws.err : rc;
+}
+
 /* ---- rendering: store gauges ---------------------------------------------- */
 
 static void family(gw_buf *out, const char *name, const char *type, const char *help)

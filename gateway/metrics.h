@@ -90,4 +90,12 @@ bool metrics_message_late(const struct gw_config *cfg, const struct store_messag
 int metrics_late_messages(store *st, const struct gw_config *cfg, int64_t now_ms,
 			  store_message_cb cb, void *ctx);
 
+/*
+ * Call cb for each message (of filter f: state, notice; NULL for all) of a
+ * notice flagged weekend-release (SPEC section 9) whose date is today or
+ * later in Oslo, in creation order. Reads each notice revision's flag once.
+ */
+int metrics_weekend_messages(store *st, const struct store_filter *f, int64_t now_ms,
+			     store_message_cb cb, void *ctx);
+
 #endif

@@ -304,62 +304,32 @@ static int print_message_row(const struct store_message *m, void *opaque)
 	return 0;
 }
 
-/*
- * --late and --weekend-release narrow the rows further: late ones by the
- * same rule as the metrics and the web view (metrics_late_messages),
- * weekend releases by their notice's flag (read once per notice revision).
- */
+/* --late (the metrics' rule) and --weekend-release narrow the rows further. */
 struct flagged_ctx {
-	struct session *s;
 	const struct store_filter *filter;
 	struct list_ctx *list;
-	char today[11];
-	char notice_id[128];
-	int revision;
-	bool weekend;
 };
-
-static bool filter_keeps(const struct store_filter *f, const struct store_message *m)
-{
-	return (f->state < 0 || (int)m->state == f->state) &&
-	       (!f->notice_id || strcmp(f->notice_id, m->notice_id) == 0);
-}
 
 static int print_late_row(const struct store_message *m, void *opaque)
 {
 	struct flagged_ctx *c = opaque;
+	const struct store_filter *f = c->filter;
 
-	return filter_keeps(c->filter, m) ? print_message_row(m, c->list) : 0;
-}
-
-static int print_weekend_row(const struct store_message *m, void *opaque)
-{
-	struct flagged_ctx *c = opaque;
-	struct store_notice n;
-
-	if (strcmp(m->event_date, c->today) < 0)
+	if ((f->state >= 0 && (int)m->state != f->state) ||
+	    (f->notice_id && strcmp(f->notice_id, m->notice_id) != 0))
 		return 0;
-	if (strcmp(m->notice_id, c->notice_id) != 0 || m->revision != c->revision) {
-		if (c->s->st->ops->notice_get(c->s->st, m->notice_id, m->revision, &n) < 0)
-			return GW_ERROR;
-		snprintf(c->notice_id, sizeof(c->notice_id), "%s", m->notice_id);
-		c->revision = m->revision;
-		c->weekend = n.weekend_release;
-	}
-	return c->weekend ? print_message_row(m, c->list) : 0;
+	return print_message_row(m, c->list);
 }
 
 static int list_flagged(struct session *s, const struct operator_args *args,
 			const struct store_filter *filter, struct list_ctx *list)
 {
+	struct flagged_ctx c = { filter, list };
 	int64_t now = timeutil_now_ms();
-	struct gw_date d = timeutil_oslo_date(now);
-	struct flagged_ctx c = { s, filter, list, "", "", 0, false };
 
-	snprintf(c.today, sizeof(c.today), "%04d-%02d-%02d", d.year, d.month, d.day);
 	if (args->late)
 		return metrics_late_messages(s->st, s->cfg, now, print_late_row, &c);
-	return s->st->ops->messages_list(s->st, filter, print_weekend_row, &c);
+	return metrics_weekend_messages(s->st, filter, now, print_message_row, list);
 }
 
 static int cmd_list(struct session *s, const struct operator_args *args)

@@ -374,6 +374,31 @@ static int gap_late(const struct opweb_view *v, gw_buf *out)
 	return (gw_buf_free(&rows), 0);
 }
 
+/* Not a gap, but what the partners must plan for: releases on a Friday, a weekend or before a holiday. */
+static int coming_weekend(const struct opweb_view *v, gw_buf *out)
+{
+	struct table t = { v, NULL, COLS_GAP, 0, "weekend" };
+	gw_buf rows = GW_BUF_INIT;
+	int rc;
+
+	t.out = &rows;
+	rc = metrics_weekend_messages(v->st, NULL, v->now_ms, table_row, &t);
+	if (rc < 0) {
+		gw_buf_free(&rows);
+		return rc;
+	}
+	gw_buf_printf(out, "<section id=\"weekend\"><h2>Weekend releases still to come (%lld)</h2>\n"
+			   "<p>A release on a Friday, Saturday, Sunday or the day before a public "
+			   "holiday (SPEC section 9).</p>\n",
+		      t.rows);
+	t.out = out;
+	if (rows.len)
+		gw_buf_put(out, rows.data, rows.len);
+	table_end(&t, "No weekend release is coming.", "gateway list --weekend-release");
+	gw_buf_puts(out, "</section>\n");
+	return (gw_buf_free(&rows), 0);
+}
+
 static int counts_section(const struct opweb_view *v, gw_buf *out)
 {
 	struct store_counts c;
@@ -492,7 +517,8 @@ static int page_overview(const struct opweb_view *v, gw_buf *out)
 	    (rc = gap_late(v, out)) < 0)
 		return rc;
 	gw_buf_puts(out, "</section>\n");
-	if ((rc = counts_section(v, out)) < 0 || (rc = notices_section(v, out)) < 0)
+	if ((rc = coming_weekend(v, out)) < 0 || (rc = counts_section(v, out)) < 0 ||
+	    (rc = notices_section(v, out)) < 0)
 		return rc;
 	page_end(out, v->now_ms);
 	return 0;

@@ -50,7 +50,7 @@ struct fixture {
 	struct opweb_view v;
 };
 
-static void add_notice(store *st, const char *id, const char *date)
+static void add_notice_flagged(store *st, const char *id, const char *date, bool weekend)
 {
 	struct store_notice n;
 	static int seq;
@@ -66,7 +66,13 @@ static void add_notice(store *st, const char *id, const char *date)
 	snprintf(n.event_date, sizeof(n.event_date), "%s", date);
 	snprintf(n.person_ref, sizeof(n.person_ref), "0123456789abcdef");
 	n.received_ms = NOW - 2 * HOUR;
+	n.weekend_release = weekend;
 	assert_int_equal(st->ops->notice_insert(st, &n), 0);
+}
+
+static void add_notice(store *st, const char *id, const char *date)
+{
+	add_notice_flagged(st, id, date, false);
 }
 
 static void add_message(store *st, const char *mid, const char *nid, enum msg_state state,
@@ -235,6 +241,32 @@ static void test_overview_gaps_first(void **state)
 	assert_non_null(strstr(b, "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; "
 				  "&quot;***********&quot;"));
 	assert_non_null(strstr(b, "<link rel=\"stylesheet\" href=\"/style.css\">"));
+	assert_clean(&r);
+	opweb_response_clear(&r);
+}
+
+/* Weekend releases still to come, after the gaps; one already past is not listed. */
+static void test_overview_weekend_releases(void **state)
+{
+	struct fixture *f = *state;
+	struct opweb_response r;
+	const char *late, *weekend, *states, *b;
+
+	add_notice_flagged(f->st, "N-FRIDAY", "2026-11-27", true);
+	add_message(f->st, "00000000-0000-4000-8000-0000000000f1", "N-FRIDAY", MSG_DELIVERED,
+		    "2026-11-27", "", NOW - HOUR);
+	add_notice_flagged(f->st, "N-PAST", "2026-11-20", true);
+	add_message(f->st, "00000000-0000-4000-8000-0000000000f2", "N-PAST", MSG_DELIVERED,
+		    "2026-11-20", "", NOW - 3 * 24 * HOUR);
+	get(f, "/", &r, 200);
+	b = body(&r);
+	late = strstr(b, "id=\"late\"");
+	weekend = strstr(b, "id=\"weekend\"");
+	states = strstr(b, "id=\"states\"");
+	assert_true(late && weekend && states && late < weekend && weekend < states);
+	assert_non_null(strstr(weekend, "Weekend releases still to come (1)"));
+	assert_true(strstr(weekend, "N-FRIDAY") && strstr(weekend, "N-FRIDAY") < states);
+	assert_true(!strstr(weekend, "N-PAST") || strstr(weekend, "N-PAST") > states);
 	assert_clean(&r);
 	opweb_response_clear(&r);
 }
@@ -711,6 +743,7 @@ int main(void)
 		cmocka_unit_test(test_html_escape),
 		cmocka_unit_test(test_masking_only_nin_shaped_runs),
 		cmocka_unit_test_setup_teardown(test_overview_gaps_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_overview_weekend_releases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_notice_page, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_message_page, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_routes, setup, teardown),
