@@ -49,6 +49,9 @@
 #define CERT_WARN_DAYS 60
 #define DEFAULT_HORIZON_DAYS 14
 #define MS_PER_DAY INT64_C(86400000)
+#define TEXT_OF_(x) #x
+#define TEXT_OF(x) TEXT_OF_(x)
+#define REASON_MAX_TEXT TEXT_OF(STORE_REASON_MAX) /* "255", for the usage text */
 
 struct operator_args {
 	const char *config_path;
@@ -90,7 +93,10 @@ static const struct usage usages[] = {
 	{ "cancel", "usage: gateway cancel --config FILE MSGID [--reason TEXT]\n"
 		    "  a queued, held or failed message is cancelled and never sent. A message\n"
 		    "  being sent or delivered cannot be cancelled (exit 1). TEXT is kept in\n"
-		    "  the store and the audit trail: no personal data.\n" },
+		    "  the store and the audit trail: no personal data, at most " REASON_MAX_TEXT
+		    " bytes (a\n"
+		    "  letter outside plain ASCII, such as a Norwegian one, takes 2 or more);\n"
+		    "  a longer TEXT is refused (exit 2).\n" },
 	{ "verify", "usage: gateway verify --config FILE FILE\n"
 		    "  re-verify a stored Message or Receipt (e.g. from gateway export or a\n"
 		    "  partner's evidence) under the signature profile with the configured\n"
@@ -660,6 +666,21 @@ static int cmd_retry(struct session *s, const struct operator_args *args)
 	return 0;
 }
 
+/* A reason the store would refuse is a usage error: said before anything is touched. */
+static bool cancel_reason_fits(const char *reason)
+{
+	size_t len = strlen(reason);
+
+	if (len <= STORE_REASON_MAX)
+		return true;
+	fprintf(stderr,
+		"gateway cancel: the reason is %zu bytes long, but at most %d bytes are kept (a"
+		" letter outside plain ASCII, such as a Norwegian one, takes 2 or more). Shorten"
+		" it; nothing was cancelled.\n",
+		len, STORE_REASON_MAX);
+	return false;
+}
+
 static int cmd_cancel(struct session *s, const struct operator_args *args)
 {
 	const char *reason = args->reason ? args->reason : "cancelled by an operator";
@@ -669,6 +690,8 @@ static int cmd_cancel(struct session *s, const struct operator_args *args)
 		operator_usage("cancel", stderr);
 		return 2;
 	}
+	if (!cancel_reason_fits(reason))
+		return 2;
 	operator_detail(detail, sizeof(detail));
 	if (s->st->ops->message_cancel(s->st, args->target, reason, detail) < 0) {
 		fprintf(stderr, "gateway cancel: %s\n", gw_error_last());

@@ -47,6 +47,17 @@
  */
 #define STORE_HELD_STALE "stale at the partner: to be signed again with a fresh Created"
 
+/*
+ * The longest reason a message keeps (why held, failed, cancelled), in
+ * bytes of UTF-8 without the terminating NUL. message_cancel refuses a
+ * longer one (an operator's text: they are told); the other writers cut
+ * theirs at a character boundary. Readers cut a longer one found in the
+ * database the same way instead of failing (free text: reasons, attempt
+ * errors); identifiers (message ids, digests, dates) that do not fit fail
+ * the read.
+ */
+#define STORE_REASON_MAX 255
+
 enum msg_state {
 	MSG_QUEUED, MSG_SENDING, MSG_DELIVERED, MSG_FAILED, MSG_HELD, MSG_SUPERSEDED,
 	MSG_CANCELLED, MSG_STATE_COUNT
@@ -78,7 +89,7 @@ struct store_message {
 	char recipient_orgnr[10]; /* empty when held: no endpoint */
 	char endpoint[64];        /* config endpoint name; empty when unresolved */
 	enum msg_state state;
-	char reason[256];         /* why held / failed / cancelled */
+	char reason[STORE_REASON_MAX + 1]; /* why held / failed / cancelled */
 	char event_date[11];      /* for earliest-release-first */
 	int64_t created_ms;
 	int64_t next_attempt_ms;
@@ -141,7 +152,7 @@ struct store_release_fact {
 	char service[16];
 	char endpoint[64];
 	enum msg_state state;
-	char reason[256];
+	char reason[STORE_REASON_MAX + 1];
 	int64_t reached_ms;       /* first verified accepted/duplicate receipt; 0: none */
 };
 
@@ -206,8 +217,10 @@ struct store_ops {
 	/* One message, its attempts, its receipt. */
 	int (*message_get)(store *st, const char *message_id, struct store_message *out);
 	/* Compare-and-set: GW_ENOTFOUND / GW_EINVALID when the message is not
-	 * in `expected`. reason NULL keeps the current reason; next_attempt_ms
-	 * below 0 keeps the current time. */
+	 * in `expected`. reason NULL keeps the current reason (one longer than
+	 * STORE_REASON_MAX is cut at a character boundary, here and in
+	 * messages_transition); next_attempt_ms below 0 keeps the current
+	 * time. */
 	int (*message_update)(store *st, const char *message_id, enum msg_state expected,
 			      enum msg_state to, const char *reason, int64_t next_attempt_ms,
 			      int attempts_delta);
@@ -235,9 +248,11 @@ struct store_ops {
 	/* Operator moves, each with its own audit row (event retry / cancel)
 	 * and detail (e.g. "uid=1000"). retry: failed -> queued, due at
 	 * next_attempt_ms, retried until deadline_ms, attempts kept. cancel:
-	 * queued, held or failed -> cancelled with reason. Compare-and-set as
-	 * message_update: GW_EINVALID with a sentence when the message is in
-	 * another state, GW_ENOTFOUND when unknown. */
+	 * queued, held or failed -> cancelled with reason (at most
+	 * STORE_REASON_MAX bytes: GW_EINVALID for a longer one, nothing
+	 * changed). Compare-and-set as message_update: GW_EINVALID with a
+	 * sentence when the message is in another state, GW_ENOTFOUND when
+	 * unknown. */
 	int (*message_retry)(store *st, const char *message_id, int64_t next_attempt_ms,
 			     int64_t deadline_ms, const char *detail);
 	int (*message_cancel)(store *st, const char *message_id, const char *reason,

@@ -33,6 +33,15 @@
  * State machine. message_update() is a compare-and-set on the current
  * state and allows only the transitions in allowed_transition().
  *
+ * Text. A struct field has a fixed size; the database does not. A column
+ * that identifies (ids, digests, dates, states) and does not fit its field
+ * fails the read (copy_text): something wrote what the gateway never
+ * writes. Free text (a message's reason, an attempt's error, a sender
+ * unit) is cut to fit at a UTF-8 character boundary instead
+ * (copy_free_text): one long text written by an older version must not
+ * make every list of messages fail. Reasons are cut the same way when
+ * written (bind_reason); an operator's cancel reason is refused instead.
+ *
  * Audit trail (schema version 2). Every op that changes a state appends
  * its audit row (audit_add) with the change, in the caller's transaction
  * or, when none is open, in one of its own (tx_open/tx_close): the change
@@ -452,6 +461,30 @@ static int bytes_put(struct sqlite_store *s, const char *message_id, const gw_bu
 	return exec_stmt(s, q, "record a message's signed bytes");
 }
 
+/*
+ * The length of the longest start of text (len bytes) that has at most max
+ * bytes and does not end inside a UTF-8 sequence: a cut backs up over the
+ * continuation bytes (10xxxxxx) of the character it would split.
+ */
+static size_t utf8_fit(const unsigned char *text, size_t len, size_t max)
+{
+	if (len <= max)
+		return len;
+	while (max > 0 && (text[max] & 0xc0) == 0x80)
+		max--;
+	return max;
+}
+
+/* A message's reason, cut to what a reader keeps (STORE_REASON_MAX). */
+static int bind_reason(sqlite3_stmt *q, int i, const char *reason)
+{
+	const char *text = reason ? reason : "";
+	size_t len = utf8_fit((const unsigned char *)text, strlen(text), STORE_REASON_MAX);
+
+	return sqlite3_bind_text(q, i, text, (int)len, SQLITE_TRANSIENT);
+}
+
+/* An identifier or a fixed-form column: one that does not fit fails the read. */
 static int copy_text(char *dst, size_t dstlen, sqlite3_stmt *q, int col)
 {
 	const unsigned char *text = sqlite3_column_text(q, col);
@@ -464,6 +497,22 @@ static int copy_text(char *dst, size_t dstlen, sqlite3_stmt *q, int col)
 		memcpy(dst, text, len);
 	dst[len] = '\0';
 	return 0;
+}
+
+/*
+ * Free text (a reason, an attempt's error, a sender unit): cut to fit at a
+ * UTF-8 character boundary, so a row written longer (by an older version,
+ * or by hand) still reads: one long text must not hide the whole store
+ * from operators, nor stop intake that lists a notice's messages.
+ */
+static void copy_free_text(char *dst, size_t dstlen, sqlite3_stmt *q, int col)
+{
+	const unsigned char *text = sqlite3_column_text(q, col);
+	size_t len = utf8_fit(text, (size_t)sqlite3_column_bytes(q, col), dstlen - 1);
+
+	if (len)
+		memcpy(dst, text, len);
+	dst[len] = '\0';
 }
 
 static int copy_blob(gw_buf *dst, sqlite3_stmt *q, int col)
@@ -495,10 +544,10 @@ static int read_message_cols(sqlite3_stmt *q, struct store_message *m, bool with
 	    copy_text(m->recipient_orgnr, sizeof(m->recipient_orgnr), q, 5) < 0 ||
 	    copy_text(m->endpoint, sizeof(m->endpoint), q, 6) < 0 ||
 	    copy_text(state, sizeof(state), q, 7) < 0 ||
-	    copy_text(m->reason, sizeof(m->reason), q, 8) < 0 ||
 	    copy_text(m->event_date, sizeof(m->event_date), q, 9) < 0 ||
 	    copy_text(m->digest_b64, sizeof(m->digest_b64), q, 14) < 0)
 		return GW_ERROR;
+	copy_free_text(m->reason, sizeof(m->reason), q, 8);
 	if (store_state_parse(state, &m->state) < 0)
 		return gw_error_wrap(GW_ERROR, "store: message %s", m->message_id);
 	m->revision = sqlite3_column_int(q, 2);
@@ -521,10 +570,10 @@ static int read_notice(sqlite3_stmt *q, struct store_notice *n)
 	    copy_text(n->content_sha256, sizeof(n->content_sha256), q, 3) < 0 ||
 	    copy_text(n->source_name, sizeof(n->source_name), q, 4) < 0 ||
 	    copy_text(n->sender_orgnr, sizeof(n->sender_orgnr), q, 5) < 0 ||
-	    copy_text(n->sender_unit, sizeof(n->sender_unit), q, 6) < 0 ||
 	    copy_text(n->event_date, sizeof(n->event_date), q, 7) < 0 ||
 	    copy_text(n->person_ref, sizeof(n->person_ref), q, 8) < 0)
 		return GW_ERROR;
+	copy_free_text(n->sender_unit, sizeof(n->sender_unit), q, 6);
 	n->revision = sqlite3_column_int(q, 1);
 	n->late_at_intake = sqlite3_column_int(q, 9) != 0;
 	n->weekend_release = sqlite3_column_int(q, 10) != 0;
@@ -535,9 +584,9 @@ static int read_notice(sqlite3_stmt *q, struct store_notice *n)
 static int read_attempt(sqlite3_stmt *q, struct store_attempt *a)
 {
 	if (copy_text(a->message_id, sizeof(a->message_id), q, 0) < 0 ||
-	    copy_text(a->error, sizeof(a->error), q, 4) < 0 ||
 	    copy_text(a->outcome, sizeof(a->outcome), q, 5) < 0)
 		return GW_ERROR;
+	copy_free_text(a->error, sizeof(a->error), q, 4);
 	a->started_ms = sqlite3_column_int64(q, 1);
 	a->duration_ms = sqlite3_column_int64(q, 2);
 	a->http_status = sqlite3_column_int(q, 3);
@@ -1108,7 +1157,7 @@ static int sq_message_insert(store *st, const struct store_message *m)
 	bind_text(q, 6, m->recipient_orgnr);
 	bind_text(q, 7, m->endpoint);
 	bind_text(q, 8, store_state_name(m->state));
-	bind_text(q, 9, m->reason);
+	bind_reason(q, 9, m->reason);
 	bind_text(q, 10, m->event_date);
 	sqlite3_bind_int64(q, 11, m->created_ms);
 	sqlite3_bind_int64(q, 12, m->next_attempt_ms);
@@ -1150,7 +1199,7 @@ static int sq_messages_transition(store *st, const char *notice_id, int below_re
 			continue;
 		q = stmt(s, ST_MSG_TRANSITION);
 		bind_text(q, 1, store_state_name(to));
-		bind_text(q, 2, reason);
+		bind_reason(q, 2, reason);
 		bind_text(q, 3, notice_id);
 		sqlite3_bind_int(q, 4, below_revision > 0 ? below_revision : INT_MAX);
 		bind_text(q, 5, store_state_name((enum msg_state)from));
@@ -1463,7 +1512,7 @@ static int update_one(struct sqlite_store *s, const char *message_id, enum msg_s
 	q = stmt(s, ST_MSG_UPDATE);
 	bind_text(q, 1, store_state_name(to));
 	if (reason)
-		bind_text(q, 2, reason);
+		bind_reason(q, 2, reason);
 	sqlite3_bind_int64(q, 3, next_attempt_ms);
 	sqlite3_bind_int(q, 4, attempts_delta);
 	bind_text(q, 5, message_id);
@@ -1738,8 +1787,7 @@ static int sq_endpoint_health(store *st, const char *endpoint, struct store_endp
 		const char *outcome = (const char *)sqlite3_column_text(q, 1);
 		out->last_attempt_ms = sqlite3_column_int64(q, 0);
 		if (!outcome || strcmp(outcome, "delivered") != 0)
-			audit_field_set(out->last_error, sizeof(out->last_error),
-					(const char *)sqlite3_column_text(q, 2));
+			copy_free_text(out->last_error, sizeof(out->last_error), q, 2);
 	} else if (rc != SQLITE_DONE) {
 		err = db_fail(s, rc, "find an endpoint's last attempt");
 	}
@@ -1757,9 +1805,9 @@ static int read_fact(sqlite3_stmt *q, struct store_release_fact *f)
 {
 	memset(f, 0, sizeof(*f));
 	if (copy_text(f->notice_id, sizeof(f->notice_id), q, 0) < 0 ||
-	    copy_text(f->sender_unit, sizeof(f->sender_unit), q, 2) < 0 ||
 	    copy_text(f->event_date, sizeof(f->event_date), q, 3) < 0)
 		return GW_ERROR;
+	copy_free_text(f->sender_unit, sizeof(f->sender_unit), q, 2);
 	f->revision = sqlite3_column_int(q, 1);
 	f->weekend_release = sqlite3_column_int(q, 4) != 0;
 	f->late_at_intake = sqlite3_column_int(q, 5) != 0;
@@ -1767,9 +1815,9 @@ static int read_fact(sqlite3_stmt *q, struct store_release_fact *f)
 		return 0; /* a notice without messages */
 	if (copy_text(f->message_id, sizeof(f->message_id), q, 6) < 0 ||
 	    copy_text(f->service, sizeof(f->service), q, 7) < 0 ||
-	    copy_text(f->endpoint, sizeof(f->endpoint), q, 8) < 0 ||
-	    copy_text(f->reason, sizeof(f->reason), q, 10) < 0)
+	    copy_text(f->endpoint, sizeof(f->endpoint), q, 8) < 0)
 		return GW_ERROR;
+	copy_free_text(f->reason, sizeof(f->reason), q, 10);
 	if (store_state_parse((const char *)sqlite3_column_text(q, 9), &f->state) < 0)
 		return gw_error_wrap(GW_ERROR, "store: message %s", f->message_id);
 	f->reached_ms = sqlite3_column_int64(q, 11); /* NULL reads as 0 */
@@ -1841,6 +1889,18 @@ static int sq_message_retry(store *st, const char *message_id, int64_t next_atte
 	return tx_close(s, own, rc);
 }
 
+/* An operator's reason is refused, not cut: they are there to say it shorter. */
+static int cancel_reason_check(const char *message_id, const char *reason)
+{
+	size_t len = strlen(reason);
+
+	if (len <= STORE_REASON_MAX)
+		return 0;
+	return gw_error_set(GW_EINVALID,
+			    "message %s was not cancelled: the reason is %zu bytes long, and at"
+			    " most %d are kept", message_id, len, STORE_REASON_MAX);
+}
+
 static int sq_message_cancel(store *st, const char *message_id, const char *reason,
 			     const char *detail)
 {
@@ -1851,7 +1911,9 @@ static int sq_message_cancel(store *st, const char *message_id, const char *reas
 	bool own;
 	int rc;
 
-	if ((rc = tx_open(s, &own)) < 0)
+	if (!reason)
+		reason = "";
+	if ((rc = cancel_reason_check(message_id, reason)) < 0 || (rc = tx_open(s, &own)) < 0)
 		return rc;
 	q = stmt(s, ST_MSG_STATE);
 	bind_text(q, 1, message_id);

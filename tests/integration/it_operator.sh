@@ -10,8 +10,11 @@
 # partner's evidence), verify (message and receipt; a changed copy fails),
 # retry (health fixed -> delivered), cancel (queued -> cancelled; delivered
 # refused), report timeliness, audit verify (intact, then each kind of
-# tampering through the sqlite3 command is caught and the row named), and
-# the exit codes scripts rely on (0 ok, 1 not found/refused/failed, 2 usage).
+# tampering through the sqlite3 command is caught and the row named), the
+# exit codes scripts rely on (0 ok, 1 not found/refused/failed, 2 usage),
+# and texts longer than a message keeps (a cancel reason over 255 bytes is
+# refused; longer texts already in the database still read, cut between
+# letters, also for intake taking in a withdrawal).
 . "$(dirname "$0")/common.sh"
 
 cfg="$LAB/gateway/gateway.conf"
@@ -279,4 +282,57 @@ check "list --weekend-release: one row per message of a flagged notice still to 
 check "... the Saturday release among them" hasf "$weekend" "KDI-2027-009901"
 check "list --late --weekend-release together: usage error" \
   eq "$(rc_of G list --late --weekend-release)" 2
+
+# --- texts longer than a message keeps -------------------------------------------
+# cancel refuses a reason over 255 bytes (it would be cut when read back);
+# a database with longer texts (an older version stored any length) still
+# reads everywhere, cut between letters; a withdrawal of such a notice,
+# which lists the notice's messages, is taken in.
+oe=$(printf '\303\270') # a two-byte letter
+long=$(head -c 280 /dev/zero | tr '\0' x)
+rc=0
+out=$(G cancel "$held_msg" --reason "$long" 2>&1) || rc=$?
+check "cancel with a 280-byte reason: exit 2" eq "$rc" 2
+check "... says how long it is and what fits" hasf "$out" "280 bytes long, but at most 255 bytes"
+check "... nothing was cancelled" eq "$(state_of KDI-2027-004102 health)" "held: no consent"
+r255="$(printf "$oe%.0s" $(seq 1 127))x"
+check "cancel with a 255-byte reason: exit 0" eq "$(rc_of G cancel "$held_msg" --reason "$r255")" 0
+check "... kept whole" eq "$(sqlite3 "$db" "SELECT reason FROM messages WHERE message_id='$held_msg'")" "$r255"
+sqlite3 "$db" "UPDATE messages SET reason = replace(hex(zeroblob(140)), '00', CAST(X'C3B8' AS TEXT))
+    || 'END' WHERE message_id = '$held_msg';
+  UPDATE attempts SET error = 'x' || replace(hex(zeroblob(200)), '00', CAST(X'C3B8' AS TEXT))
+    WHERE message_id = '$health_failed' AND outcome <> 'delivered'"
+for c in list "list --json" "show $held_msg" "show $health_failed" "show KDI-2027-004102" \
+  "show KDI-2027-004102 --json" status "report timeliness"; do
+  # shellcheck disable=SC2086 # the words of $c are the command's arguments
+  check "long texts in the database: $c exits 0" eq "$(rc_of G $c)" 0
+done
+check "show cuts a long reason between letters" bash -c "'$GW' show --config '$cfg' '$held_msg' | python3 -c '
+import sys
+text = sys.stdin.buffer.read().decode(\"utf-8\")  # strict: a letter cut in two fails
+r = [l for l in text.splitlines() if l.startswith(\"reason\")][0].split(None, 1)[1]
+assert r == \"\\u00f8\" * 127, (len(r.encode()), r)
+'"
+check "show cuts a long attempt error between letters" bash -c "'$GW' show --config '$cfg' '$health_failed' | python3 -c '
+import sys
+text = sys.stdin.buffer.read().decode(\"utf-8\")
+assert \"x\" + \"\\u00f8\" * 127 in text, text
+'"
+cat > "$LAB/withdraw-004102.xml" <<'XML'
+<?xml version="1.0" encoding="UTF-8"?>
+<Notice xmlns="urn:x-notice-gateway:notice:1" id="KDI-2027-004102" revision="2" kind="withdrawal">
+  <Issued>2026-11-21T10:00:00+01:00</Issued>
+  <Sender orgnr="974760673" unit="Oslo fengsel, avdeling C"/>
+  <Withdrawal reason="release-cancelled"/>
+</Notice>
+XML
+lab_drop "$LAB/withdraw-004102.xml"
+rc=0
+LAB_MAX_SECONDS=30 lab_send || rc=$?
+check "a withdrawal of that notice: the run ends, exit 0" eq "$rc" 0
+check "... the file left incoming" eq "$(find "$LAB/gateway/spool/incoming/new" -type f | wc -l)" 0
+check "... it was not rejected" eq "$(find "$LAB/gateway/spool/rejected" -name 'withdraw-*' 2>/dev/null | wc -l)" 0
+withdrawn_to() { G list --notice KDI-2027-004102 | awk -v s="$1" '$3 == 2 && $4 == s {print $6}'; }
+check "... nav, who had it, is told" eq "$(withdrawn_to nav)" delivered
+check "... housing, who had it, is told" eq "$(withdrawn_to housing)" delivered
 finish

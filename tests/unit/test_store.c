@@ -1087,6 +1087,220 @@ static void add_attempt(store *st, const char *mid, int64_t at, const char *outc
 	assert_int_equal(st->ops->attempt_insert(st, &a), 0);
 }
 
+/* n times U+00F8, o with a stroke (2 bytes of UTF-8 each). */
+static void oslash(char *out, size_t size, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && 2 * i + 2 < size; i++)
+		memcpy(out + 2 * i, "\xc3\xb8", 2);
+	out[2 * i] = '\0';
+}
+
+/* Whether text is whole UTF-8 characters (no sequence cut short at its end). */
+static bool utf8_whole(const char *text)
+{
+	size_t len = strlen(text), i = len;
+
+	while (i > 0 && ((unsigned char)text[i - 1] & 0xc0) == 0x80)
+		i--;
+	if (i == len)
+		return i == 0 || ((unsigned char)text[i - 1] & 0x80) == 0;
+	/* i - 1 is the lead byte of the last sequence: it needs len - i continuations */
+	return i > 0 && ((((unsigned char)text[i - 1] & 0xe0) == 0xc0 && len - i == 1) ||
+			 (((unsigned char)text[i - 1] & 0xf0) == 0xe0 && len - i == 2) ||
+			 (((unsigned char)text[i - 1] & 0xf8) == 0xf0 && len - i == 3));
+}
+
+/* An integer read straight from the database file, beside the store. */
+static long long raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	long long v = -1;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		v = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return v;
+}
+
+/* An operator's reason longer than a message keeps is refused, not stored. */
+static void test_cancel_reason_limit(void **state)
+{
+	struct fixture *f = *state;
+	store *st = f->st;
+	char reason[STORE_REASON_MAX + 32];
+	struct store_message m;
+	struct rows r;
+	size_t rows;
+
+	add_notice(st, "KDI-R", 1, "sha-r");
+	add_message(st, "r1", "KDI-R", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	walk(st, &r);
+	rows = r.n;
+	memset(reason, 'x', 280);
+	reason[280] = '\0';
+	assert_int_equal(st->ops->message_cancel(st, "r1", reason, "uid=1000"), GW_EINVALID);
+	assert_non_null(strstr(gw_error_last(), "280 bytes"));
+	assert_non_null(strstr(gw_error_last(), "255"));
+	assert_int_equal(state_of(st, "r1"), MSG_QUEUED);
+	walk(st, &r);
+	assert_int_equal(r.n, rows);
+
+	/* 256 bytes is one too many; 255, in two-byte letters and one more, fits. */
+	memset(reason, 'x', 256);
+	reason[256] = '\0';
+	assert_int_equal(st->ops->message_cancel(st, "r1", reason, "uid=1000"), GW_EINVALID);
+	oslash(reason, sizeof(reason), 127);
+	strcat(reason, "x");
+	assert_int_equal(strlen(reason), STORE_REASON_MAX);
+	assert_int_equal(st->ops->message_cancel(st, "r1", reason, "uid=1000"), 0);
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(st->ops->message_get(st, "r1", &m), 0);
+	assert_int_equal(m.state, MSG_CANCELLED);
+	assert_string_equal(m.reason, reason);
+	store_message_clear(&m);
+	walk(st, &r);
+	expect_row(&r.v[r.n - 1], "cancel", "r1", "queued", "cancelled");
+	assert_non_null(strstr(r.v[r.n - 1].detail, reason));
+}
+
+/* Reasons from other writers are cut at a character boundary when stored. */
+static void test_long_reason_cut_when_written(void **state)
+{
+	struct fixture *f = *state;
+	store *st = f->st;
+	char reason[400];
+	struct store_message m;
+	int n = 0;
+
+	add_notice(st, "KDI-W", 1, "sha-w1");
+	add_message(st, "w1", "KDI-W", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	add_message(st, "w2", "KDI-W", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	oslash(reason, sizeof(reason), 150); /* 300 bytes: byte 255 is inside a letter */
+	assert_int_equal(st->ops->message_update(st, "w1", MSG_QUEUED, MSG_HELD, reason, -1, 0), 0);
+	add_notice(st, "KDI-W", 2, "sha-w2");
+	assert_int_equal(st->ops->messages_transition(st, "KDI-W", 2, 1u << MSG_QUEUED,
+						      MSG_SUPERSEDED, reason, &n),
+			 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(raw_int(f->path, "SELECT length(CAST(reason AS BLOB)) FROM messages"
+					  " WHERE message_id = 'w1'"),
+			 254);
+	assert_int_equal(raw_int(f->path, "SELECT length(CAST(reason AS BLOB)) FROM messages"
+					  " WHERE message_id = 'w2'"),
+			 254);
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(st->ops->message_get(st, "w1", &m), 0);
+	assert_int_equal(strlen(m.reason), 254);
+	assert_memory_equal(m.reason, reason, 254);
+	assert_true(utf8_whole(m.reason));
+	store_message_clear(&m);
+}
+
+struct texts {
+	char v[4][300];
+	size_t n;
+};
+
+static int collect_reason(const struct store_message *m, void *ctx)
+{
+	struct texts *t = ctx;
+
+	if (t->n < 4)
+		snprintf(t->v[t->n++], sizeof(t->v[0]), "%s", m->reason);
+	return 0;
+}
+
+static int collect_error(const struct store_attempt *a, void *ctx)
+{
+	struct texts *t = ctx;
+
+	if (t->n < 4)
+		snprintf(t->v[t->n++], sizeof(t->v[0]), "%s", a->error);
+	return 0;
+}
+
+static int collect_fact_text(const struct store_release_fact *f, void *ctx)
+{
+	struct texts *t = ctx;
+
+	if (t->n < 3) {
+		snprintf(t->v[t->n++], sizeof(t->v[0]), "%s", f->reason);
+		snprintf(t->v[t->n++], sizeof(t->v[0]), "%s", f->sender_unit);
+	}
+	return 0;
+}
+
+/* The start of a run of U+00F8 that fits size bytes with its NUL, cut between letters. */
+static void expect_cut(const char *got, size_t size)
+{
+	char want[1024];
+
+	oslash(want, sizeof(want), (size - 1) / 2);
+	assert_string_equal(got, want);
+	assert_true(utf8_whole(got));
+}
+
+/*
+ * A database holding free text longer than its field (written by an older
+ * version, or by hand) still reads, cut at a character boundary; an
+ * identifier that does not fit still fails the read.
+ */
+static void test_long_free_text_still_reads(void **state)
+{
+	struct fixture *f = *state;
+	store *st = f->st;
+	struct store_message m;
+	struct store_endpoint_health h;
+	struct store_filter filter = { .state = -1, .notice_id = "KDI-L" };
+	struct texts t = { .n = 0 };
+
+	add_notice(st, "KDI-L", 1, "sha-l");
+	add_message(st, "l1", "KDI-L", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	add_attempt(st, "l1", NOW + 1, "retry", "timeout");
+	/* 150, 200 and 300 letters of two bytes: each cut falls inside one */
+	assert_int_equal(raw_exec(f->path,
+				  "UPDATE messages SET state = 'cancelled', reason ="
+				  "  replace(hex(zeroblob(150)), '00', CAST(X'C3B8' AS TEXT));"
+				  "UPDATE attempts SET error ="
+				  "  replace(hex(zeroblob(200)), '00', CAST(X'C3B8' AS TEXT));"
+				  "UPDATE notices SET sender_unit ="
+				  "  replace(hex(zeroblob(300)), '00', CAST(X'C3B8' AS TEXT));"),
+			 SQLITE_OK);
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(st->ops->message_get(st, "l1", &m), 0);
+	expect_cut(m.reason, sizeof(m.reason));
+	store_message_clear(&m);
+	assert_int_equal(st->ops->messages_list(st, &filter, collect_reason, &t), 0);
+	assert_int_equal(t.n, 1);
+	expect_cut(t.v[0], sizeof(m.reason));
+	t.n = 0;
+	assert_int_equal(st->ops->attempts_list(st, "l1", collect_error, &t), 0);
+	assert_int_equal(t.n, 1);
+	expect_cut(t.v[0], sizeof(((struct store_attempt *)0)->error));
+	assert_int_equal(st->ops->endpoint_health(st, "oslo-housing", &h), 0);
+	expect_cut(h.last_error, sizeof(h.last_error));
+	t.n = 0;
+	assert_int_equal(st->ops->release_facts(st, NULL, NULL, collect_fact_text, &t), 0);
+	assert_int_equal(t.n, 2);
+	expect_cut(t.v[0], sizeof(((struct store_release_fact *)0)->reason));
+	expect_cut(t.v[1], sizeof(((struct store_release_fact *)0)->sender_unit));
+
+	/* An identifier is not free text: too long fails the read, loudly. */
+	assert_int_equal(raw_exec(f->path, "UPDATE messages SET digest_b64 = hex(zeroblob(30))"),
+			 SQLITE_OK);
+	assert_int_equal(st->ops->message_get(st, "l1", &m), GW_ERROR);
+	assert_non_null(strstr(gw_error_last(), "column 'digest_b64' holds 60 bytes"));
+	store_message_clear(&m);
+	t.n = 0;
+	assert_int_equal(st->ops->messages_list(st, &filter, collect_reason, &t), GW_ERROR);
+}
+
 static void test_endpoint_health(void **state)
 {
 	store *st = ((struct fixture *)*state)->st;
@@ -1207,6 +1421,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_upgrade_from_version_2_counts_old_attempts_reached,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_and_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_reason_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_reason_cut_when_written, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_free_text_still_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_endpoint_health, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_release_facts_latest_revision, setup, teardown),
 	};
