@@ -47,6 +47,13 @@
 #define DURABLE_WITHIN_MS 50
 /* How often messages whose outcome could not be recorded are tried again. */
 #define UNRECORDED_RETRY_MS 5000
+/*
+ * A message whose stored bytes do not match their digest, and that the
+ * store would not let fail, is looked at again after this long rather than
+ * at every dispatch pass (refuse_corrupt).
+ */
+#define CORRUPT_RECHECK_MS (15 * 60 * 1000)
+#define CORRUPT_RECHECK_TEXT "15 minutes"
 
 /*
  * The messages parked for a down endpoint, so its recovery can release them
@@ -1431,17 +1438,48 @@ int deliver_park(deliver *d, const struct store_message *m)
 	return 0;
 }
 
-/* A queued message whose stored bytes do not match their digest is not sent. */
+#define CORRUPT_REASON "stored bytes do not match their digest"
+
+/*
+ * The store would not fail a corrupt message (its error is the last one):
+ * unless someone else moved it meanwhile, it is put off, so that dispatch
+ * passes do not take it up, and log it, again and again (and `--until-idle`
+ * can end). Should even that fail, the store is failing: the sender's
+ * handling of store errors takes over.
+ */
+static void corrupt_put_off(deliver *d, const struct store_message *m)
+{
+	const char *why = CORRUPT_REASON "; it could not be failed, looked at again in "
+			  CORRUPT_RECHECK_TEXT;
+
+	gw_log(GW_LOG_ERROR, "store-error", "msg", m->message_id, "endpoint", m->endpoint,
+	       "reason", gw_error_last(), "while", "failing it: " CORRUPT_REASON, NULL);
+	if (state_moved_on(d, m->message_id, MSG_QUEUED))
+		return;
+	if (store_move(d, m->message_id, MSG_QUEUED, MSG_QUEUED, why,
+		       d->now_ms() + CORRUPT_RECHECK_MS) < 0) {
+		gw_log(GW_LOG_ERROR, "store-error", "msg", m->message_id, "reason", gw_error_last(),
+		       NULL);
+		return;
+	}
+	gw_log(GW_LOG_WARN, "deferred", "msg", m->message_id, "endpoint", m->endpoint, "reason",
+	       why, NULL);
+}
+
+/*
+ * A queued message whose stored bytes do not match their digest is never
+ * sent: it fails before any attempt (queued -> failed, with its audit row).
+ */
 static int refuse_corrupt(deliver *d, const struct store_message *m, const struct transfer *t)
 {
 	if (!m->digest_b64[0] || strcmp(m->digest_b64, t->digest_b64) == 0)
 		return 0;
-	gw_log(GW_LOG_ERROR, "failed", "msg", m->message_id, "endpoint", m->endpoint, "reason",
-	       "stored bytes do not match their digest", NULL);
-	store_move(d, m->message_id, MSG_QUEUED, MSG_FAILED,
-		   "stored bytes do not match their digest", -1);
-	return gw_error_set(GW_EINVALID, "message %s: stored bytes do not match their digest",
-			    m->message_id);
+	if (store_move(d, m->message_id, MSG_QUEUED, MSG_FAILED, CORRUPT_REASON, -1) == 0)
+		gw_log(GW_LOG_ERROR, "failed", "msg", m->message_id, "endpoint", m->endpoint,
+		       "reason", CORRUPT_REASON, NULL);
+	else
+		corrupt_put_off(d, m);
+	return gw_error_set(GW_EINVALID, "message %s: " CORRUPT_REASON, m->message_id);
 }
 
 /*

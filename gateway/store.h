@@ -21,6 +21,8 @@
  *
  * Message states (SPEC section 10):
  *   queued -> sending -> delivered | queued (retry) | failed
+ *   queued -> failed before any attempt (its stored bytes no longer match
+ *     their digest: it is never sent)
  *   held (no consent / no endpoint) -> queued when the cause goes away
  *   queued|held|failed -> superseded (newer revision) | cancelled
  *   sending -> superseded | cancelled when its attempt ends without a
@@ -217,7 +219,8 @@ struct store_ops {
 	/* One message, its attempts, its receipt. */
 	int (*message_get)(store *st, const char *message_id, struct store_message *out);
 	/* Compare-and-set: GW_ENOTFOUND / GW_EINVALID when the message is not
-	 * in `expected`. reason NULL keeps the current reason (one longer than
+	 * in `expected`, or when the move is not one of the state machine's
+	 * (above). reason NULL keeps the current reason (one longer than
 	 * STORE_REASON_MAX is cut at a character boundary, here and in
 	 * messages_transition); next_attempt_ms below 0 keeps the current
 	 * time. */

@@ -31,7 +31,8 @@
  * queued row, and a schema change that loses the index fails at open.
  *
  * State machine. message_update() is a compare-and-set on the current
- * state and allows only the transitions in allowed_transition().
+ * state and allows only the transitions in allowed_transition();
+ * messages_transition() checks its states against the same table.
  *
  * Text. A struct field has a fixed size; the database does not. A column
  * that identifies (ids, digests, dates, states) and does not fit its field
@@ -1047,6 +1048,42 @@ static int collect_ids(struct sqlite_store *s, sqlite3_stmt *q, struct id_list *
 	return err;
 }
 
+/* ---- the state machine ---- */
+
+/*
+ * The state machine of store.h plus the operator's moves: retry a failed
+ * message, cancel a queued, held or failed one. held -> held and queued ->
+ * queued change only the reason or the time. queued -> failed is a message
+ * failed before any attempt (deliver: its stored bytes no longer match
+ * their digest). Nothing leaves delivered, superseded or cancelled. A
+ * message being sent cannot be pulled back: it leaves sending for
+ * superseded or cancelled only when its attempt has ended.
+ */
+static bool allowed_transition(enum msg_state from, enum msg_state to)
+{
+	static const unsigned allowed[MSG_STATE_COUNT] = {
+		[MSG_QUEUED] = 1u << MSG_SENDING | 1u << MSG_QUEUED | 1u << MSG_FAILED |
+			       1u << MSG_HELD | 1u << MSG_SUPERSEDED | 1u << MSG_CANCELLED,
+		[MSG_SENDING] = 1u << MSG_DELIVERED | 1u << MSG_QUEUED | 1u << MSG_FAILED |
+				1u << MSG_HELD | 1u << MSG_SUPERSEDED | 1u << MSG_CANCELLED,
+		[MSG_HELD] = 1u << MSG_QUEUED | 1u << MSG_HELD | 1u << MSG_FAILED |
+			     1u << MSG_SUPERSEDED | 1u << MSG_CANCELLED,
+		[MSG_FAILED] = 1u << MSG_QUEUED | 1u << MSG_SUPERSEDED | 1u << MSG_CANCELLED,
+	};
+
+	if ((int)from < 0 || from >= MSG_STATE_COUNT || (int)to < 0 || to >= MSG_STATE_COUNT)
+		return false;
+	return (allowed[from] & (1u << to)) != 0;
+}
+
+/* whose: "message" or "notice", and its id. */
+static int transition_refused(const char *whose, const char *id, enum msg_state from,
+			      enum msg_state to)
+{
+	return gw_error_set(GW_EINVALID, "%s %s: a message cannot go from %s to %s", whose, id,
+			    store_state_name(from), store_state_name(to));
+}
+
 /* ---- intake ---- */
 
 static int sq_intake_seen(store *st, const char *content_sha256, bool *seen)
@@ -1190,6 +1227,9 @@ static int sq_messages_transition(store *st, const char *notice_id, int below_re
 	int total = 0, rc;
 	bool own;
 
+	for (int from = 0; from < MSG_STATE_COUNT; from++)
+		if ((from_mask & (1u << from)) && !allowed_transition((enum msg_state)from, to))
+			return transition_refused("notice", notice_id, (enum msg_state)from, to);
 	if ((rc = tx_open(s, &own)) < 0)
 		return rc;
 	for (int from = 0; rc == 0 && from < MSG_STATE_COUNT; from++) {
@@ -1454,30 +1494,6 @@ static int sq_message_get(store *st, const char *message_id, struct store_messag
 	return err;
 }
 
-/*
- * The state machine of store.h plus the operator's moves: retry a failed
- * message, cancel a failed or held one. held -> held and queued -> queued
- * change only the reason or the time. Nothing leaves delivered, superseded
- * or cancelled. A message being sent cannot be pulled back: it leaves
- * sending for superseded or cancelled only when its attempt has ended.
- */
-static bool allowed_transition(enum msg_state from, enum msg_state to)
-{
-	static const unsigned allowed[MSG_STATE_COUNT] = {
-		[MSG_QUEUED] = 1u << MSG_SENDING | 1u << MSG_QUEUED | 1u << MSG_HELD |
-			       1u << MSG_SUPERSEDED | 1u << MSG_CANCELLED,
-		[MSG_SENDING] = 1u << MSG_DELIVERED | 1u << MSG_QUEUED | 1u << MSG_FAILED |
-				1u << MSG_HELD | 1u << MSG_SUPERSEDED | 1u << MSG_CANCELLED,
-		[MSG_HELD] = 1u << MSG_QUEUED | 1u << MSG_HELD | 1u << MSG_FAILED |
-			     1u << MSG_SUPERSEDED | 1u << MSG_CANCELLED,
-		[MSG_FAILED] = 1u << MSG_QUEUED | 1u << MSG_SUPERSEDED | 1u << MSG_CANCELLED,
-	};
-
-	if ((int)from < 0 || from >= MSG_STATE_COUNT || (int)to < 0 || to >= MSG_STATE_COUNT)
-		return false;
-	return (allowed[from] & (1u << to)) != 0;
-}
-
 /* After a compare-and-set changed nothing: say why. */
 static int update_refused(struct sqlite_store *s, const char *message_id, enum msg_state expected,
 			  enum msg_state to)
@@ -1538,8 +1554,7 @@ static int sq_message_update(store *st, const char *message_id, enum msg_state e
 	int rc;
 
 	if (!allowed_transition(expected, to))
-		return gw_error_set(GW_EINVALID, "message %s: a message cannot go from %s to %s",
-				    message_id, store_state_name(expected), store_state_name(to));
+		return transition_refused("message", message_id, expected, to);
 	if ((rc = tx_open(s, &own)) < 0)
 		return rc;
 	rc = update_one(s, message_id, expected, to, reason, next_attempt_ms, attempts_delta);

@@ -14,6 +14,8 @@
 #     the receipt kept unverified, retried;
 #   - permanent answers (400 + signed rejection, 409, 403, 413): failed, and
 #     never attempted again;
+#   - signed bytes changed in the database: failed before the next attempt,
+#     never sent again (and put off when the store refuses to fail it);
 #   - down -> up: the retry delivers;
 #   - SIGTERM while a transfer hangs: exit 0 within the 10 s grace period,
 #     the attempt recorded as abandoned, the message queued, the next run
@@ -146,6 +148,56 @@ step 403
 failed_now "403" 403 "refused: TLS client not allowed (HTTP 403)"
 step 413
 failed_now "413" 413 "refused: message too large for receiver (HTTP 413)"
+
+# --- stored bytes that no longer match their digest -------------------------------
+# A message waiting for its retry whose signed bytes change in the database:
+# failed before another attempt (queued -> failed, with its audit row), never
+# sent again, and the run ends at once instead of offering it every second.
+# corrupt MSG: its bytes changed, due now.
+corrupt() {
+  q "UPDATE message_bytes SET bytes = bytes || X'0a' WHERE message_id='$1';
+     UPDATE messages SET next_attempt_ms = $NOW WHERE message_id='$1'"
+}
+step 500
+mbad=$MSG
+corrupt "$mbad"
+sent_before=$(grep -c "^$mbad " "$fr/requests.log" || true)
+t0=$(date +%s%3N)
+LAB_MAX_SECONDS=20 lab_send
+elapsed=$(($(date +%s%3N) - t0))
+check "corrupt bytes: failed" eq "$(state "$mbad")" failed
+check "corrupt bytes: the reason says why" \
+  eq "$(q "SELECT reason FROM messages WHERE message_id='$mbad'")" "stored bytes do not match their digest"
+check "corrupt bytes: not sent again" eq "$(grep -c "^$mbad " "$fr/requests.log" || true)" "$sent_before"
+check "corrupt bytes: no attempt counted" eq "$(attempts "$mbad")" 1
+check "corrupt bytes: the audit row queued -> failed" \
+  eq "$(q "SELECT count(*) FROM audit WHERE event='state' AND subject='$mbad' AND from_state='queued' AND to_state='failed'")" 1
+check "corrupt bytes: logged once" eq "$(grep 'event=failed' "$LAB/gateway/gateway.log" | grep -c "msg=$mbad")" 1
+check "corrupt bytes: --until-idle ended at once (${elapsed} ms)" within "$elapsed" 0 10000
+PERMANENT+=("$mbad")
+# The store refuses to fail it (a trigger stands in for a store that says
+# no): it is put off instead of being offered again at every pass.
+step 500
+mstuck=$MSG
+corrupt "$mstuck"
+q "CREATE TRIGGER test_refuse_failed BEFORE UPDATE OF state ON messages
+   WHEN NEW.state = 'failed' AND OLD.message_id = '$mstuck'
+   BEGIN SELECT RAISE(ABORT, 'test: refused'); END"
+t0=$(date +%s%3N)
+LAB_MAX_SECONDS=20 lab_send
+elapsed=$(($(date +%s%3N) - t0))
+check "corrupt, failing refused: still queued" eq "$(state "$mstuck")" queued
+check "corrupt, failing refused: put off 15 minutes" within "$(next_in "$mstuck")" 900000 900000
+check "corrupt, failing refused: the reason says so" \
+  has "$(q "SELECT reason FROM messages WHERE message_id='$mstuck'")" "stored bytes do not match their digest; it could not be failed"
+check "corrupt, failing refused: the refusal logged once" \
+  eq "$(grep 'event=store-error' "$LAB/gateway/gateway.log" | grep -c "msg=$mstuck")" 1
+check "corrupt, failing refused: --until-idle ended at once (${elapsed} ms)" within "$elapsed" 0 10000
+q "DROP TRIGGER test_refuse_failed; UPDATE messages SET next_attempt_ms = $NOW WHERE message_id='$mstuck'"
+lab_send
+check "corrupt, looked at again: failed" eq "$(state "$mstuck")" failed
+check "corrupt, looked at again: never sent again" eq "$(attempts "$mstuck")" 1
+PERMANENT+=("$mstuck")
 
 # --- down, then up ---------------------------------------------------------------
 step down

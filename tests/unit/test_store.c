@@ -1128,6 +1128,53 @@ static long long raw_int(const char *path, const char *sql)
 	return v;
 }
 
+/* A message fails before any attempt (deliver: its stored bytes are corrupt). */
+static void test_queued_to_failed_with_its_audit_row(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	struct store_message m;
+	struct rows r;
+
+	add_notice(st, "KDI-Q", 1, "sha-q");
+	add_message(st, "q1", "KDI-Q", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	assert_int_equal(st->ops->message_update(st, "q1", MSG_QUEUED, MSG_FAILED,
+						 "stored bytes do not match their digest", -1, 0),
+			 0);
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(st->ops->message_get(st, "q1", &m), 0);
+	assert_int_equal(m.state, MSG_FAILED);
+	assert_int_equal(m.attempts, 0);
+	assert_string_equal(m.reason, "stored bytes do not match their digest");
+	store_message_clear(&m);
+	walk(st, &r);
+	expect_row(&r.v[r.n - 1], "state", "q1", "queued", "failed");
+	assert_string_equal(r.v[r.n - 1].detail, "stored bytes do not match their digest");
+	expect_intact(st, (int64_t)r.n);
+	/* It is nothing more than failed: an operator may retry it. */
+	assert_int_equal(st->ops->message_retry(st, "q1", NOW, NOW + 1, "uid=1000"), 0);
+	assert_int_equal(state_of(st, "q1"), MSG_QUEUED);
+}
+
+/* messages_transition keeps to the same table as message_update. */
+static void test_transition_refuses_what_the_table_refuses(void **state)
+{
+	store *st = ((struct fixture *)*state)->st;
+	int n = -1;
+
+	add_notice(st, "KDI-T", 1, "sha-t1");
+	add_message(st, "t1", "KDI-T", 1, MSG_QUEUED, "2026-12-04", NOW, NOW);
+	assert_int_equal(st->ops->message_update(st, "t1", MSG_QUEUED, MSG_SENDING, NULL, -1, 1), 0);
+	assert_int_equal(st->ops->message_update(st, "t1", MSG_SENDING, MSG_DELIVERED, "", -1, 0), 0);
+	add_notice(st, "KDI-T", 2, "sha-t2");
+	assert_int_equal(st->ops->messages_transition(st, "KDI-T", 2, 1u << MSG_DELIVERED,
+						      MSG_SUPERSEDED, "superseded by revision 2",
+						      &n),
+			 GW_EINVALID);
+	assert_non_null(strstr(gw_error_last(), "cannot go from delivered to superseded"));
+	assert_int_equal(n, -1);
+	assert_int_equal(state_of(st, "t1"), MSG_DELIVERED);
+}
+
 /* An operator's reason longer than a message keeps is refused, not stored. */
 static void test_cancel_reason_limit(void **state)
 {
@@ -1421,6 +1468,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_upgrade_from_version_2_counts_old_attempts_reached,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_and_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queued_to_failed_with_its_audit_row, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_transition_refuses_what_the_table_refuses, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_reason_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_reason_cut_when_written, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_free_text_still_reads, setup, teardown),
