@@ -371,6 +371,7 @@ static void flag_timeliness(struct job *j)
 	for (size_t i = 0; i < j->n.n_recipients; i++) {
 		const char *orgnr;
 		const struct config_endpoint *ep = resolve(j, &j->n.recipients[i], &orgnr);
+		/* 0 (configured) is no lead time: never late here, as in report.c */
 		int lead = ep ? ep->lead_days : DEFAULT_LEAD_DAYS;
 
 		if (days_left < lead)

@@ -26,7 +26,9 @@ int report_lead_days(const struct gw_config *cfg, const char *endpoint)
 	if (!cfg || !endpoint || !*endpoint)
 		return REPORT_DEFAULT_LEAD_DAYS;
 	ep = config_endpoint_by_name(cfg, endpoint);
-	return ep && ep->lead_days > 0 ? ep->lead_days : REPORT_DEFAULT_LEAD_DAYS;
+	/* config gives an endpoint without lead_days 14; a 0 written there means
+	 * none (as at intake, flag_timeliness): only a day after the release is late */
+	return ep ? ep->lead_days : REPORT_DEFAULT_LEAD_DAYS;
 }
 
 /* ---- timeliness ---- */

@@ -13,7 +13,8 @@
  *   recipient   a message of that latest revision (one per recipient).
  *   reached     delivered, and the Oslo date of the first verified
  *               accepted or duplicate receipt is on or before the release
- *               date minus the endpoint's lead_days (default 14).
+ *               date minus the endpoint's lead_days (default 14; 0
+ *               means on or before the release date itself).
  *   late        delivered after that date, or delivered without a receipt
  *               that proves it (never expected; kept visible).
  *   held_no_consent  held with the reason "no consent".
@@ -72,7 +73,11 @@ struct report_timeliness_row {
 int report_timeliness(store *st, const struct gw_config *cfg, const char *from, const char *to,
 		      struct report_timeliness_row **rows, size_t *n);
 
-/* The lead days the report uses for an endpoint name (default 14). */
+/*
+ * The lead days the report uses for an endpoint name: its lead_days as
+ * configured (14 when the key is absent; 0, when written, is 0 days, as at
+ * intake), or 14 for a name that is not configured.
+ */
 int report_lead_days(const struct gw_config *cfg, const char *endpoint);
 
 /*

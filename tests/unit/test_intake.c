@@ -872,6 +872,24 @@ static void test_timeliness_flags(void **state)
 	assert_int_equal(r.m[0].deadline_ms, NOW + 14 * DAY); /* horizon beyond the date */
 }
 
+/* lead_days = 0 is no lead time (as in the timeliness report): 5 days ahead is not late. */
+static void test_lead_days_zero_is_never_late_at_intake(void **state)
+{
+	static struct gw_config zero;
+	struct store_notice n;
+
+	zero = fx.cfg;
+	for (size_t i = 0; i < zero.n_endpoints; i++)
+		zero.endpoints[i].lead_days = 0;
+	fx.in.cfg = &zero;
+	drop("friday-soon.xml", "soon.xml");
+	take("soon.xml", INTAKE_ACCEPTED);
+	assert_ok(fx.st->ops->notice_get(fx.st, "INTAKE-2027-000004", 1, &n));
+	assert_false(n.late_at_intake);
+	assert_true(n.weekend_release);
+	fx.in.cfg = &fx.cfg;
+}
+
 static void test_transfer_to_prison_without_consent_gets_all_needs(void **state)
 {
 	gw_buf body = GW_BUF_INIT;
@@ -2056,6 +2074,7 @@ int main(void)
 		T(test_invalid_notices_rejected_with_reason),
 		T(test_scan_rejects_hostile_files_unread),
 		T(test_timeliness_flags),
+		T(test_lead_days_zero_is_never_late_at_intake),
 		T(test_transfer_to_prison_without_consent_gets_all_needs),
 		T(test_encryption_then_signature_for_the_school),
 		T(test_encryption_rollover_two_certificates),

@@ -280,6 +280,39 @@ static void test_period_and_default_lead(void **state)
 	assert_null(rows);
 }
 
+/*
+ * lead_days = 0 written in the configuration means no lead time (config
+ * accepts 0 to 365; only an absent key means 14), as at intake: B1's nav
+ * recipient, reached on the release day itself (lead 0), is reached, not
+ * late, and the other rows keep their endpoints' lead days.
+ */
+static void test_lead_days_zero_means_zero(void **state)
+{
+	struct fixture *f = *state;
+	struct report_timeliness_row *rows;
+	struct gw_config *zero = calloc(1, sizeof(*zero));
+	char text[sizeof(config_text) + 8];
+	char *at;
+	size_t n;
+
+	assert_non_null(zero);
+	snprintf(text, sizeof(text), "%s", config_text);
+	at = strstr(text, "lead_days = 21");
+	assert_non_null(at);
+	memcpy(at, "lead_days = 0\n", strlen("lead_days = 0\n") + 1);
+	assert_int_equal(config_parse(zero, text, "/d"), 0);
+	assert_int_equal(report_lead_days(zero, "nav"), 0);
+	assert_int_equal(report_lead_days(zero, "housing"), 14); /* the key absent */
+
+	history(f);
+	assert_int_equal(report_timeliness(f->st, zero, "2027-02-12", "2027-02-12", &rows, &n), 0);
+	assert_int_equal(n, 1);
+	/* Bergen 2027-02: housing reached (lead 14 >= 14), nav reached (0 >= 0), health late */
+	expect(&rows[0], "Bergen fengsel", "2027-02", 1, 3, 2, 1, 0, 0, 0, 0, 0, 1);
+	free(rows);
+	free(zero);
+}
+
 static void test_certificates_in_use(void **state)
 {
 	struct gw_config *cfg = calloc(1, sizeof(*cfg));
@@ -321,6 +354,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_crafted_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_period_and_default_lead, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lead_days_zero_means_zero, setup, teardown),
 		cmocka_unit_test(test_certificates_in_use),
 	};
 
