@@ -3,6 +3,7 @@
  * random source, which reads the kernel's getrandom().
  */
 #include "backoff.h"
+#include "timeutil.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -30,6 +31,23 @@ int64_t backoff_ceiling(const struct backoff_policy *p, int failed_before)
 	for (int i = 0; i < failed_before && ceiling < p->cap_ms; i++)
 		ceiling *= 2;
 	return ceiling < p->cap_ms ? ceiling : p->cap_ms;
+}
+
+int64_t backoff_horizon(int64_t now_ms, int horizon_days, const char *event_date,
+			int64_t current_ms)
+{
+	int days = horizon_days > 0 ? horizon_days : BACKOFF_DEFAULT_HORIZON_DAYS;
+	int64_t horizon = now_ms + (int64_t)days * 86400 * 1000;
+	struct gw_date d;
+
+	if (event_date && event_date[0] && timeutil_parse_date(event_date, &d) == 0) {
+		int64_t two_days_on = timeutil_days_from_civil(d) + 2;
+		int64_t end = timeutil_oslo_day_start(timeutil_civil_from_days(two_days_on));
+
+		if (end > horizon)
+			horizon = end;
+	}
+	return current_ms > horizon ? current_ms : horizon;
 }
 
 static int64_t draw(const struct backoff_policy *p, int64_t max_inclusive)

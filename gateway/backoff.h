@@ -60,6 +60,22 @@ enum backoff_verdict backoff_next(const struct backoff_policy *p, int failed_bef
 				  int64_t now_ms, int64_t deadline_ms, int64_t retry_after_ms,
 				  int64_t *next_ms);
 
+/*
+ * The retry horizon of a message, one rule for intake (a new message, a
+ * held one released) and `gateway retry` (SPEC section 9: retries stop at
+ * a configurable horizon, never before the release date has passed): the
+ * latest of
+ *   - now_ms + horizon_days (<= 0: BACKOFF_DEFAULT_HORIZON_DAYS) days,
+ *   - the end of the day after event_date in Europe/Oslo (YYYY-MM-DD: the
+ *     release or transfer date; "" or NULL or not a date: no such bound),
+ *     so a partner has the whole day after the event to answer,
+ *   - current_ms, the message's horizon as it stands (0: none): a horizon
+ *     is never shortened.
+ */
+#define BACKOFF_DEFAULT_HORIZON_DAYS 14
+int64_t backoff_horizon(int64_t now_ms, int horizon_days, const char *event_date,
+			int64_t current_ms);
+
 /* The ceiling min(cap, base * 2^n), without jitter or floor; for tests and docs. */
 int64_t backoff_ceiling(const struct backoff_policy *p, int failed_before);
 

@@ -68,6 +68,7 @@
  * keyed pseudonym (person=); texts never hold a nin.
  */
 #include "intake.h"
+#include "backoff.h"
 #include "err.h"
 #include "fsutil.h"
 #include "ident.h"
@@ -90,10 +91,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MS_PER_HOUR INT64_C(3600000)
-#define MS_PER_DAY (24 * MS_PER_HOUR)
 #define DEFAULT_LEAD_DAYS 14    /* SPEC section 9, for recipients without an endpoint */
-#define DEFAULT_HORIZON_DAYS 14
 #define DEFAULT_MAX_BYTES (1024 * 1024)
 
 /* One file on its way through intake. */
@@ -317,32 +315,14 @@ static void move_failed(struct chunk *c, const struct taken *t, int rc)
 
 /* ---- time ---- */
 
-/* The instant Europe/Oslo's day d begins (CEST: 22:00 UTC the day before; CET: 23:00). */
-static int64_t oslo_day_start(struct gw_date d)
-{
-	int64_t guess = timeutil_days_from_civil(d) * MS_PER_DAY - 2 * MS_PER_HOUR;
-	struct gw_date local = timeutil_oslo_date(guess);
-
-	if (local.year == d.year && local.month == d.month && local.day == d.day)
-		return guess;
-	return guess + MS_PER_HOUR;
-}
-
 /*
  * Retry until the later of now + the horizon and the end of the day after
  * the event date (Oslo): a notice is never given up before its date passed.
+ * The rule is backoff_horizon(), which `gateway retry` uses too.
  */
 static int64_t deadline_for(const struct job *j, const char *event_date)
 {
-	int days = j->in->cfg->gateway.retry_horizon_days;
-	int64_t horizon = j->now + (int64_t)(days > 0 ? days : DEFAULT_HORIZON_DAYS) * MS_PER_DAY;
-	struct gw_date d;
-	int64_t end;
-
-	if (!event_date[0] || timeutil_parse_date(event_date, &d) < 0)
-		return horizon;
-	end = oslo_day_start(timeutil_civil_from_days(timeutil_days_from_civil(d) + 2));
-	return end > horizon ? end : horizon;
+	return backoff_horizon(j->now, j->in->cfg->gateway.retry_horizon_days, event_date, 0);
 }
 
 /* ---- recipients ---- */

@@ -9,7 +9,8 @@
  *   list              messages, by state and/or notice
  *   show ID           a notice (revisions, each recipient) or a message
  *                     (every attempt, its receipt)
- *   retry MSGID       failed -> queued now, attempts kept, a new horizon
+ *   retry MSGID       failed -> queued now, attempts kept, a new horizon (never
+ *                     shorter, never before the release date has passed)
  *   cancel MSGID      queued, held or failed -> cancelled
  *   verify FILE       a stored message or receipt, with the configured trust
  *   export MSGID      the exact bytes sent (--message) or received (--receipt)
@@ -22,6 +23,7 @@
  * fields are added, never renamed or removed.
  */
 #include "audit.h"
+#include "backoff.h"
 #include "config.h"
 #include "daemons.h"
 #include "err.h"
@@ -47,8 +49,6 @@
 #include <unistd.h>
 
 #define CERT_WARN_DAYS 60
-#define DEFAULT_HORIZON_DAYS 14
-#define MS_PER_DAY INT64_C(86400000)
 #define TEXT_OF_(x) #x
 #define TEXT_OF(x) TEXT_OF_(x)
 #define REASON_MAX_TEXT TEXT_OF(STORE_REASON_MAX) /* "255", for the usage text */
@@ -88,7 +88,8 @@ static const struct usage usages[] = {
 		  "  ID is a notice id (its revisions and each recipient's state) or a\n"
 		  "  MessageId (the message, every attempt and its receipt)\n" },
 	{ "retry", "usage: gateway retry --config FILE MSGID\n"
-		   "  a failed message is queued again, due now, with a fresh retry horizon;\n"
+		   "  a failed message is queued again, due now, with a fresh retry horizon\n"
+		   "  (never before the day after its release date, never shorter than before);\n"
 		   "  its attempts are kept. Refused (exit 1) for a message in any other state.\n" },
 	{ "cancel", "usage: gateway cancel --config FILE MSGID [--reason TEXT]\n"
 		    "  a queued, held or failed message is cancelled and never sent. A message\n"
@@ -643,12 +644,30 @@ static void operator_detail(char *out, size_t len)
 	snprintf(out, len, "by operator uid=%ld", (long)getuid());
 }
 
+/*
+ * The horizon a retried message gets: intake's rule (backoff_horizon: now +
+ * retry_horizon_days, never before the day after its release date has
+ * passed), and never less than the horizon it had.
+ */
+static int retry_deadline(struct session *s, const char *message_id, int64_t now,
+			  int64_t *deadline)
+{
+	struct store_message m;
+	int rc;
+
+	memset(&m, 0, sizeof(m));
+	if ((rc = s->st->ops->message_get(s->st, message_id, &m)) < 0)
+		return rc;
+	*deadline = backoff_horizon(now, s->cfg->gateway.retry_horizon_days, m.event_date,
+				    m.deadline_ms);
+	store_message_clear(&m);
+	return 0;
+}
+
 static int cmd_retry(struct session *s, const struct operator_args *args)
 {
-	int64_t now = timeutil_now_ms();
-	int days = s->cfg->gateway.retry_horizon_days > 0 ? s->cfg->gateway.retry_horizon_days
-							  : DEFAULT_HORIZON_DAYS;
-	char detail[64];
+	int64_t now = timeutil_now_ms(), deadline = 0;
+	char detail[64], until[32];
 	int rc;
 
 	if (!args->target) {
@@ -656,13 +675,15 @@ static int cmd_retry(struct session *s, const struct operator_args *args)
 		return 2;
 	}
 	operator_detail(detail, sizeof(detail));
-	rc = s->st->ops->message_retry(s->st, args->target, now, now + days * MS_PER_DAY, detail);
+	if ((rc = retry_deadline(s, args->target, now, &deadline)) == 0)
+		rc = s->st->ops->message_retry(s->st, args->target, now, deadline, detail);
 	if (rc < 0) {
 		fprintf(stderr, "gateway retry: %s\n", gw_error_last());
 		return 1;
 	}
-	printf("message %s is queued again and due now; it will be retried for up to %d days\n",
-	       args->target, days);
+	timeutil_format_utc(deadline, until, sizeof(until));
+	printf("message %s is queued again and due now; it will be retried until %s\n",
+	       args->target, until);
 	return 0;
 }
 

@@ -260,6 +260,18 @@ struct gw_date timeutil_oslo_date(int64_t ms)
 	return timeutil_civil_from_days(floor_div(ms + offset, MS_PER_DAY));
 }
 
+/* 00:00 in Oslo is 22:00 UTC the day before in summer, else 23:00; a switch
+ * (01:00 UTC) never falls on either, so the date there tells which. */
+int64_t timeutil_oslo_day_start(struct gw_date d)
+{
+	int64_t summer = timeutil_days_from_civil(d) * MS_PER_DAY - 2 * MS_PER_HOUR;
+	struct gw_date local = timeutil_oslo_date(summer);
+
+	if (local.year == d.year && local.month == d.month && local.day == d.day)
+		return summer;
+	return summer + MS_PER_HOUR;
+}
+
 /* The anonymous Gregorian computus (Meeus, Jones, Butcher). */
 struct gw_date timeutil_easter(int year)
 {

@@ -34,6 +34,9 @@ struct gw_date timeutil_civil_from_days(int64_t days);
 int timeutil_weekday(struct gw_date d);
 /* Today's date in Europe/Oslo at the instant ms. */
 struct gw_date timeutil_oslo_date(int64_t ms);
+/* The instant day d begins in Europe/Oslo (00:00 local: 23:00 UTC the day
+ * before in winter, 22:00 in summer), in ms since the epoch. */
+int64_t timeutil_oslo_day_start(struct gw_date d);
 
 /* Easter Sunday of a year (Gregorian computus). */
 struct gw_date timeutil_easter(int year);

@@ -8,7 +8,8 @@
 #                     lists the certificate
 # Then every command: status, list, show, export (bytes equal to the
 # partner's evidence), verify (message and receipt; a changed copy fails),
-# retry (health fixed -> delivered), cancel (queued -> cancelled; delivered
+# retry (health fixed -> delivered; its horizon not before the day after the
+# release date), cancel (queued -> cancelled; delivered
 # refused), report timeliness, audit verify (intact, then each kind of
 # tampering through the sqlite3 command is caught and the row named), the
 # exit codes scripts rely on (0 ok, 1 not found/refused/failed, 2 usage),
@@ -138,8 +139,17 @@ check "retry of a delivered message is refused" eq "$(rc_of G retry "$nav_msg")"
 check "the refusal says why" bash -c "'$GW' retry --config '$cfg' '$nav_msg' 2>&1 | grep -q 'is delivered, not failed'"
 sed -i "s/^allow = .*/allow = $ORGNR_GATEWAY/" "$LAB/health/receiver.conf"
 restart_receiver health
-check "retry of the failed message: exit 0" eq "$(rc_of G retry "$health_failed")" 0
+# As if it had failed at its horizon: the retry must still run past the
+# release date (2027-11-16): to the end of the next day in Oslo (SPEC 9),
+# not only retry_horizon_days (14) from now.
+sqlite3 "$db" "UPDATE messages SET deadline_ms = 1 WHERE message_id = '$health_failed'"
+retry_out=$(G retry "$health_failed" 2>&1) && retry_rc=0 || retry_rc=$?
+check "retry of the failed message: exit 0" eq "$retry_rc" 0
 check "it is queued again" eq "$(state_of KDI-2027-004101 health | awk '{print $1}')" queued
+after_release_day=$(( $(date -ud 2027-11-17T23:00:00Z +%s) * 1000 ))
+check "its horizon runs to the end of the day after the release date" \
+  eq "$(sqlite3 "$db" "SELECT deadline_ms FROM messages WHERE message_id = '$health_failed'")" "$after_release_day"
+check "and the command says until when" hasf "$retry_out" "it will be retried until 2027-11-17T23:00:00Z"
 check "retry after the partner is fixed delivers" lab_send
 check "the retried message is delivered" eq "$(state_of KDI-2027-004101 health)" delivered
 check "its earlier attempts are kept" test "$(G show "$health_failed" | grep -c '^  attempt')" -gt "$attempts_before"

@@ -2,7 +2,8 @@
  * test_backoff: the retry schedule, exactly, with a fixed random source:
  * ceiling doubling to the cap, full jitter, the 1 s floor, Retry-After
  * taken when larger and bounded, and the horizon turning a retry into
- * "give up".
+ * "give up"; the horizon itself (backoff_horizon: the release date, a
+ * horizon never shortened).
  */
 #include "testutil.h"
 #include "backoff.h"
@@ -137,6 +138,34 @@ static void test_horizon_gives_up(void **state)
 	assert_int_equal(backoff_next(&p, 50, NOW, 0, 0, &next), BACKOFF_RETRY);
 }
 
+/*
+ * The retry horizon (SPEC section 9), one rule for intake and `gateway
+ * retry`: now + horizon_days, but never before the end of the day after
+ * the event date in Oslo, and never shorter than the horizon a message has.
+ */
+static void test_horizon_rule(void **state)
+{
+	int64_t now = INT64_C(1795345200000);       /* 2026-11-22T11:00:00Z */
+	int64_t after_dec4 = INT64_C(1796511600000); /* 2026-12-06T00:00+01:00 */
+	int64_t after_jul1 = INT64_C(1814565600000); /* 2027-07-03T00:00+02:00 */
+	int64_t day = 86400 * S;
+
+	/* A date soon (or none, or not a date): now + the horizon. */
+	assert_int_equal(backoff_horizon(now, 14, "2026-11-27", 0), now + 14 * day);
+	assert_int_equal(backoff_horizon(now, 14, "", 0), now + 14 * day);
+	assert_int_equal(backoff_horizon(now, 14, NULL, 0), now + 14 * day);
+	assert_int_equal(backoff_horizon(now, 14, "2026-13-01", 0), now + 14 * day);
+	/* <= 0 days: the default 14. */
+	assert_int_equal(backoff_horizon(now, 0, "", 0), now + BACKOFF_DEFAULT_HORIZON_DAYS * day);
+	/* A date beyond the horizon: the whole day after it, in Oslo (CET, CEST). */
+	assert_int_equal(backoff_horizon(now, 3, "2026-12-04", 0), after_dec4);
+	assert_int_equal(backoff_horizon(now, 14, "2027-07-01", 0), after_jul1);
+	/* Never shorter than the horizon a message already has. */
+	assert_int_equal(backoff_horizon(now, 14, "2026-11-27", after_jul1), after_jul1);
+	assert_int_equal(backoff_horizon(now, 3, "2026-12-04", now + 5 * day), after_dec4);
+	assert_int_equal(backoff_horizon(now, 14, "", now - day), now + 14 * day);
+}
+
 static void test_policy_defaults(void **state)
 {
 	struct backoff_policy p;
@@ -185,6 +214,7 @@ int main(void)
 		cmocka_unit_test(test_floor_of_one_second),
 		cmocka_unit_test(test_retry_after_taken_when_larger_and_bounded),
 		cmocka_unit_test(test_horizon_gives_up),
+		cmocka_unit_test(test_horizon_rule),
 		cmocka_unit_test(test_policy_defaults),
 		cmocka_unit_test(test_system_random_in_range_and_spread),
 		cmocka_unit_test(test_default_source_stays_in_schedule),

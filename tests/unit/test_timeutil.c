@@ -222,6 +222,34 @@ static void test_oslo_date_dst_edges(void **state)
 	assert_oslo("2026-07-01T00:30:00+02:00", 2026, 7, 1);
 }
 
+static void assert_day_start(int year, int month, int day, const char *utc)
+{
+	struct gw_date d = { year, month, day };
+
+	assert_int_equal(timeutil_oslo_day_start(d), parse_ok(utc));
+}
+
+/* 00:00 in Oslo: 23:00 UTC the day before in winter, 22:00 in summer; the switch days too. */
+static void test_oslo_day_start(void **state)
+{
+	assert_day_start(2026, 1, 16, "2026-01-15T23:00:00Z");
+	assert_day_start(2027, 1, 1, "2026-12-31T23:00:00Z");
+	assert_day_start(2026, 7, 1, "2026-06-30T22:00:00Z");
+	assert_day_start(2026, 3, 29, "2026-03-28T23:00:00Z"); /* begins in CET */
+	assert_day_start(2026, 3, 30, "2026-03-29T22:00:00Z");
+	assert_day_start(2026, 10, 25, "2026-10-24T22:00:00Z"); /* begins in CEST */
+	assert_day_start(2026, 10, 26, "2026-10-25T23:00:00Z");
+	for (int64_t day = timeutil_days_from_civil((struct gw_date){ 2026, 1, 1 });
+	     day < timeutil_days_from_civil((struct gw_date){ 2028, 1, 1 }); day++) {
+		struct gw_date d = timeutil_civil_from_days(day);
+		int64_t start = timeutil_oslo_day_start(d);
+		struct gw_date at = timeutil_oslo_date(start), before = timeutil_oslo_date(start - 1);
+
+		assert_true(at.year == d.year && at.month == d.month && at.day == d.day);
+		assert_false(before.year == d.year && before.month == d.month && before.day == d.day);
+	}
+}
+
 /*
  * Cross-check against the system's tzdata where it is installed: every
  * half hour from 2020 to 2035. Our code does not need tzdata; this only
@@ -384,6 +412,7 @@ int main(void)
 		cmocka_unit_test(test_format_utc),
 		cmocka_unit_test(test_now_is_sane),
 		cmocka_unit_test(test_oslo_date_dst_edges),
+		cmocka_unit_test(test_oslo_day_start),
 		cmocka_unit_test(test_oslo_date_matches_tzdata),
 		cmocka_unit_test(test_easter_real_dates),
 		cmocka_unit_test(test_public_holidays),
