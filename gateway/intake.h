@@ -176,7 +176,11 @@ int intake_encrypt_body(struct intake *in, const struct config_endpoint *ep, xml
  * when it is gone (expired from processed/) the message stays held and a
  * warning says why. A recipient that resolves to an endpoint needing
  * consent without a Grant gets "no consent" instead. "no consent" holds
- * are never released here: consent comes only with a new revision.
+ * are never released here: consent comes only with a new revision. A
+ * withdrawal goes only to the organisation recorded as its recipient (the
+ * one that got the earlier revision): through its recorded endpoint while
+ * that name still has that orgnr, else the endpoint of that orgnr for the
+ * service; with neither it stays held.
  * *released (may be NULL) counts the messages queued. 0, or the first
  * store or signer fault (the rest are still tried).
  */

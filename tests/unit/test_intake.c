@@ -86,6 +86,7 @@
 #define ORG_PRISON "922222223"
 #define ORG_SCHOOL "910000004"
 #define ORG_GATEWAY "974760673"
+#define ORG_OTHER "930000000" /* an organisation the notices never reached */
 
 static const unsigned char pseudonym_key[] = "intake-test-pseudonym-key";
 
@@ -793,6 +794,133 @@ static void test_withdrawal_cancels_and_tells_those_reached(void **state)
 	assert_true(has(&body, "services=\"nav\""));
 	assert_false(has(&body, "health"));
 	assert_false(has(&body, NIN));
+	gw_buf_free(&body);
+}
+
+/*
+ * fx.cfg after an operator pointed the endpoint name oslo-nav at another
+ * organisation (ORG_OTHER); with old_elsewhere, NAV (ORG_NAV) is
+ * configured again under the name nav-old.
+ */
+static void config_nav_repointed(struct gw_config *out, bool old_elsewhere)
+{
+	*out = fx.cfg;
+	for (size_t i = 0; i < out->n_endpoints; i++) {
+		struct config_endpoint *ep = &out->endpoints[i];
+
+		if (strcmp(ep->name, "oslo-nav") != 0)
+			continue;
+		if (old_elsewhere) {
+			struct config_endpoint *old = &out->endpoints[out->n_endpoints++];
+
+			assert_true(out->n_endpoints <= CONFIG_MAX_ENDPOINTS);
+			*old = *ep;
+			snprintf(old->name, sizeof(old->name), "nav-old");
+		}
+		snprintf(ep->orgnr, sizeof(ep->orgnr), ORG_OTHER);
+		return;
+	}
+	fail_msg("no endpoint oslo-nav");
+}
+
+/* The withdrawal message of revision 3 (the only one): to NAV, and how it stands. */
+static void expect_withdrawal_to_nav(struct rows *r3, enum msg_state state, const char *endpoint)
+{
+	list("INTAKE-2027-000001", 3, r3);
+	assert_int_equal(r3->n, 1);
+	assert_string_equal(r3->m[0].kind, "withdrawal");
+	assert_string_equal(r3->m[0].service, "nav");
+	assert_string_equal(r3->m[0].recipient_orgnr, ORG_NAV);
+	assert_int_equal(r3->m[0].state, state);
+	assert_string_equal(r3->m[0].endpoint, endpoint);
+}
+
+/*
+ * NAV (ORG_NAV, endpoint oslo-nav) got revision 1, or is being sent it;
+ * then an operator points the name oslo-nav at another organisation and
+ * the withdrawal comes in. It goes to the organisation that got the
+ * notice, never to the new one under the old name: held "no endpoint"
+ * with ORG_NAV recorded, and the copy on its way is stopped (a withdrawal
+ * for the same organisation exists); once NAV is configured again (under
+ * another name) the withdrawal goes out to it.
+ */
+static void test_withdrawal_goes_to_the_organisation_not_the_endpoint_name(void **state)
+{
+	static struct gw_config repointed, with_old;
+	struct rows r1, r3;
+	gw_buf body = GW_BUF_INIT;
+	char reason[64];
+	int released = -1;
+
+	r1_nav_sending_health_failed(&r1);
+	config_nav_repointed(&repointed, false);
+	fx.in.cfg = &repointed;
+	drop("withdrawal-r3.xml", "withdraw.xml"); /* names nav and health */
+	take("withdraw.xml", INTAKE_ACCEPTED);
+	expect_withdrawal_to_nav(&r3, MSG_HELD, "");
+	assert_string_equal(r3.m[0].reason, INTAKE_HELD_NO_ENDPOINT);
+	/* The release on its way to NAV fails and is queued again: it must not go out. */
+	move(by_service(&r1, "nav"), MSG_SENDING, MSG_QUEUED);
+	assert_int_equal(outdated(by_service(&r1, "nav"), reason, sizeof(reason)), MSG_CANCELLED);
+	assert_string_equal(reason, "withdrawn by revision 3");
+
+	/* Still only the name: nothing is released. */
+	assert_ok(intake_release_held(&fx.in, &released));
+	assert_int_equal(released, 0);
+	expect_withdrawal_to_nav(&r3, MSG_HELD, "");
+
+	config_nav_repointed(&with_old, true);
+	fx.in.cfg = &with_old;
+	assert_ok(intake_release_held(&fx.in, &released));
+	assert_int_equal(released, 1);
+	expect_withdrawal_to_nav(&r3, MSG_QUEUED, "nav-old");
+	signed_body(r3.m[0].message_id, &body);
+	assert_true(has(&body, "<To orgnr=\"" ORG_NAV "\" service=\"nav\"/>"));
+	assert_true(has(&body, "<Withdrawal"));
+	assert_false(has(&body, ORG_OTHER));
+	fx.in.cfg = &fx.cfg;
+	gw_buf_free(&body);
+}
+
+/*
+ * A withdrawal to NAV that NAV refused as stale waits to be signed again;
+ * meanwhile the name oslo-nav was pointed at another organisation. It is
+ * signed again only for NAV, the organisation it was for: not under the
+ * name, and under the new name of NAV once there is one.
+ */
+static void test_held_withdrawal_is_released_to_its_organisation_only(void **state)
+{
+	static struct gw_config repointed, with_old;
+	struct rows r1, r3;
+	gw_buf body = GW_BUF_INIT;
+	int released = -1;
+
+	drop("release-r1.xml", "r1.xml");
+	take("r1.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r1);
+	move(by_service(&r1, "nav"), MSG_QUEUED, MSG_SENDING);
+	move(by_service(&r1, "nav"), MSG_SENDING, MSG_DELIVERED);
+	drop("withdrawal-r3.xml", "withdraw.xml");
+	take("withdraw.xml", INTAKE_ACCEPTED);
+	expect_withdrawal_to_nav(&r3, MSG_QUEUED, "oslo-nav");
+	move(&r3.m[0], MSG_QUEUED, MSG_SENDING);
+	assert_ok(fx.st->ops->message_update(fx.st, r3.m[0].message_id, MSG_SENDING, MSG_HELD,
+					     STORE_HELD_STALE, -1, 1));
+
+	config_nav_repointed(&repointed, false);
+	fx.in.cfg = &repointed;
+	assert_ok(intake_release_stale(&fx.in, &released));
+	assert_int_equal(released, 0);
+	expect_withdrawal_to_nav(&r3, MSG_HELD, "oslo-nav");
+
+	config_nav_repointed(&with_old, true);
+	fx.in.cfg = &with_old;
+	assert_ok(intake_release_stale(&fx.in, &released));
+	assert_int_equal(released, 1);
+	expect_withdrawal_to_nav(&r3, MSG_QUEUED, "nav-old");
+	signed_body(r3.m[0].message_id, &body);
+	assert_true(has(&body, "<To orgnr=\"" ORG_NAV "\" service=\"nav\"/>"));
+	fx.in.cfg = &fx.cfg;
 	gw_buf_free(&body);
 }
 
@@ -2071,6 +2199,8 @@ int main(void)
 		T(test_withdrawal_tells_a_superseded_copy_that_may_have_arrived),
 		T(test_withdrawal_tells_a_held_copy_that_may_have_arrived),
 		T(test_withdrawal_cancels_and_tells_those_reached),
+		T(test_withdrawal_goes_to_the_organisation_not_the_endpoint_name),
+		T(test_held_withdrawal_is_released_to_its_organisation_only),
 		T(test_invalid_notices_rejected_with_reason),
 		T(test_scan_rejects_hostile_files_unread),
 		T(test_timeliness_flags),
