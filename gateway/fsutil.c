@@ -259,6 +259,8 @@ int fsutil_read_untrusted(const char *dir, const char *name, size_t max_bytes, g
 		return GW_EINVALID;
 	if (lstat(path, &lst) < 0)
 		return gw_error_set(GW_ERROR, "cannot stat %s: %s", path, strerror(errno));
+	if (st)
+		*st = lst; /* the entry refused, if it is refused before it is opened */
 	if (S_ISLNK(lst.st_mode)) {
 		*reason = "symlink";
 		return gw_error_set(GW_EINVALID, "%s is a symbolic link; only regular files are accepted", name);

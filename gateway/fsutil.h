@@ -52,7 +52,9 @@ int fsutil_mkdirs(const char *dir, mode_t mode);
  * Read an untrusted file into out. Fails with GW_EINVALID and a reason code
  * in *reason ("not-regular", "symlink", "hard-linked", "too-large") when the
  * file must be rejected without being parsed; GW_ERROR for I/O faults.
- * st (NULL: not wanted) gets the status of the file that was read.
+ * st (NULL: not wanted) gets the status of the file that was read, or with
+ * a reason code that of the entry refused (lstat, or fstat for one that
+ * grew past the limit while it was read).
  */
 int fsutil_read_untrusted(const char *dir, const char *name, size_t max_bytes, gw_buf *out,
 			  const char **reason, struct stat *st);

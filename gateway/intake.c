@@ -28,8 +28,16 @@
  *      to rejected/ (reason file, both directories synced), accepted files
  *      and duplicates renamed into processed/, then ONE fsync of processed/
  *      for all of them (spool_sync_processed: why incoming/new needs none);
- *      then each file's log line. A crash between 5 and 6 leaves files
- *      whose bytes are recorded: the next scan moves them as duplicates.
+ *      then each file's log line. Each move takes only the file that was
+ *      read (its spool_id): spool.c renames it to a staging name first and
+ *      compares it there, so a file a producer renamed onto the name
+ *      meanwhile goes back to incoming/new unread (replaced-before-move),
+ *      whenever the producer's rename came; the same for every rejection
+ *      but a bad name's. Crash safety stays as it was: the COMMIT comes
+ *      before any move, so a crash between 5 and 6, or during a move (the
+ *      file staged: spool_recover puts it back before the next listing),
+ *      leaves files whose bytes are recorded, and the next scan moves them
+ *      as duplicates by their SHA-256.
  *
  * intake_file() is a chunk of one file.
  *
@@ -62,9 +70,12 @@
  * Each file gives one log line: event=accepted|rejected|duplicate, or, when
  * it cannot be finished (disk full or read-only, database locked, full or
  * damaged), intake-failed|move-failed|reject-failed with the cause (error=)
- * and what becomes of the file (next=): it stays in incoming/new and the
- * next scan takes it again; a file whose messages were committed is then
- * recognised by its SHA-256 and only moved. A person appears only as the
+ * and what becomes of the file (next=): where it is and what happens next.
+ * Mostly it stays in incoming/new and the next scan takes it again (a file
+ * whose messages were committed is then recognised by its SHA-256 and only
+ * moved); a move whose directory sync failed leaves it in processed/ (or
+ * rejected/), which the next scan syncs again; a failed way back leaves it
+ * staged until the next scan puts it back. A person appears only as the
  * keyed pseudonym (person=); texts never hold a nin.
  */
 #include "intake.h"
@@ -160,35 +171,95 @@ static int sha256_hex(const unsigned char *data, size_t len, char out[65])
 
 /*
  * What becomes of a file intake could not finish, for its log line (next=):
- * it always stays in incoming/new and the next scan takes it again.
+ * where it is and what happens to it next. One still in incoming/new is
+ * taken again by the next scan; where spool.c left it elsewhere, next_text()
+ * says where.
  */
 #define NEXT_RETRY "nothing of it was stored; it stays in incoming/new and is taken again at the next scan"
 #define NEXT_MOVE                                                                  \
 	"its messages are committed; it stays in incoming/new and the next scan moves " \
 	"it to processed/ as already taken, with no second set of messages"
 #define NEXT_REJECT "it stays in incoming/new and is rejected again at the next scan"
-#define NEXT_REPLACED                                                              \
-	"what was read is committed; the file now under that name stays in incoming/new " \
-	"and is read at the next scan"
-#define NEXT_REPLACED_UNREAD                                                       \
-	"nothing of what was read is kept or rejected; the file now under that name "  \
-	"stays in incoming/new and is read at the next scan"
+#define READ_COMMITTED "what was read is committed"
+#define READ_DROPPED "nothing of what was read is kept or rejected"
 #define BAD_NAME "the file name does not match [A-Za-z0-9][A-Za-z0-9._-]{0,127}.xml"
 
-static int reject_file(struct intake *in, const char *name, const char *code,
-		       const char *sentence, const char *notice_id)
+/*
+ * next= for a file whose move into processed/ (reject: rejected/) failed,
+ * from where spool.c says it is (at); head opens the sentence for
+ * processed/ ("its messages are committed; ").
+ */
+static const char *next_text(char *buf, size_t len, const struct spool_moved *at, bool reject,
+			     const char *head)
 {
-	char final[256], text[512];
+	const char *dir = reject ? "rejected/" : "processed/";
+	const char *again = reject ? "rejects it again"
+				   : "moves it to processed/ as already taken, with no second "
+				     "set of messages";
+
+	if (at->place == SPOOL_IN_NEW)
+		return reject ? NEXT_REJECT : NEXT_MOVE;
+	if (at->place == SPOOL_STAGED)
+		snprintf(buf, len, "%sit waits as %s%s until the next scan puts it back into "
+			 "incoming/new and %s", head, dir, at->name, again);
+	else if (at->place == SPOOL_KEPT)
+		snprintf(buf, len, "%sa producer took its name in incoming/new meanwhile, so it is "
+			 "kept as rejected/%s with reason " SPOOL_REPLACED "; nothing more happens "
+			 "to it", head, at->name);
+	else
+		snprintf(buf, len, "%sit is in %s%s%s, but the move is not durable yet: the next "
+			 "scan syncs %s again, and should a power cut undo the move first, the "
+			 "file is back in incoming/new and the next scan %s", head, dir, at->name,
+			 reject ? " with its reason" : "", dir, again);
+	return buf;
+}
+
+/*
+ * A producer put another file under the name after it was read: that file
+ * was not moved in the name of what was read (spool.c took it back); at
+ * says where it is. what_read: READ_COMMITTED or READ_DROPPED.
+ */
+static void log_replaced(const char *name, const struct spool_moved *at, const char *what_read)
+{
+	char next[768], kept[SPOOL_MOVED_MAX + 16];
+
+	if (at->place != SPOOL_KEPT) {
+		snprintf(next, sizeof(next), "%s; the file now under that name is in incoming/new "
+			 "and is read at the next scan", what_read);
+		gw_log(GW_LOG_WARN, "replaced-before-move", "file", name, "error", gw_error_last(),
+		       "next", next, NULL);
+		return;
+	}
+	snprintf(kept, sizeof(kept), "rejected/%s", at->name);
+	snprintf(next, sizeof(next), "%s; the file now under that name was never read: the name "
+		 "was taken again before it could go back to incoming/new, so it is kept as %s "
+		 "with reason " SPOOL_REPLACED "; deliver it again under a new name", what_read,
+		 kept);
+	gw_log(GW_LOG_WARN, "replaced-before-move", "file", name, "kept_as", kept, "error",
+	       gw_error_last(), "next", next, NULL);
+}
+
+/* Reject a file; id: the file read or refused (NULL: a bad name, whatever bears it). */
+static int reject_file(struct intake *in, const char *name, const struct spool_id *id,
+		       const char *code, const char *sentence, const char *notice_id)
+{
+	char text[512], next[768];
+	struct spool_moved at;
 	int rc;
 
 	copy_str(text, sizeof(text), sentence); /* spool_reject may overwrite the error */
-	rc = spool_reject(in->spool, name, code, text, final, sizeof(final));
-	if (rc < 0) {
-		gw_log(GW_LOG_ERROR, "reject-failed", "file", name, "reason", code, "error",
-		       gw_error_last(), "next", NEXT_REJECT, NULL);
+	rc = spool_reject(in->spool, name, id, code, text, &at);
+	if (rc == GW_ETEMP) {
+		log_replaced(name, &at, READ_DROPPED);
 		return rc;
 	}
-	gw_log(GW_LOG_WARN, "rejected", "file", name, "moved_to", final, "reason", code,
+	if (rc < 0) {
+		in->spool_checked = false; /* a staged file, or a sync to make again */
+		gw_log(GW_LOG_ERROR, "reject-failed", "file", name, "reason", code, "error",
+		       gw_error_last(), "next", next_text(next, sizeof(next), &at, true, ""), NULL);
+		return rc;
+	}
+	gw_log(GW_LOG_WARN, "rejected", "file", name, "moved_to", at.name, "reason", code,
 	       "notice", notice_id ? notice_id : "", "detail", text, NULL);
 	return 0;
 }
@@ -213,8 +284,8 @@ struct taken {
 	char person[17];
 	const char *reject_code;
 	char reject_text[512];
-	char final[256]; /* its name in processed/ once moved */
-	struct spool_id id; /* the file that was read under that name */
+	struct spool_moved at; /* where it is after the move (processed/NAME once moved) */
+	struct spool_id id;    /* the file that was read under that name */
 	bool moved;
 };
 
@@ -268,10 +339,11 @@ static void note_taken(struct chunk *c, const struct job *j, enum intake_outcome
 	}
 }
 
-static void reject_now(struct chunk *c, struct intake *in, const char *name, const char *code,
-		       const char *sentence, const char *notice_id)
+static void reject_now(struct chunk *c, struct intake *in, const char *name,
+		       const struct spool_id *id, const char *code, const char *sentence,
+		       const char *notice_id)
 {
-	int rc = reject_file(in, name, code, sentence, notice_id);
+	int rc = reject_file(in, name, id, code, sentence, notice_id);
 
 	if (rc < 0)
 		chunk_failed(c, rc);
@@ -283,7 +355,7 @@ static void log_accepted(const struct taken *t)
 {
 	char rev[16], queued[16], held[16], sup[16], can[16];
 
-	gw_log(GW_LOG_INFO, "accepted", "file", t->name, "moved_to", t->final, "notice",
+	gw_log(GW_LOG_INFO, "accepted", "file", t->name, "moved_to", t->at.name, "notice",
 	       t->notice_id, "revision", itoa_buf(rev, sizeof(rev), t->revision), "kind", t->kind,
 	       "messages", itoa_buf(queued, sizeof(queued), t->queued),
 	       "held", itoa_buf(held, sizeof(held), t->held),
@@ -293,23 +365,24 @@ static void log_accepted(const struct taken *t)
 	       "person", t->person[0] ? t->person : "-", NULL);
 }
 
-/* A file that could not be moved after the COMMIT: the next scan moves it. */
-/* A producer put another file under the name after it was read: not ours to move. */
-static void replaced(struct chunk *c, const char *name, int rc, const char *next)
+/*
+ * A file whose move into processed/ failed or is not durable: t->at says
+ * where it is (still in incoming/new, staged, or in processed/ unsynced).
+ */
+static void move_failed(struct intake *in, struct chunk *c, const struct taken *t, int rc)
 {
-	gw_log(GW_LOG_WARN, "replaced-before-move", "file", name, "error", gw_error_last(),
-	       "next", next, NULL);
-	chunk_failed(c, rc);
-}
+	const char *head = t->outcome == INTAKE_ACCEPTED ? "its messages are committed; "
+							 : "its bytes were taken in before; ";
+	char buf[768];
+	const char *next = next_text(buf, sizeof(buf), &t->at, false, head);
 
-static void move_failed(struct chunk *c, const struct taken *t, int rc)
-{
+	in->spool_checked = false; /* a staged file, or processed/ to sync again */
 	if (t->outcome == INTAKE_ACCEPTED)
 		gw_log(GW_LOG_ERROR, "move-failed", "file", t->name, "notice", t->notice_id,
-		       "error", gw_error_last(), "next", NEXT_MOVE, NULL);
+		       "error", gw_error_last(), "next", next, NULL);
 	else
 		gw_log(GW_LOG_ERROR, "move-failed", "file", t->name, "error", gw_error_last(),
-		       "next", NEXT_MOVE, NULL);
+		       "next", next, NULL);
 	chunk_failed(c, rc);
 }
 
@@ -1176,15 +1249,10 @@ static void take_bytes(struct chunk *c, struct job *j, const gw_buf *bytes, stru
 	}
 	if (rc == GW_EINVALID && code) {
 		char why[512];
-		int same;
 
+		/* only the file that was parsed is rejected (spool_reject checks) */
 		copy_str(why, sizeof(why), gw_error_last());
-		/* read ahead: the name must still hold the file that was parsed */
-		if (af && (same = spool_check_same(j->in->spool, j->name, &j->id)) < 0) {
-			replaced(c, j->name, same, NEXT_REPLACED_UNREAD);
-			return;
-		}
-		reject_now(c, j->in, j->name, code, why, NULL);
+		reject_now(c, j->in, j->name, &j->id, code, why, NULL);
 		return;
 	}
 	if (rc < 0) {
@@ -1230,7 +1298,7 @@ static void take_file(struct intake *in, const char *name, struct chunk *c, stru
 		rc = spool_read(in->spool, name, max_bytes(in), &bytes, &reason, &j.id);
 	}
 	if (rc == GW_EINVALID && reason) {
-		reject_now(c, in, name, reason, gw_error_last(), NULL);
+		reject_now(c, in, name, &j.id, reason, gw_error_last(), NULL);
 	} else if (rc == 0) {
 		take_bytes(c, &j, af ? NULL : &bytes, af);
 	} else {
@@ -1258,15 +1326,17 @@ static void finish_chunk(struct intake *in, struct chunk *c)
 	for (size_t i = 0; i < c->n; i++) {
 		struct taken *t = &c->v[i];
 
-		if ((rc = spool_check_same(in->spool, t->name, &t->id)) < 0)
-			replaced(c, t->name, rc, NEXT_REPLACED);
-		else if (t->outcome == INTAKE_REJECTED)
-			reject_now(c, in, t->name, t->reject_code, t->reject_text, t->notice_id);
-		else if ((rc = spool_move_processed(in->spool, t->name, t->final,
-						    sizeof(t->final))) < 0)
-			move_failed(c, t, rc);
-		else
+		if (t->outcome == INTAKE_REJECTED) {
+			reject_now(c, in, t->name, &t->id, t->reject_code, t->reject_text,
+				   t->notice_id);
+		} else if ((rc = spool_move_processed(in->spool, t->name, &t->id, &t->at)) == 0) {
 			t->moved = true;
+		} else if (rc == GW_ETEMP) { /* not the file read: not moved in its name */
+			log_replaced(t->name, &t->at, READ_COMMITTED);
+			chunk_failed(c, rc);
+		} else {
+			move_failed(in, c, t, rc);
+		}
 		moved += t->moved;
 	}
 	if (!moved)
@@ -1281,13 +1351,13 @@ static void finish_chunk(struct intake *in, struct chunk *c)
 		if (rc < 0) {
 			gw_error_set(rc, "spool %s: %s was moved to processed/%s, but the move "
 				     "may not survive a power cut: %s", in->spool->root, t->name,
-				     t->final, cause);
-			move_failed(c, t, rc);
+				     t->at.name, cause);
+			move_failed(in, c, t, rc); /* t->at: SPOOL_MOVED */
 		} else if (t->outcome == INTAKE_ACCEPTED) {
 			log_accepted(t);
 			c->accepted++;
 		} else {
-			gw_log(GW_LOG_INFO, "duplicate", "file", t->name, "moved_to", t->final,
+			gw_log(GW_LOG_INFO, "duplicate", "file", t->name, "moved_to", t->at.name,
 			       "sha256", t->sha256, NULL);
 			c->duplicates++;
 		}
@@ -1496,6 +1566,42 @@ static void set_count(int *counter, int value)
 		*counter = value;
 }
 
+/*
+ * Before a listing, the first of this intake and the first after a move or
+ * a directory sync failed: what a crash or a failed way back left under a
+ * staging name in processed/ or rejected/ goes back to incoming/new
+ * (spool_recover), so this listing takes it, and both directories are
+ * synced again. A failure is logged and tried again before the next one.
+ */
+static void recover_spool(struct intake *in)
+{
+	char name[SPOOL_MOVED_MAX], kept[SPOOL_MOVED_MAX + 16];
+	struct spool_moved at;
+	int rc;
+
+	if (in->spool_checked)
+		return;
+	while ((rc = spool_recover(in->spool, name, sizeof(name), &at)) == 1) {
+		if (at.place != SPOOL_KEPT) {
+			gw_log(GW_LOG_WARN, "spool-recovered", "file", name, "next",
+			       "it was left half-way out of incoming/new (a crash or a failed move) "
+			       "and is back there; this scan takes it (bytes taken before are "
+			       "moved as a duplicate)", NULL);
+			continue;
+		}
+		snprintf(kept, sizeof(kept), "rejected/%s", at.name);
+		gw_log(GW_LOG_WARN, "spool-recovered", "file", name, "kept_as", kept, "next",
+		       "it was left half-way out of incoming/new and another file has its name "
+		       "there now, so it is kept with reason " SPOOL_REPLACED, NULL);
+	}
+	if (rc < 0) {
+		gw_log(GW_LOG_ERROR, "spool-recover-failed", "error", gw_error_last(), "next",
+		       "tried again before the next scan", NULL);
+		return;
+	}
+	in->spool_checked = true;
+}
+
 int intake_scan_step(struct intake *in, size_t max_files, int *accepted, int *rejected,
 		     int *duplicates, bool *more)
 {
@@ -1511,6 +1617,7 @@ int intake_scan_step(struct intake *in, size_t max_files, int *accepted, int *re
 	if ((rc = chunk_init(&c, INTAKE_CHUNK_FILES)) < 0)
 		return rc;
 	if (!in->scan_open) {
+		recover_spool(in);
 		if ((rc = spool_list_new(in->spool, &in->scan_list)) < 0) {
 			free(c.v);
 			return rc;
@@ -1519,7 +1626,8 @@ int intake_scan_step(struct intake *in, size_t max_files, int *accepted, int *re
 		in->scan_next = 0;
 		in->scan_gen++;
 		for (size_t i = 0; i < in->scan_list.n_bad; i++)
-			reject_now(&c, in, in->scan_list.bad_names[i], "bad-name", BAD_NAME, NULL);
+			reject_now(&c, in, in->scan_list.bad_names[i], NULL, "bad-name", BAD_NAME,
+				   NULL);
 	}
 	while (max_files > 0 && in->scan_next < in->scan_list.n_names) {
 		size_t n = in->scan_list.n_names - in->scan_next;

@@ -28,7 +28,10 @@
  * in processed/.
  *
  * A file whose handling failed for an operational reason (store, signer,
- * disk) stays in incoming/new and is tried again on the next scan.
+ * disk) stays in incoming/new and is tried again on the next scan (or, when
+ * only a move's directory sync failed, is in processed/ or rejected/, and
+ * the next scan syncs that again: its log line says which). Only the file
+ * that was read is moved or rejected in its name (spool.h).
  */
 #ifndef GW_INTAKE_H
 #define GW_INTAKE_H
@@ -80,6 +83,9 @@ struct intake {
 	bool scan_open;              /* scan_list holds a listing */
 	uint64_t scan_gen;           /* which listing (counts them) */
 	struct intake_ahead *ahead;  /* handed over by intake_ahead_ready() */
+	bool spool_checked;          /* spool_recover() has run since the start or
+				      * since a move failed (false: before the next
+				      * listing) */
 };
 
 /* Free what intake keeps between calls (the certificate cache, a scan's listing). */

@@ -1,19 +1,24 @@
 /*
  * spool: the prison-side input directory (see spool.h and spool/README.md).
  *
- * A move out of incoming/new never goes onto an existing name. Into
- * processed/ it is a rename, then an fsync of processed/ only (once for a
- * whole chunk of files, spool_sync_processed; see there why incoming/new
- * needs none); into rejected/ it is fsutil_rename_durable() (rename, then
- * fsync of both directories: rejections are rare). A rejection writes its
- * reason file before it moves the input, so a rejected file is never found
- * without its reason. Files are read with
+ * A move out of incoming/new never goes onto an existing name
+ * (RENAME_NOREPLACE), and moves only the file that was read: it is renamed
+ * to a staging name in its destination first and compared there with what
+ * was read (take_out); another file that a producer put under the name
+ * meanwhile goes back to incoming/new. Into processed/ the moves are then
+ * made durable by an fsync of processed/ only (once for a whole chunk of
+ * files, spool_sync_processed; see there why incoming/new needs none);
+ * into rejected/ by an fsync of both directories (rejections are rare). A
+ * rejection writes its reason file before it moves the input, so a
+ * rejected file is never found without its reason. spool_recover() puts
+ * back what a crash left under a staging name. Files are read with
  * fsutil_read_untrusted() (no symlinks, regular files with one link only,
  * a size limit).
  *
  * Diagnostics name the spool directory and the file name; the contents of
  * a file never appear in them.
  */
+#define _GNU_SOURCE /* renameat2() and RENAME_NOREPLACE (glibc 2.28, Linux 3.15) */
 #include "spool.h"
 #include "err.h"
 #include "fsutil.h"
@@ -21,6 +26,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +37,7 @@
 #define SUFFIX_MAX 9999       /* name.1 .. name.9999 before giving up */
 #define FINAL_NAME_ROOM 200   /* leaves room for ".reason" and fsutil's temporary prefix */
 #define REASON_SUFFIX ".reason"
+#define STAGE_PREFIX ".taking." /* a file on its way out of incoming/new (take_out) */
 
 /* ---- names ---- */
 
@@ -184,13 +191,19 @@ int spool_read(const struct spool *sp, const char *name, size_t max_bytes, gw_bu
 	struct stat st;
 	int rc = fsutil_read_untrusted(sp->new_dir, name, max_bytes, out, reason, &st);
 
-	if (rc == 0 && id) {
+	if (id && (rc == 0 || *reason)) {
 		id->dev = st.st_dev;
 		id->ino = st.st_ino;
 		id->size = st.st_size;
 		id->mtime = st.st_mtim;
 	}
 	return rc;
+}
+
+static bool same_file(const struct stat *st, const struct spool_id *id)
+{
+	return st->st_dev == id->dev && st->st_ino == id->ino && st->st_size == id->size &&
+	       st->st_mtim.tv_sec == id->mtime.tv_sec && st->st_mtim.tv_nsec == id->mtime.tv_nsec;
 }
 
 int spool_check_same(const struct spool *sp, const char *name, const struct spool_id *id)
@@ -203,8 +216,7 @@ int spool_check_same(const struct spool *sp, const char *name, const struct spoo
 	if (lstat(path, &st) < 0)
 		return gw_error_set(GW_ETEMP, "spool %s: %s left incoming/new after it was read",
 				    sp->root, name);
-	if (st.st_dev != id->dev || st.st_ino != id->ino || st.st_size != id->size ||
-	    st.st_mtim.tv_sec != id->mtime.tv_sec || st.st_mtim.tv_nsec != id->mtime.tv_nsec)
+	if (!same_file(&st, id))
 		return gw_error_set(GW_ETEMP, "spool %s: %s was replaced or rewritten after it was "
 				    "read (a producer reused the name); the file stays in "
 				    "incoming/new and is read at the next scan", sp->root, name);
@@ -223,7 +235,33 @@ static int exists(const char *dir, const char *name)
 	return lstat(path, &st) == 0 || errno != ENOENT;
 }
 
-/* 1 when dir holds name, or name followed by companion (NULL: none). */
+/*
+ * 1 when dir/reason_name is a reason file left without its input: a
+ * regular file with no reason of its own beside it (every input in
+ * rejected/ has one, so it is no input) whose input the caller found
+ * missing. Only a crash between writing a reason and moving its input
+ * leaves one (spool_reject), and that input is then still in incoming/new
+ * (or goes back there, spool_recover): its rejection writes the new reason
+ * over the leftover, under the same name, instead of filing the input as
+ * NAME.1 beside a stray reason.
+ */
+static int reason_left_over(const char *dir, const char *reason_name)
+{
+	char path[PATH_MAX], own[FINAL_NAME_ROOM + 48];
+	struct stat st;
+
+	if (fsutil_path(path, sizeof(path), dir, reason_name) < 0 || lstat(path, &st) < 0 ||
+	    !S_ISREG(st.st_mode))
+		return 0;
+	if ((size_t)snprintf(own, sizeof(own), "%s" REASON_SUFFIX, reason_name) >= sizeof(own))
+		return 0;
+	return exists(dir, own) == 0;
+}
+
+/*
+ * 1 when dir holds name, or name followed by companion (NULL: none) that
+ * is not a left-over reason (reason_left_over).
+ */
 static int taken(const char *dir, const char *name, const char *companion)
 {
 	char with[FINAL_NAME_ROOM + 32];
@@ -233,14 +271,17 @@ static int taken(const char *dir, const char *name, const char *companion)
 		return rc;
 	if ((size_t)snprintf(with, sizeof(with), "%s%s", name, companion) >= sizeof(with))
 		return -1;
-	return exists(dir, with);
+	if ((rc = exists(dir, with)) != 1)
+		return rc;
+	return !reason_left_over(dir, with);
 }
 
 /*
  * A name in dir that nothing has: base, base.1, base.2 ... A base too long
  * to carry a suffix and ".reason" is cut to FINAL_NAME_ROOM bytes first
  * (only badly named input can be that long). With a companion (".reason"),
- * the name with it appended must be free too: a rejected input may itself
+ * the name with it appended must be free too (or a reason left over by a
+ * crash, reason_left_over): a rejected input may itself
  * be called "X.xml.reason", and the reason file of "X.xml" must never be
  * written over it.
  */
@@ -265,10 +306,10 @@ static int free_name(const char *dir, const char *name, const char *companion, c
 			    base, SUFFIX_MAX);
 }
 
-static void copy_out(char *dst, size_t dstlen, const char *src)
+static void moved_to(struct spool_moved *out, enum spool_place place, const char *name)
 {
-	if (dst && dstlen)
-		snprintf(dst, dstlen, "%s", src);
+	out->place = place;
+	snprintf(out->name, sizeof(out->name), "%s", name);
 }
 
 /*
@@ -286,103 +327,24 @@ static const char *cause_of(const char *message)
 }
 
 /*
- * A failed fsutil_rename_durable() out of incoming/new, in an operator's
- * words: where the file is now and why. The rename itself failed when the
- * file is still in incoming/new; otherwise only the directory sync did.
+ * rename() that never replaces: RENAME_NOREPLACE. A file system or kernel
+ * without it (EINVAL: NFS; ENOSYS: before Linux 3.15) gets a look first,
+ * then the rename: there a producer's rename could slip in between and be
+ * replaced. -1 with errno.
  */
-static int move_failed(const struct spool *sp, const char *name, const char *to, int rc)
+static int rename_noreplace(const char *from, const char *to)
 {
-	char path[PATH_MAX], cause[256];
 	struct stat st;
 
-	snprintf(cause, sizeof(cause), "%s", cause_of(gw_error_last()));
-	if (fsutil_path(path, sizeof(path), sp->new_dir, name) == 0 && lstat(path, &st) == 0)
-		return gw_error_set(rc, "spool %s: cannot move %s from incoming/new to %s: %s",
-				    sp->root, name, to, cause);
-	return gw_error_wrap(rc, "spool %s: %s was moved to %s, but the move may not survive a "
-			     "power cut", sp->root, name, to);
-}
-
-/* Stamp the acceptance time, so expiry counts days from when it was taken. */
-static void touch(const char *dir, const char *name)
-{
-	char path[PATH_MAX];
-
-	if (fsutil_path(path, sizeof(path), dir, name) == 0)
-		(void)utimensat(AT_FDCWD, path, NULL, AT_SYMLINK_NOFOLLOW);
-}
-
-int spool_move_processed(const struct spool *sp, const char *name, char *final_name,
-			 size_t final_len)
-{
-	char final[FINAL_NAME_ROOM + 16], from[PATH_MAX], to[PATH_MAX];
-	int rc;
-
-	if ((rc = free_name(sp->processed, name, NULL, final, sizeof(final))) < 0)
-		return rc;
-	if (fsutil_path(from, sizeof(from), sp->new_dir, name) < 0 ||
-	    fsutil_path(to, sizeof(to), sp->processed, final) < 0)
-		return GW_EINVALID;
-	touch(sp->new_dir, name);
-	if (rename(from, to) < 0)
-		return gw_error_set(GW_ERROR, "spool %s: cannot move %s from incoming/new to "
-				    "processed/: %s", sp->root, name, strerror(errno));
-	copy_out(final_name, final_len, final);
-	return 0;
-}
-
-/*
- * Only processed/ is synced, never incoming/new. The new name must be
- * durable before the file counts as accepted: an input must never vanish,
- * and the name in processed/ is the only one it has once the rename is
- * done. The old name's removal need not be: should a power cut lose it,
- * the file is found in incoming/new again, and intake recognises its bytes
- * by their SHA-256 (recorded in the store before the move) and moves it
- * again as a duplicate with no second set of messages (SPEC section 3:
- * the same bytes dropped twice are harmless). Should a file system that
- * does not journal the rename as one step come back with the file under
- * both names (one inode, two links), it is rejected as "hard-linked" and
- * kept in rejected/ with its reason: also no loss and nothing doubled, and
- * the same as an unsynced rename could always leave behind.
- */
-int spool_sync_processed(const struct spool *sp)
-{
-	char cause[256];
-
-	if (fsutil_sync_dir(sp->processed) == 0)
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
 		return 0;
-	snprintf(cause, sizeof(cause), "%s", cause_of(gw_error_last()));
-	return gw_error_set(GW_ERROR, "spool %s: cannot sync processed/: %s", sp->root, cause);
-}
-
-int spool_accept(const struct spool *sp, const char *name, char *final_name, size_t final_len)
-{
-	char final[FINAL_NAME_ROOM + 16];
-	int rc;
-
-	if ((rc = spool_move_processed(sp, name, final, sizeof(final))) < 0)
-		return rc;
-	if ((rc = spool_sync_processed(sp)) < 0)
-		return gw_error_wrap(rc, "spool %s: %s was moved to processed/%s, but the move may "
-				     "not survive a power cut", sp->root, name, final);
-	copy_out(final_name, final_len, final);
-	return 0;
-}
-
-/*
- * A reason file whose input stayed in incoming/new goes (best effort, so the
- * next attempt writes it again under the same name); the error store keeps
- * the move's failure.
- */
-static void drop_orphan_reason(const struct spool *sp, const char *name, const char *reason_name)
-{
-	char path[PATH_MAX];
-	struct stat st;
-
-	if (fsutil_path(path, sizeof(path), sp->new_dir, name) < 0 || lstat(path, &st) < 0)
-		return; /* the input did move: its reason file belongs to it */
-	if (fsutil_path(path, sizeof(path), sp->rejected, reason_name) == 0)
-		(void)unlink(path); /* not synced: should it come back, the next name is used */
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	if (lstat(to, &st) == 0) {
+		errno = EEXIST;
+		return -1;
+	}
+	return rename(from, to);
 }
 
 /* One line of printable text: control characters become spaces. */
@@ -396,16 +358,14 @@ static int put_line(gw_buf *b, const char *text)
 	return gw_buf_puts(b, "\n");
 }
 
-int spool_reject(const struct spool *sp, const char *name, const char *code,
-		 const char *sentence, char *final_name, size_t final_len)
+/* rejected/FINAL.reason ("code\nsentence\n"), durably; its name in reason_name. */
+static int write_reason(const struct spool *sp, const char *final, const char *code,
+			const char *sentence, char *reason_name, size_t reason_len)
 {
-	char final[FINAL_NAME_ROOM + 16], reason_name[FINAL_NAME_ROOM + 32];
 	gw_buf text = GW_BUF_INIT;
 	int rc;
 
-	if ((rc = free_name(sp->rejected, name, REASON_SUFFIX, final, sizeof(final))) < 0)
-		return rc;
-	snprintf(reason_name, sizeof(reason_name), "%s" REASON_SUFFIX, final);
+	snprintf(reason_name, reason_len, "%s" REASON_SUFFIX, final);
 	if (put_line(&text, code && *code ? code : "rejected") < 0 ||
 	    put_line(&text, sentence && *sentence ? sentence : "no reason was given") < 0) {
 		gw_buf_free(&text);
@@ -413,19 +373,331 @@ int spool_reject(const struct spool *sp, const char *name, const char *code,
 	}
 	rc = fsutil_write_durable(sp->rejected, reason_name, text.data, text.len, 0640);
 	gw_buf_free(&text);
-	if (rc < 0) {
+	return rc;
+}
+
+/*
+ * A file taken out of incoming/new (dir/staged) that cannot go back there,
+ * because a producer has put another file under its name meanwhile: kept in
+ * rejected/ under a free name (only the gateway names files there, so no
+ * producer's file can collide with it) with its reason, durably.
+ */
+static int keep_aside(const struct spool *sp, const char *dir, const char *staged,
+		      const char *name, struct spool_moved *out)
+{
+	char final[FINAL_NAME_ROOM + 16], reason_name[FINAL_NAME_ROOM + 32], sentence[512];
+	int rc;
+
+	if ((rc = free_name(sp->rejected, name, REASON_SUFFIX, final, sizeof(final))) < 0)
+		return rc;
+	snprintf(sentence, sizeof(sentence), "%s was taken out of incoming/new to be checked "
+		 "and could not be put back: a producer had put another file under that name "
+		 "meanwhile. Unless the gateway's log shows it accepted or a duplicate, deliver "
+		 "it again under a new name", name);
+	if ((rc = write_reason(sp, final, SPOOL_REPLACED, sentence, reason_name,
+			       sizeof(reason_name))) < 0 ||
+	    (rc = fsutil_rename_durable(dir, staged, sp->rejected, final)) < 0)
+		return rc;
+	moved_to(out, SPOOL_KEPT, final);
+	return 0;
+}
+
+/*
+ * dir/staged back to incoming/new/name, never over a file there: 0 with
+ * SPOOL_IN_NEW, or with SPOOL_KEPT when the name is taken (keep_aside).
+ * Unsynced: a crash finds the file either there or under the staging name,
+ * which spool_recover() takes it from. GW_ERROR with SPOOL_STAGED when it
+ * cannot be moved at all.
+ */
+static int put_back(const struct spool *sp, const char *dir, const char *label,
+		    const char *staged, const char *name, struct spool_moved *out)
+{
+	char from[PATH_MAX], to[PATH_MAX], cause[256];
+	int err;
+
+	moved_to(out, SPOOL_STAGED, staged);
+	if (fsutil_path(from, sizeof(from), dir, staged) < 0 ||
+	    fsutil_path(to, sizeof(to), sp->new_dir, name) < 0)
+		return GW_EINVALID;
+	if (rename_noreplace(from, to) == 0) {
+		moved_to(out, SPOOL_IN_NEW, "");
+		return 0;
+	}
+	err = errno;
+	if (err == EEXIST && keep_aside(sp, dir, staged, name, out) == 0)
+		return 0;
+	snprintf(cause, sizeof(cause), "%s",
+		 err == EEXIST ? cause_of(gw_error_last()) : strerror(err));
+	return gw_error_set(GW_ERROR, "spool %s: cannot put %s back into incoming/new: %s; it "
+			    "waits as %s%s until the next scan puts it back", sp->root, name, cause,
+			    label, staged);
+}
+
+/* The end of the sentence for a file that was not the one read (GW_ETEMP). */
+static int replaced(const struct spool *sp, const char *name, const struct spool_moved *out)
+{
+	if (out->place == SPOOL_KEPT)
+		return gw_error_set(GW_ETEMP, "spool %s: %s was replaced or rewritten after it was "
+				    "read (a producer reused the name), and the name was taken "
+				    "again before that file could be put back: it is kept, never "
+				    "read, as rejected/%s with reason " SPOOL_REPLACED, sp->root,
+				    name, out->name);
+	return gw_error_set(GW_ETEMP, "spool %s: %s was replaced or rewritten after it was read "
+			    "(a producer reused the name); the file now under that name is back "
+			    "in incoming/new and is read at the next scan", sp->root, name);
+}
+
+/* Stamp the acceptance time, so expiry counts days from when it was taken. */
+static void touch(const char *path)
+{
+	(void)utimensat(AT_FDCWD, path, NULL, AT_SYMLINK_NOFOLLOW);
+}
+
+/* Where a move out of incoming/new goes: processed/ or rejected/. */
+struct dest {
+	const char *dir;
+	const char *label; /* "processed/" */
+	bool stamp;        /* touch() on arrival (processed/: expiry) */
+};
+
+static int move_failed(const struct spool *sp, const char *name, const struct dest *d)
+{
+	return gw_error_set(GW_ERROR, "spool %s: cannot move %s from incoming/new to %s: %s",
+			    sp->root, name, d->label, strerror(errno));
+}
+
+/* A bad name: whatever bears it is rejected for its name, so no check. */
+static int take_out_unchecked(const struct spool *sp, const char *name, const struct dest *d,
+			      const char *final, struct spool_moved *out)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+
+	moved_to(out, SPOOL_IN_NEW, "");
+	if (fsutil_path(from, sizeof(from), sp->new_dir, name) < 0 ||
+	    fsutil_path(to, sizeof(to), d->dir, final) < 0)
+		return GW_EINVALID;
+	if (rename_noreplace(from, to) < 0)
+		return move_failed(sp, name, d);
+	if (d->stamp)
+		touch(to);
+	moved_to(out, SPOOL_MOVED, final);
+	return 0;
+}
+
+/*
+ * incoming/new/name to d->dir/final, but only the file that was read (id):
+ * renamed first to a staging name in d->dir (STAGE_PREFIX NAME: a dot name,
+ * which no final name is, in a directory only the gateway writes), then
+ * compared with id there, where no producer can replace it. So a
+ * producer's rename between a check and a move cannot send an unread file
+ * on, as it could with the check made first. The file read goes on to
+ * final (its time stamped once it is known to be it); any other goes back
+ * (put_back) and the caller gets GW_ETEMP.
+ *
+ * A crash at any step loses nothing: before the first rename the file is
+ * in incoming/new; under the staging name spool_recover() puts it back
+ * there at the next scan; under final it has arrived. What was read was
+ * committed before the move (intake), so a file read again is recognised
+ * by its SHA-256 and moved as a duplicate, with no second set of messages
+ * (a rejection is simply made again).
+ */
+static int take_out(const struct spool *sp, const char *name, const struct spool_id *id,
+		    const struct dest *d, const char *final, struct spool_moved *out)
+{
+	char from[PATH_MAX], staged[SPOOL_NAME_MAX + 16], at[PATH_MAX], to[PATH_MAX];
+	char cause[256];
+	struct stat st;
+
+	if (!id)
+		return take_out_unchecked(sp, name, d, final, out);
+	moved_to(out, SPOOL_IN_NEW, "");
+	if ((size_t)snprintf(staged, sizeof(staged), STAGE_PREFIX "%s", name) >= sizeof(staged) ||
+	    fsutil_path(from, sizeof(from), sp->new_dir, name) < 0 ||
+	    fsutil_path(at, sizeof(at), d->dir, staged) < 0 ||
+	    fsutil_path(to, sizeof(to), d->dir, final) < 0)
+		return gw_error_set(GW_EINVALID, "spool %s: no room for the names of %s", sp->root,
+				    name);
+	if (rename_noreplace(from, at) < 0)
+		return move_failed(sp, name, d);
+	if (sp->staged_hook)
+		sp->staged_hook(sp, name);
+	if (lstat(at, &st) < 0 || !same_file(&st, id))
+		return put_back(sp, d->dir, d->label, staged, name, out) < 0
+			       ? GW_ERROR : replaced(sp, name, out);
+	if (d->stamp)
+		touch(at);
+	if (rename_noreplace(at, to) == 0) {
+		moved_to(out, SPOOL_MOVED, final);
+		return 0;
+	}
+	snprintf(cause, sizeof(cause), "%s", strerror(errno));
+	if (put_back(sp, d->dir, d->label, staged, name, out) < 0)
+		return gw_error_wrap(GW_ERROR, "spool %s: cannot move %s into %s%s: %s", sp->root,
+				     name, d->label, final, cause);
+	return gw_error_set(GW_ERROR, "spool %s: cannot move %s into %s%s: %s; %s", sp->root, name,
+			    d->label, final, cause, out->place == SPOOL_KEPT ?
+			    "its name was taken meanwhile, so it is kept in rejected/" :
+			    "it is back in incoming/new");
+}
+
+int spool_move_processed(const struct spool *sp, const char *name, const struct spool_id *id,
+			 struct spool_moved *out)
+{
+	const struct dest d = { sp->processed, "processed/", true };
+	char final[FINAL_NAME_ROOM + 16];
+	struct spool_moved ignored;
+	int rc;
+
+	out = out ? out : &ignored;
+	moved_to(out, SPOOL_IN_NEW, "");
+	if ((rc = free_name(sp->processed, name, NULL, final, sizeof(final))) < 0)
+		return rc;
+	return take_out(sp, name, id, &d, final, out);
+}
+
+/*
+ * Only processed/ is synced, never incoming/new. The new name must be
+ * durable before the file counts as accepted: an input must never vanish,
+ * and the name in processed/ is the only one it has once the rename is
+ * done. The old name's removal need not be: should a power cut lose it,
+ * the file is found in incoming/new again, and intake recognises its bytes
+ * by their SHA-256 (recorded in the store before the move) and moves it
+ * again as a duplicate with no second set of messages (SPEC section 3:
+ * the same bytes dropped twice are harmless). The same holds for a file
+ * a power cut leaves under its staging name: spool_recover() puts it back.
+ * Should a file system that does not journal the rename as one step come
+ * back with the file under both names (one inode, two links), it is
+ * rejected as "hard-linked" and kept in rejected/ with its reason: also no
+ * loss and nothing doubled, and the same as an unsynced rename could
+ * always leave behind.
+ */
+int spool_sync_processed(const struct spool *sp)
+{
+	char cause[256];
+
+	if (fsutil_sync_dir(sp->processed) == 0)
+		return 0;
+	snprintf(cause, sizeof(cause), "%s", cause_of(gw_error_last()));
+	return gw_error_set(GW_ERROR, "spool %s: cannot sync processed/: %s", sp->root, cause);
+}
+
+int spool_accept(const struct spool *sp, const char *name, const struct spool_id *id,
+		 struct spool_moved *out)
+{
+	struct spool_moved ignored;
+	int rc;
+
+	out = out ? out : &ignored;
+	if ((rc = spool_move_processed(sp, name, id, out)) < 0)
+		return rc;
+	if ((rc = spool_sync_processed(sp)) < 0)
+		return gw_error_wrap(rc, "spool %s: %s was moved to processed/%s, but the move may "
+				     "not survive a power cut", sp->root, name, out->name);
+	return 0;
+}
+
+/* The rename into rejected/ made durable: both directories synced. */
+static int sync_rejection(const struct spool *sp, const char *name, const char *final)
+{
+	char cause[256];
+
+	if (fsutil_sync_dir(sp->rejected) == 0 && fsutil_sync_dir(sp->new_dir) == 0)
+		return 0;
+	snprintf(cause, sizeof(cause), "%s", cause_of(gw_error_last()));
+	return gw_error_set(GW_ERROR, "spool %s: %s was moved to rejected/%s with its reason, "
+			    "but the move may not survive a power cut: %s", sp->root, name, final,
+			    cause);
+}
+
+/*
+ * The reason first, durably; then the input (take_out). So an input is
+ * never under a name in rejected/ without its reason beside it, whenever a
+ * crash comes: before the reason is complete nothing is there; between the
+ * two steps the input is still in incoming/new (or under the staging name,
+ * put back by spool_recover) and a reason file has no input: that input's
+ * next rejection writes over it (reason_left_over), so no stray is left
+ * and no .1 is needed. A reason whose input did not move is removed at
+ * once (best effort: should the removal not survive, the same applies).
+ */
+int spool_reject(const struct spool *sp, const char *name, const struct spool_id *id,
+		 const char *code, const char *sentence, struct spool_moved *out)
+{
+	const struct dest d = { sp->rejected, "rejected/", false };
+	char final[FINAL_NAME_ROOM + 16], reason_name[FINAL_NAME_ROOM + 32], path[PATH_MAX];
+	struct spool_moved ignored;
+	int rc;
+
+	out = out ? out : &ignored;
+	moved_to(out, SPOOL_IN_NEW, "");
+	if ((rc = free_name(sp->rejected, name, REASON_SUFFIX, final, sizeof(final))) < 0)
+		return rc;
+	if ((rc = write_reason(sp, final, code, sentence, reason_name, sizeof(reason_name))) < 0) {
 		char cause[256];
 		snprintf(cause, sizeof(cause), "%s", cause_of(gw_error_last()));
 		return gw_error_set(rc, "spool %s: cannot write rejected/%s for %s: %s", sp->root,
 				    reason_name, name, cause);
 	}
-	if ((rc = fsutil_rename_durable(sp->new_dir, name, sp->rejected, final)) < 0) {
-		rc = move_failed(sp, name, "rejected/", rc);
-		drop_orphan_reason(sp, name, reason_name);
+	if ((rc = take_out(sp, name, id, &d, final, out)) < 0) {
+		/* its input did not arrive (see above); unless kept there, reason and all */
+		if (!(out->place == SPOOL_KEPT && !strcmp(out->name, final)) &&
+		    fsutil_path(path, sizeof(path), sp->rejected, reason_name) == 0)
+			(void)unlink(path);
 		return rc;
 	}
-	copy_out(final_name, final_len, final);
-	return 0;
+	return sync_rejection(sp, name, final);
+}
+
+/* ---- recovery ---- */
+
+/* The first staging name in dir into staged (1), or none (0). */
+static int find_staged(const char *dir, char *staged, size_t len)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int found = 0;
+
+	if (!d)
+		return gw_error_set(GW_ERROR, "spool: cannot read %s: %s", dir, strerror(errno));
+	while (!found && (e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, STAGE_PREFIX, strlen(STAGE_PREFIX)) != 0 ||
+		    !e->d_name[strlen(STAGE_PREFIX)])
+			continue;
+		found = (size_t)snprintf(staged, len, "%s", e->d_name) < len;
+	}
+	closedir(d);
+	return found;
+}
+
+static int sync_destinations(const struct spool *sp)
+{
+	char cause[256];
+
+	if (fsutil_sync_dir(sp->processed) == 0 && fsutil_sync_dir(sp->rejected) == 0)
+		return 0;
+	snprintf(cause, sizeof(cause), "%s", cause_of(gw_error_last()));
+	return gw_error_set(GW_ERROR, "spool %s: cannot sync processed/ and rejected/: %s",
+			    sp->root, cause);
+}
+
+int spool_recover(const struct spool *sp, char *name, size_t name_len, struct spool_moved *out)
+{
+	const struct dest dests[] = { { sp->processed, "processed/", true },
+				      { sp->rejected, "rejected/", false } };
+	char staged[SPOOL_MOVED_MAX];
+	int rc;
+
+	moved_to(out, SPOOL_IN_NEW, "");
+	for (size_t i = 0; i < sizeof(dests) / sizeof(dests[0]); i++) {
+		if ((rc = find_staged(dests[i].dir, staged, sizeof(staged))) < 0)
+			return rc;
+		if (!rc)
+			continue;
+		snprintf(name, name_len, "%s", staged + strlen(STAGE_PREFIX));
+		if ((rc = put_back(sp, dests[i].dir, dests[i].label, staged, name, out)) < 0)
+			return rc;
+		return 1;
+	}
+	return sync_destinations(sp);
 }
 
 /* ---- expiry ---- */

@@ -39,8 +39,9 @@ daemon_start
 n1=01-release-full-consent.xml
 fault_set "EROFS $spool/processed/"
 lab_drop "$SRC/spool/demo/$n1"
+# (the first rename takes it to a staging name in processed/, to be checked there)
 check "(a) the move to processed/ was refused (EROFS)" \
-  wait_for 20 fault_fired "rename $spool/processed/$n1 EROFS"
+  wait_for 20 fault_fired "rename $spool/processed/\.taking\.$n1 EROFS"
 check "(a) one log line for it" wait_for 10 log_has "event=move-failed file=$n1"
 line=$(line_of "event=move-failed file=$n1")
 check "(a) it names directory and cause" \

@@ -42,7 +42,17 @@
  * once the configuration has nav, read from processed/ (also under the .1
  * suffix spool_accept gives a taken name), checked by SHA-256; a missing or
  * altered original leaves it held; "no consent" stays held; a held
- * encryption message goes out once its certificate is usable.
+ * encryption message goes out once its certificate is usable. A withdrawal
+ * goes to the organisation that got the earlier revision, also when its
+ * endpoint name was pointed at another one (held "no endpoint" until that
+ * organisation is configured again, under any name).
+ *
+ * Moves: a file a producer renames onto the name while intake has it (a
+ * wrapped store op and the spool's staged_hook play the producer) is
+ * neither rejected nor moved in the name of what was read; replaced twice,
+ * it is kept aside in rejected/; a crash during a move (staged) is put
+ * back and taken as a duplicate; a failed directory sync (this file's
+ * fsync() fails for one directory) is logged with where the file is.
  */
 #include "testutil.h"
 #include "testutil_intake.h"
@@ -67,6 +77,7 @@
 #include <pthread.h>
 #include <sys/wait.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -74,6 +85,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define NOW INT64_C(1795345200000)      /* 2026-11-22T11:00:00Z, noon in Oslo */
@@ -2155,6 +2167,271 @@ static void test_crash_between_commit_and_moves(void **state)
 	expect_chain_intact();
 }
 
+/* ---- moves: only the file read, and where it is when a move fails ---- */
+
+/* A producer writes SAMPLE in incoming/tmp and renames it onto incoming/new/NAME. */
+static void producer_renames(const char *sample, const char *name)
+{
+	char from[PATH_MAX + 64], to[PATH_MAX + 64];
+	gw_buf b = GW_BUF_INIT;
+
+	snprintf(from, sizeof(from), "tests/data/intake/%s", sample);
+	tu_read(tu_src(from), &b);
+	snprintf(from, sizeof(from), "%s/%s", fx.spool.tmp, name);
+	snprintf(to, sizeof(to), "%s/%s", fx.spool.new_dir, name);
+	tu_write(from, b.data, b.len);
+	assert_int_equal(rename(from, to), 0);
+	gw_buf_free(&b);
+}
+
+/*
+ * The producer who reuses a name while intake has the file in hand: once
+ * intake has read and hashed it (its duplicate check), SAMPLE is renamed
+ * onto NAME.
+ */
+static const struct store_ops *seen_real;
+static struct store_ops seen_ops;
+static const char *seen_name, *seen_sample;
+
+static int seen_then_replaced(store *st, const char *sha256, bool *seen)
+{
+	int rc = seen_real->intake_seen(st, sha256, seen);
+
+	if (seen_name) {
+		producer_renames(seen_sample, seen_name);
+		seen_name = NULL;
+	}
+	return rc;
+}
+
+static void replace_when_seen(const char *name, const char *sample)
+{
+	seen_real = fx.st->ops;
+	seen_ops = *fx.st->ops;
+	seen_ops.intake_seen = seen_then_replaced;
+	seen_name = name;
+	seen_sample = sample;
+	fx.st->ops = &seen_ops;
+}
+
+/* ... and again while intake has that one out of incoming/new to check it. */
+static void take_name_again(const struct spool *sp, const char *name)
+{
+	(void)sp;
+	producer_renames("refuse-health.xml", name);
+}
+
+/*
+ * Without read-ahead, a notice refused when parsed: a producer renames a
+ * good notice onto the name meanwhile. That one is neither rejected for
+ * the broken one nor lost: it stays in incoming/new, and is taken.
+ */
+static void test_rejection_takes_only_the_file_read(void **state)
+{
+	enum intake_outcome outcome;
+	gw_buf log = GW_BUF_INIT;
+	struct rows r;
+
+	drop_bytes("n.xml", "<bad", 4);
+	replace_when_seen("n.xml", "release-r1.xml");
+	capture_begin("only-read.log");
+	assert_int_equal(intake_file(&fx.in, "n.xml", &outcome), GW_ETEMP);
+	capture_end("only-read.log", &log);
+	fx.st->ops = seen_real;
+	assert_int_equal(occurrences(&log, "event=replaced-before-move file=n.xml"), 1);
+	assert_true(has(&log, "next=\"nothing of what was read is kept or rejected; the file now "
+			      "under that name is in incoming/new and is read at the next scan\""));
+	assert_int_equal(occurrences(&log, "event=rejected"), 0);
+	assert_false(present(fx.spool.rejected, "n.xml"));
+	assert_false(present(fx.spool.rejected, "n.xml.reason"));
+	take("n.xml", INTAKE_ACCEPTED);
+	list("INTAKE-2027-000001", 1, &r);
+	assert_int_equal(r.n, 3);
+	gw_buf_free(&log);
+}
+
+/*
+ * Accepted, then replaced before its move, and the name taken again while
+ * the replacement was out to be checked: what was read is committed and in
+ * no one's way; the replacement, unread, is kept as rejected/n.xml with
+ * reason replaced-before-move (one log line says so); the newest file is
+ * taken by the next scan.
+ */
+static void test_file_replaced_twice_is_kept_aside(void **state)
+{
+	int accepted = -1, rejected = -1, duplicates = -1;
+	gw_buf log = GW_BUF_INIT, reason = GW_BUF_INIT;
+	enum intake_outcome outcome;
+	struct rows r;
+
+	drop("release-r1.xml", "n.xml");
+	replace_when_seen("n.xml", "release-r2.xml");
+	fx.spool.staged_hook = take_name_again;
+	capture_begin("kept.log");
+	assert_int_equal(intake_file(&fx.in, "n.xml", &outcome), GW_ETEMP);
+	capture_end("kept.log", &log);
+	fx.spool.staged_hook = NULL;
+	fx.st->ops = seen_real;
+	assert_int_equal(occurrences(&log, "event=replaced-before-move file=n.xml "
+				     "kept_as=rejected/n.xml"), 1);
+	assert_true(has(&log, "what was read is committed"));
+	list("INTAKE-2027-000001", 1, &r);
+	assert_int_equal(r.n, 3);
+	list("INTAKE-2027-000001", 2, &r);
+	assert_int_equal(r.n, 0); /* never read */
+	read_in(fx.spool.rejected, "n.xml.reason", &reason);
+	assert_true(has(&reason, SPOOL_REPLACED "\n"));
+	assert_false(present(fx.spool.processed, "n.xml"));
+
+	assert_ok(intake_scan(&fx.in, &accepted, &rejected, &duplicates));
+	assert_int_equal(accepted, 1);
+	list("INTAKE-2027-000002", 1, &r);
+	assert_int_equal(r.n, 3);
+	gw_buf_free(&reason);
+	gw_buf_free(&log);
+}
+
+static void crash_now(const struct spool *sp, const char *name)
+{
+	(void)sp;
+	(void)name;
+	_exit(0);
+}
+
+/*
+ * A crash while a committed file is on its way to processed/, under its
+ * staging name: the next start puts it back into incoming/new and takes
+ * it as a duplicate (its SHA-256 was committed), with nothing new.
+ */
+static void test_crash_during_the_move(void **state)
+{
+	int accepted = -1, rejected = -1, duplicates = -1, status = 0;
+	struct store_counts before, after;
+	gw_buf log = GW_BUF_INIT;
+	pid_t pid;
+
+	drop("release-r1.xml", "a.xml");
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct intake child = fx.in;
+		store *st;
+
+		if (store_sqlite_open(&st, fx.cfg.gateway.db) < 0)
+			_exit(2);
+		child.st = st;
+		child.certs = NULL;
+		fx.spool.staged_hook = crash_now;
+		intake_file(&child, "a.xml", NULL);
+		_exit(4); /* not reached: the move exits */
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_false(present(fx.spool.new_dir, "a.xml"));
+	assert_false(present(fx.spool.processed, "a.xml"));
+	assert_true(present(fx.spool.processed, ".taking.a.xml"));
+	assert_ok(fx.st->ops->counts(fx.st, &before));
+
+	fx.in.spool_checked = false; /* a new start */
+	capture_begin("recovered.log");
+	assert_ok(intake_scan(&fx.in, &accepted, &rejected, &duplicates));
+	capture_end("recovered.log", &log);
+	assert_int_equal(occurrences(&log, "event=spool-recovered file=a.xml"), 1);
+	assert_int_equal(accepted + rejected, 0);
+	assert_int_equal(duplicates, 1);
+	assert_true(present(fx.spool.processed, "a.xml"));
+	assert_false(present(fx.spool.processed, ".taking.a.xml"));
+	assert_ok(fx.st->ops->counts(fx.st, &after));
+	assert_memory_equal(&before, &after, sizeof(before));
+	gw_buf_free(&log);
+}
+
+/*
+ * Fault injection: the fsync of one directory fails (EIO), as on a disk
+ * that cannot write back. This fsync() is the one the gateway's code
+ * linked into this test calls; every other descriptor goes to the kernel.
+ */
+static char fsync_fails_for[PATH_MAX];
+
+int fsync(int fd)
+{
+	char link[64], path[PATH_MAX];
+	ssize_t n;
+
+	if (fsync_fails_for[0]) {
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		n = readlink(link, path, sizeof(path) - 1);
+		if (n > 0 && (path[n] = '\0', !strcmp(path, fsync_fails_for))) {
+			errno = EIO;
+			return -1;
+		}
+	}
+	return (int)syscall(SYS_fsync, fd);
+}
+
+static void fail_fsync_of(const char *dir)
+{
+	fsync_fails_for[0] = '\0';
+	if (dir && !realpath(dir, fsync_fails_for))
+		fail_msg("realpath %s", dir);
+}
+
+/*
+ * The move into processed/ is made but processed/ cannot be synced: the
+ * log line says where the file is (processed/, not incoming/new) and what
+ * comes next; the next scan syncs processed/ again and takes nothing anew.
+ */
+static void test_unsynced_move_says_where_the_file_is(void **state)
+{
+	int accepted = -1, rejected = -1, duplicates = -1;
+	enum intake_outcome outcome;
+	gw_buf log = GW_BUF_INIT;
+
+	drop("release-r1.xml", "r1.xml");
+	fail_fsync_of(fx.spool.processed);
+	capture_begin("unsynced.log");
+	assert_int_equal(intake_file(&fx.in, "r1.xml", &outcome), GW_ERROR);
+	capture_end("unsynced.log", &log);
+	fail_fsync_of(NULL);
+	assert_int_equal(occurrences(&log, "event=move-failed file=r1.xml"), 1);
+	assert_true(has(&log, "was moved to processed/r1.xml, but the move may not survive a "
+			      "power cut"));
+	assert_true(has(&log, "next=\"its messages are committed; it is in processed/r1.xml, but "
+			      "the move is not durable yet: the next scan syncs processed/ again"));
+	assert_false(has(&log, "stays in incoming/new"));
+	assert_true(present(fx.spool.processed, "r1.xml"));
+	assert_false(present(fx.spool.new_dir, "r1.xml"));
+	assert_false(fx.in.spool_checked);
+
+	assert_ok(intake_scan(&fx.in, &accepted, &rejected, &duplicates));
+	assert_int_equal(accepted + rejected + duplicates, 0);
+	assert_true(fx.in.spool_checked); /* processed/ synced again */
+	gw_buf_free(&log);
+}
+
+/* The same for a rejection whose directory sync failed after its rename. */
+static void test_unsynced_rejection_says_where_the_file_is(void **state)
+{
+	enum intake_outcome outcome;
+	gw_buf log = GW_BUF_INIT;
+
+	drop_bytes("broken.xml", "<bad", 4);
+	fail_fsync_of(fx.spool.new_dir);
+	capture_begin("unsynced-reject.log");
+	assert_int_equal(intake_file(&fx.in, "broken.xml", &outcome), GW_ERROR);
+	capture_end("unsynced-reject.log", &log);
+	fail_fsync_of(NULL);
+	assert_int_equal(occurrences(&log, "event=reject-failed file=broken.xml"), 1);
+	assert_true(has(&log, "next=\"it is in rejected/broken.xml with its reason, but the move "
+			      "is not durable yet"));
+	assert_false(has(&log, "stays in incoming/new"));
+	assert_reason_file("broken.xml", "malformed");
+	assert_false(present(fx.spool.new_dir, "broken.xml"));
+	gw_buf_free(&log);
+}
+
 /* ---- the log ---- */
 
 static void test_log_line_names_pseudonym_never_the_person(void **state)
@@ -2232,6 +2509,11 @@ int main(void)
 		T(test_failed_chunk_commit_keeps_every_file),
 		T(test_chunk_sees_its_own_files),
 		T(test_crash_between_commit_and_moves),
+		T(test_rejection_takes_only_the_file_read),
+		T(test_file_replaced_twice_is_kept_aside),
+		T(test_crash_during_the_move),
+		T(test_unsynced_move_says_where_the_file_is),
+		T(test_unsynced_rejection_says_where_the_file_is),
 		T(test_log_line_names_pseudonym_never_the_person),
 #undef T
 	};
