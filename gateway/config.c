@@ -908,3 +908,18 @@ const struct config_endpoint *config_endpoint_by_name(const struct gw_config *cf
 	}
 	return NULL;
 }
+
+const struct config_endpoint *config_endpoint_for_recipient(const struct gw_config *cfg,
+							    const char *service,
+							    const char *orgnr,
+							    const char *name)
+{
+	const struct config_endpoint *ep = name[0] ? config_endpoint_by_name(cfg, name) : NULL;
+	enum gw_service s;
+
+	if (ep && (!orgnr[0] || !strcmp(ep->orgnr, orgnr)))
+		return ep;
+	if (!orgnr[0] || notice_service_parse(service, &s) < 0)
+		return NULL;
+	return config_endpoint_resolve(cfg, s, orgnr, NULL);
+}

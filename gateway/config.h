@@ -156,5 +156,17 @@ const struct config_endpoint *config_endpoint_resolve(const struct gw_config *cf
 						      const char *municipality);
 const struct config_endpoint *config_endpoint_by_name(const struct gw_config *cfg,
 						      const char *name);
+/*
+ * The endpoint that may carry a message already addressed to organisation
+ * orgnr for service: the one named name while it still has that orgnr, else
+ * one with that orgnr offering the service; NULL when none. (An endpoint
+ * name re-pointed at another organisation must not carry what was
+ * addressed to the first.) An empty orgnr (rows from before recipients were
+ * recorded) is matched by name alone.
+ */
+const struct config_endpoint *config_endpoint_for_recipient(const struct gw_config *cfg,
+							    const char *service,
+							    const char *orgnr,
+							    const char *name);
 
 #endif

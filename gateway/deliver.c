@@ -1526,6 +1526,11 @@ int deliver_start(deliver *d, const struct store_message *m)
 	if ((rc = deliver_admit(d, m->endpoint)) < 0)
 		return rc;
 	ep = endpoint_find(d, m->endpoint);
+	/* The name may have been pointed at another organisation since the
+	 * message was addressed: its bytes must not reach that one. */
+	if (m->recipient_orgnr[0] && strcmp(ep->orgnr, m->recipient_orgnr) != 0)
+		return gw_error_set(GW_ENOTFOUND, "endpoint '%s' now names organisation %s, not "
+				    "the recipient %s", ep->name, ep->orgnr, m->recipient_orgnr);
 	if ((rc = transfer_new(&t, d, ep, m)) < 0)
 		return rc;
 	/* Only a message tried before can have been overtaken while it was out

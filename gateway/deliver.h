@@ -123,7 +123,8 @@ int deliver_admit(const deliver *d, const char *endpoint);
 /*
  * Start one attempt for a queued message (m->signed_bytes are sent exactly).
  * 0 when started; GW_ETEMP at a limit; GW_ENOTFOUND for an unknown
- * endpoint; GW_EEXISTS when the message is no longer queued (someone else
+ * endpoint, or one that now names another organisation than the message's
+ * recipient (nothing is sent); GW_EEXISTS when the message is no longer queued (someone else
  * changed it first); GW_ERROR otherwise. Nothing is left half-done: on
  * failure the message is still queued.
  */

@@ -1005,34 +1005,18 @@ static int cancel_or_mark(struct job *j, struct priors *p)
 }
 
 /*
- * The endpoint a withdrawal goes to: the organisation that got (or may
- * have got) the earlier revision, orgnr, which may not change. The endpoint
- * by the name it went through is used only while that name still stands
- * for orgnr: an operator may have pointed the name at another organisation
- * since, which never saw the notice and must not get its withdrawal, while
- * the one holding the data would never be told. Otherwise the endpoint of
- * orgnr for the service; none: NULL, and the withdrawal is held "no
- * endpoint" with orgnr recorded, to go out once orgnr is configured.
+ * A withdrawal goes to the organisation that got (or may have got) the
+ * earlier revision, e->orgnr, which may not change: the endpoint by the
+ * name it went through only while that name still stands for it
+ * (config_endpoint_for_recipient). An operator may have pointed the name at
+ * another organisation since, which never saw the notice and must not get
+ * its withdrawal. None: held "no endpoint" with orgnr recorded, to go out
+ * once that organisation is configured.
  */
-static const struct config_endpoint *withdrawal_endpoint(const struct gw_config *cfg,
-							 const char *service,
-							 const char *orgnr,
-							 const char *name)
-{
-	const struct config_endpoint *ep = name[0] ? config_endpoint_by_name(cfg, name) : NULL;
-	enum gw_service s;
-
-	if (ep && !strcmp(ep->orgnr, orgnr))
-		return ep;
-	if (!orgnr[0] || notice_service_parse(service, &s) < 0)
-		return NULL;
-	return config_endpoint_resolve(cfg, s, orgnr, NULL);
-}
-
 static int plan_withdrawal_message(struct job *j, const struct prior *e)
 {
 	const struct config_endpoint *ep =
-		withdrawal_endpoint(j->in->cfg, e->service, e->orgnr, e->endpoint);
+		config_endpoint_for_recipient(j->in->cfg, e->service, e->orgnr, e->endpoint);
 	struct store_message m;
 	int rc;
 
@@ -1809,7 +1793,8 @@ static const struct config_endpoint *route_held(const struct job *j, const struc
 	if (notice_service_parse(m->service, &s) < 0)
 		return NULL;
 	if (!strcmp(m->kind, "withdrawal")) /* to whom the earlier revision went, only */
-		return withdrawal_endpoint(j->in->cfg, m->service, m->recipient_orgnr, m->endpoint);
+		return config_endpoint_for_recipient(j->in->cfg, m->service, m->recipient_orgnr,
+						     m->endpoint);
 	for (size_t i = 0; i < j->n.n_recipients; i++) {
 		const struct notice_recipient *r = &j->n.recipients[i];
 		const struct notice_grant *grant;

@@ -606,11 +606,18 @@ static void scan(struct sender *s)
 #define HELD_NO_ENDPOINT "no endpoint: "
 
 /* Inside the dispatch pass's transaction (deliver_batch_begin). */
+/* deliver_start() found no endpoint that may carry m: held until one is configured. */
 static void hold_unknown_endpoint(struct sender *s, const struct store_message *m)
 {
-	char reason[128];
+	const struct config_endpoint *ep = config_endpoint_by_name(s->cfg, m->endpoint);
+	char reason[192];
 
-	snprintf(reason, sizeof(reason), HELD_NO_ENDPOINT "'%s' is not configured", m->endpoint);
+	if (ep)
+		snprintf(reason, sizeof(reason), HELD_NO_ENDPOINT "'%s' now names organisation %s, "
+			 "not the recipient %s", m->endpoint, ep->orgnr, m->recipient_orgnr);
+	else
+		snprintf(reason, sizeof(reason), HELD_NO_ENDPOINT "'%s' is not configured",
+			 m->endpoint);
 	if (s->st->ops->message_update(s->st, m->message_id, MSG_QUEUED, MSG_HELD, reason, -1, 0) < 0) {
 		gw_log(GW_LOG_ERROR, "store-error", "msg", m->message_id, "reason", gw_error_last(), NULL);
 		return;
@@ -890,31 +897,69 @@ static void on_limit(evutil_socket_t fd, short what, void *arg)
 	stop(arg, "--max-seconds reached");
 }
 
-/* Held messages whose endpoint is configured again go back to the queue. */
+/*
+ * Held messages ("no endpoint: '...'") that an endpoint may carry again go
+ * back to the queue: the one they were routed through when it names their
+ * recipient again, else another endpoint of that organisation for the
+ * service, which the message is moved to (config_endpoint_for_recipient).
+ */
+struct held_move {
+	char message_id[37];
+	char was[64];      /* the endpoint it was routed through */
+	char endpoint[64]; /* the endpoint to carry it now */
+};
+
 struct held_list {
 	const struct gw_config *cfg;
-	char (*ids)[37];
+	struct held_move *v;
 	size_t n, cap;
 };
 
 static int collect_requeue(const struct store_message *m, void *ctx)
 {
 	struct held_list *h = ctx;
+	const struct config_endpoint *ep;
 
 	if (!m->endpoint[0] || strncmp(m->reason, HELD_NO_ENDPOINT "'", strlen(HELD_NO_ENDPOINT) + 1))
 		return 0;
-	if (!config_endpoint_by_name(h->cfg, m->endpoint))
+	ep = config_endpoint_for_recipient(h->cfg, m->service, m->recipient_orgnr, m->endpoint);
+	if (!ep)
 		return 0;
 	if (h->n == h->cap) {
 		size_t cap = h->cap ? h->cap * 2 : 16;
-		char (*ids)[37] = realloc(h->ids, cap * sizeof(*ids));
-		if (!ids)
+		struct held_move *v = realloc(h->v, cap * sizeof(*v));
+		if (!v)
 			return gw_error_set(GW_ENOMEM, "out of memory listing held messages");
-		h->ids = ids;
+		h->v = v;
 		h->cap = cap;
 	}
-	snprintf(h->ids[h->n++], sizeof(h->ids[0]), "%s", m->message_id);
+	snprintf(h->v[h->n].message_id, sizeof(h->v[0].message_id), "%s", m->message_id);
+	snprintf(h->v[h->n].was, sizeof(h->v[0].was), "%s", m->endpoint);
+	snprintf(h->v[h->n++].endpoint, sizeof(h->v[0].endpoint), "%s", ep->name);
 	return 0;
+}
+
+/* A held message queued again through another endpoint of its recipient. */
+static int reroute_held(store *st, const struct held_move *mv)
+{
+	struct store_message m;
+	int rc;
+
+	memset(&m, 0, sizeof(m));
+	if ((rc = st->ops->message_get(st, mv->message_id, &m)) == 0) {
+		snprintf(m.endpoint, sizeof(m.endpoint), "%s", mv->endpoint);
+		m.next_attempt_ms = 0;
+		rc = st->ops->message_release_held(st, &m);
+	}
+	store_message_clear(&m);
+	return rc;
+}
+
+static int requeue_one(store *st, const struct held_move *mv)
+{
+	if (strcmp(mv->endpoint, mv->was) != 0)
+		return reroute_held(st, mv);
+	return st->ops->message_update(st, mv->message_id, MSG_HELD, MSG_QUEUED, "", 0, 0);
 }
 
 /* The list runs a read statement: collect first, change after. */
@@ -929,14 +974,14 @@ static void requeue_held(struct sender *s)
 	for (size_t i = 0; i < h.n; i++) {
 		if (st->ops->begin(st) < 0)
 			break;
-		if (st->ops->message_update(st, h.ids[i], MSG_HELD, MSG_QUEUED, "", 0, 0) < 0 ||
-		    st->ops->commit(st) < 0) {
+		if (requeue_one(st, &h.v[i]) < 0 || st->ops->commit(st) < 0) {
 			st->ops->rollback(st);
 			continue;
 		}
-		gw_log(GW_LOG_INFO, "requeued", "msg", h.ids[i], NULL);
+		gw_log(GW_LOG_INFO, "requeued", "msg", h.v[i].message_id, "endpoint",
+		       h.v[i].endpoint, NULL);
 	}
-	free(h.ids);
+	free(h.v);
 }
 
 /* Recipients held for no endpoint (or an unusable encryption certificate)
@@ -1211,6 +1256,7 @@ static int sender_run(struct sender *s)
 	if ((rc = open_state(s)) != 0)
 		return fail(rc, "state");
 	intake_setup(s);
+	requeue_held(s);
 	release_held(s, false);
 	if (start_engine(s) < 0)
 		return fail(2, "engine");
