@@ -1803,6 +1803,11 @@ static const struct config_endpoint *route_held(const struct job *j, const struc
 		if (r->service != s)
 			continue;
 		ep = resolve(j, r, &orgnr);
+		/* Addressed to an organisation already: an endpoint of that one
+		 * (the one serving the municipality may since name another). */
+		if (m->recipient_orgnr[0] && (!orgnr[0] || !strcmp(orgnr, m->recipient_orgnr)) &&
+		    !(ep && !strcmp(ep->orgnr, m->recipient_orgnr)))
+			ep = config_endpoint_resolve(j->in->cfg, s, m->recipient_orgnr, NULL);
 		if (strcmp(orgnr, m->recipient_orgnr) != 0 &&
 		    !(ep && !strcmp(ep->orgnr, m->recipient_orgnr)))
 			continue;

@@ -606,23 +606,36 @@ static void scan(struct sender *s)
 #define HELD_NO_ENDPOINT "no endpoint: "
 
 /* Inside the dispatch pass's transaction (deliver_batch_begin). */
-/* deliver_start() found no endpoint that may carry m: held until one is configured. */
+/*
+ * deliver_start() found no endpoint that may carry m: held until one is.
+ * When its endpoint's name now points at another organisation and no
+ * attempt can have reached the recipient, it is held as intake holds a
+ * recipient without an endpoint: intake builds and signs it again (same
+ * MessageId) for an endpoint of that organisation, with that endpoint's
+ * consent rule and encryption, at the next start or reload. Its bytes were
+ * made for the endpoint it went through and must not simply move. When an
+ * attempt may have reached it, new bytes under the same MessageId would be
+ * a conflict there: it waits for that name to point at it again.
+ */
 static void hold_unknown_endpoint(struct sender *s, const struct store_message *m)
 {
 	const struct config_endpoint *ep = config_endpoint_by_name(s->cfg, m->endpoint);
-	char reason[192];
+	bool reached = true;
+	char why[192];
+	const char *reason = why;
 
 	if (ep)
-		snprintf(reason, sizeof(reason), HELD_NO_ENDPOINT "'%s' now names organisation %s, "
+		snprintf(why, sizeof(why), HELD_NO_ENDPOINT "'%s' now names organisation %s, "
 			 "not the recipient %s", m->endpoint, ep->orgnr, m->recipient_orgnr);
 	else
-		snprintf(reason, sizeof(reason), HELD_NO_ENDPOINT "'%s' is not configured",
-			 m->endpoint);
+		snprintf(why, sizeof(why), HELD_NO_ENDPOINT "'%s' is not configured", m->endpoint);
+	if (ep && s->st->ops->message_reached(s->st, m->message_id, &reached) == 0 && !reached)
+		reason = INTAKE_HELD_NO_ENDPOINT;
 	if (s->st->ops->message_update(s->st, m->message_id, MSG_QUEUED, MSG_HELD, reason, -1, 0) < 0) {
 		gw_log(GW_LOG_ERROR, "store-error", "msg", m->message_id, "reason", gw_error_last(), NULL);
 		return;
 	}
-	gw_log(GW_LOG_WARN, "held", "msg", m->message_id, "endpoint", m->endpoint, "reason", reason,
+	gw_log(GW_LOG_WARN, "held", "msg", m->message_id, "endpoint", m->endpoint, "reason", why,
 	       NULL);
 }
 
@@ -898,20 +911,12 @@ static void on_limit(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * Held messages ("no endpoint: '...'") that an endpoint may carry again go
- * back to the queue: the one they were routed through when it names their
- * recipient again, else another endpoint of that organisation for the
- * service, which the message is moved to (config_endpoint_for_recipient).
+ * Held messages ("no endpoint: 'NAME' ...") go back to the queue, bytes
+ * unchanged, once NAME is configured again and names their recipient.
  */
-struct held_move {
-	char message_id[37];
-	char was[64];      /* the endpoint it was routed through */
-	char endpoint[64]; /* the endpoint to carry it now */
-};
-
 struct held_list {
 	const struct gw_config *cfg;
-	struct held_move *v;
+	char (*ids)[37];
 	size_t n, cap;
 };
 
@@ -923,43 +928,18 @@ static int collect_requeue(const struct store_message *m, void *ctx)
 	if (!m->endpoint[0] || strncmp(m->reason, HELD_NO_ENDPOINT "'", strlen(HELD_NO_ENDPOINT) + 1))
 		return 0;
 	ep = config_endpoint_for_recipient(h->cfg, m->service, m->recipient_orgnr, m->endpoint);
-	if (!ep)
+	if (!ep || strcmp(ep->name, m->endpoint) != 0)
 		return 0;
 	if (h->n == h->cap) {
 		size_t cap = h->cap ? h->cap * 2 : 16;
-		struct held_move *v = realloc(h->v, cap * sizeof(*v));
-		if (!v)
+		char (*ids)[37] = realloc(h->ids, cap * sizeof(*ids));
+		if (!ids)
 			return gw_error_set(GW_ENOMEM, "out of memory listing held messages");
-		h->v = v;
+		h->ids = ids;
 		h->cap = cap;
 	}
-	snprintf(h->v[h->n].message_id, sizeof(h->v[0].message_id), "%s", m->message_id);
-	snprintf(h->v[h->n].was, sizeof(h->v[0].was), "%s", m->endpoint);
-	snprintf(h->v[h->n++].endpoint, sizeof(h->v[0].endpoint), "%s", ep->name);
+	snprintf(h->ids[h->n++], sizeof(h->ids[0]), "%s", m->message_id);
 	return 0;
-}
-
-/* A held message queued again through another endpoint of its recipient. */
-static int reroute_held(store *st, const struct held_move *mv)
-{
-	struct store_message m;
-	int rc;
-
-	memset(&m, 0, sizeof(m));
-	if ((rc = st->ops->message_get(st, mv->message_id, &m)) == 0) {
-		snprintf(m.endpoint, sizeof(m.endpoint), "%s", mv->endpoint);
-		m.next_attempt_ms = 0;
-		rc = st->ops->message_release_held(st, &m);
-	}
-	store_message_clear(&m);
-	return rc;
-}
-
-static int requeue_one(store *st, const struct held_move *mv)
-{
-	if (strcmp(mv->endpoint, mv->was) != 0)
-		return reroute_held(st, mv);
-	return st->ops->message_update(st, mv->message_id, MSG_HELD, MSG_QUEUED, "", 0, 0);
 }
 
 /* The list runs a read statement: collect first, change after. */
@@ -974,14 +954,14 @@ static void requeue_held(struct sender *s)
 	for (size_t i = 0; i < h.n; i++) {
 		if (st->ops->begin(st) < 0)
 			break;
-		if (requeue_one(st, &h.v[i]) < 0 || st->ops->commit(st) < 0) {
+		if (st->ops->message_update(st, h.ids[i], MSG_HELD, MSG_QUEUED, "", 0, 0) < 0 ||
+		    st->ops->commit(st) < 0) {
 			st->ops->rollback(st);
 			continue;
 		}
-		gw_log(GW_LOG_INFO, "requeued", "msg", h.v[i].message_id, "endpoint",
-		       h.v[i].endpoint, NULL);
+		gw_log(GW_LOG_INFO, "requeued", "msg", h.ids[i], NULL);
 	}
-	free(h.v);
+	free(h.ids);
 }
 
 /* Recipients held for no endpoint (or an unusable encryption certificate)

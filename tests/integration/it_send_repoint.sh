@@ -2,15 +2,18 @@
 # it_send_repoint: an endpoint name pointed at another organisation while a
 # message addressed through it still waits. The message (signed for its
 # recipient, carrying personal data) must not reach the new organisation:
-# it is held, says why, and goes out through another endpoint of its
-# recipient once one is configured.
+# it is held, the log says why, and once another endpoint of its recipient
+# is configured it is built and signed again for that endpoint (its
+# encryption, its consent rule: the old bytes must not simply move) under
+# the same MessageId, and delivered.
 #   1. nav is down: the release's nav copy stays queued.
 #   2. [endpoint nav] now names health's organisation at health's receiver
 #      (its TLS certificate matches, so nothing else would stop the POST):
 #      the copy is held "no endpoint: 'nav' now names organisation ...",
 #      health receives nothing more.
-#   3. [endpoint nav-office] for NAV's organisation, nav back up: the copy is
-#      queued again through nav-office and delivered to NAV, once.
+#   3. [endpoint nav-office] for NAV's organisation, with encryption, nav
+#      back up (with the key): the copy is built again for nav-office,
+#      encrypted this time, and delivered to NAV, once.
 . "$(dirname "$0")/common.sh"
 
 cfg="$LAB/gateway/gateway.conf"
@@ -49,8 +52,9 @@ PY
 sqlite3 "$db" "UPDATE messages SET next_attempt_ms = 0 WHERE message_id = '$nav_msg'"
 check "second run ends" lab_send
 check "the nav copy is held, not sent" eq "$(field "$nav_msg" state)" held
-check "... and says why" \
-  eq "$(field "$nav_msg" reason)" "no endpoint: 'nav' now names organisation $ORGNR_HEALTH, not the recipient $ORGNR_NAV"
+check "... as a recipient without an endpoint (no attempt reached NAV)" \
+  eq "$(field "$nav_msg" reason)" "no endpoint"
+check "... and the log says why" grep -q "event=held msg=$nav_msg endpoint=nav reason=\"no endpoint: 'nav' now names organisation $ORGNR_HEALTH, not the recipient $ORGNR_NAV\"" "$LAB/gateway/gateway.log"
 check "health received nothing more" eq "$(count_inbox health)" "$health_items"
 check "no attempt was made: nothing went to health" \
   eq "$(sqlite3 "$db" "SELECT count(*) FROM attempts WHERE message_id = '$nav_msg'")" "$attempts_before"
@@ -63,8 +67,10 @@ cat >> "$cfg" <<CONF
 orgnr = $ORGNR_NAV
 services = nav
 url = https://127.0.0.1:$nav_port/notices
+encrypt_cert = $PKI/nav.pem
 CONF
 sed -i "s/^listen = .*/listen = 127.0.0.1:$nav_port/" "$LAB/nav/receiver.conf"
+echo "decrypt_key = $PKI/nav.key" >> "$LAB/nav/receiver.conf"
 "$GW" receive --config "$LAB/nav/receiver.conf" 2>>"$LAB/nav/receiver.log" &
 LAB_PIDS+=($!)
 for _ in $(seq 1 100); do
@@ -73,6 +79,8 @@ for _ in $(seq 1 100); do
 done
 check "third run ends" lab_send
 check "the copy went through nav-office" eq "$(field "$nav_msg" endpoint)" nav-office
+check "... built again for it: encrypted now" \
+  bash -c "sqlite3 '$db' \"SELECT bytes FROM message_bytes WHERE message_id = '$nav_msg'\" | grep -q EncryptedData"
 check "... and was delivered" eq "$(field "$nav_msg" state)" delivered
 check "NAV has it once" eq "$(count_inbox nav)" 1
 check "health still received nothing more" eq "$(count_inbox health)" "$health_items"
