@@ -26,6 +26,8 @@
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -383,10 +385,33 @@ static void crl_release(struct crl_bundle *b)
 	free(b);
 }
 
+/*
+ * Bundles live beside the database as DB.crl-XXXXXX (mkstemp's template):
+ * one sender per database (its lock), so at start every such file is a
+ * left-over of a sender that was killed, and goes.
+ */
+static void crl_bundles_sweep(const char *db)
+{
+	char dir[PATH_MAX] = ".", prefix[PATH_MAX];
+	const char *slash = strrchr(db, '/');
+	struct dirent *e;
+	DIR *d;
+
+	if (slash)
+		snprintf(dir, sizeof(dir), "%.*s", slash == db ? 1 : (int)(slash - db), db);
+	snprintf(prefix, sizeof(prefix), "%s.crl-", slash ? slash + 1 : db);
+	if (!db[0] || !(d = opendir(dir)))
+		return;
+	while ((e = readdir(d)) != NULL)
+		if (!strncmp(e->d_name, prefix, strlen(prefix)) &&
+		    strlen(e->d_name) == strlen(prefix) + 6)
+			unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
+}
+
 /* The identity's CRL files, one after another, in a new private file at path. */
 static int crl_bundle_write(const struct gw_config *cfg, char *path, size_t pathlen)
 {
-	const char *tmp = getenv("TMPDIR");
 	gw_buf all = GW_BUF_INIT;
 	int fd, rc = 0;
 
@@ -401,11 +426,15 @@ static int crl_bundle_write(const struct gw_config *cfg, char *path, size_t path
 		gw_buf_free(&all);
 		return rc;
 	}
-	snprintf(path, pathlen, "%s/gateway-crl-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (snprintf(path, pathlen, "%s.crl-XXXXXX", cfg->gateway.db) >= (int)pathlen) {
+		gw_buf_free(&all);
+		return gw_error_set(GW_EINVALID, "database path too long for a CRL bundle beside it");
+	}
 	fd = mkstemp(path);
 	if (fd < 0) {
 		gw_buf_free(&all);
-		return gw_error_set(GW_ERROR, "cannot create a CRL bundle in %s", tmp ? tmp : "/tmp");
+		return gw_error_set(GW_ERROR, "cannot create the CRL bundle %s: %s", path,
+				    strerror(errno));
 	}
 	if (write(fd, all.data, all.len) != (ssize_t)all.len) {
 		rc = gw_error_set(GW_ERROR, "cannot write the CRL bundle %s", path);
@@ -1676,6 +1705,7 @@ int deliver_new(deliver **out, const struct deliver_options *opt)
 	d->total_timeout_ms = opt->total_timeout_ms > 0 ? opt->total_timeout_ms
 							 : DELIVER_TOTAL_TIMEOUT_MS;
 	d->max_response = opt->max_response_bytes > 0 ? opt->max_response_bytes : DELIVER_MAX_RESPONSE;
+	crl_bundles_sweep(opt->cfg->gateway.db);
 	if ((rc = multi_setup(d)) < 0 || (rc = deliver_reconfigure(d, opt->cfg, &opt->backoff)) < 0) {
 		deliver_free(d);
 		return rc;

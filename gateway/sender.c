@@ -428,11 +428,16 @@ static int check_store(struct sender *s)
  * a running sender's messages out of 'sending', its outcomes would then be
  * refused and the messages sent again. Exit 1 when another holds it.
  */
+/*
+ * The lock file sits beside the database's real path, so a configuration
+ * that names it through a symbolic link takes the same lock. (A hard link
+ * is beyond any lock; SQLite's own locking does not survive one either.)
+ */
 static int lock_database(struct sender *s)
 {
 	const char *db = s->cfg->gateway.db;
-	char path[PATH_MAX];
-	int n = snprintf(path, sizeof(path), "%s.lock", db);
+	char real[PATH_MAX], path[PATH_MAX];
+	int n = snprintf(path, sizeof(path), "%s.lock", realpath(db, real) ? real : db);
 	int rc;
 
 	if (n < 0 || (size_t)n >= sizeof(path)) {

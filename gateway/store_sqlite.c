@@ -2161,14 +2161,23 @@ static int configure(struct sqlite_store *s)
 				    s->path, mode);
 	rc = sqlite3_exec(s->db,
 			  "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
-			  " PRAGMA trusted_schema = OFF;"
-			  /* Statement and savepoint journals past 64 KiB went to temporary
-			   * files: about 10 page writes per message that nobody reads. */
-			  " PRAGMA temp_store = MEMORY;",
+			  " PRAGMA trusted_schema = OFF;",
 			  NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		return db_fail(s, rc, "apply the durability settings");
 	return 0;
+}
+
+/*
+ * Statement and savepoint journals past 64 KiB went to temporary files:
+ * about 10 page writes per message that nobody reads. Only after migrate():
+ * an upgrade that rewrites a table would keep all of it in memory.
+ */
+static int journals_in_memory(struct sqlite_store *s)
+{
+	int rc = sqlite3_exec(s->db, "PRAGMA temp_store = MEMORY", NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : db_fail(s, rc, "keep journals in memory");
 }
 
 /* Bring the schema to SCHEMA_VERSION in one transaction. */
@@ -2248,7 +2257,8 @@ int store_sqlite_open(store **out, const char *path)
 		sq_close(&s->base);
 		return rc;
 	}
-	if ((rc = configure(s)) < 0 || (rc = migrate(s)) < 0 || (rc = prepare_all(s)) < 0) {
+	if ((rc = configure(s)) < 0 || (rc = migrate(s)) < 0 || (rc = journals_in_memory(s)) < 0 ||
+	    (rc = prepare_all(s)) < 0) {
 		sq_close(&s->base);
 		return rc;
 	}
@@ -2267,7 +2277,8 @@ int store_sqlite_settings(store *st, struct store_sqlite_settings *out)
 	    pragma_int(s, "PRAGMA synchronous", &out->synchronous) < 0 ||
 	    pragma_int(s, "PRAGMA foreign_keys", &out->foreign_keys) < 0 ||
 	    pragma_int(s, "PRAGMA busy_timeout", &out->busy_timeout_ms) < 0 ||
-	    pragma_int(s, "PRAGMA user_version", &out->schema_version) < 0)
+	    pragma_int(s, "PRAGMA user_version", &out->schema_version) < 0 ||
+	    pragma_int(s, "PRAGMA temp_store", &out->temp_store) < 0)
 		return GW_ERROR;
 	return 0;
 }

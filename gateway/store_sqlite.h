@@ -15,6 +15,7 @@ struct store_sqlite_settings {
 	int foreign_keys;      /* 1 = on */
 	int busy_timeout_ms;
 	int schema_version;    /* PRAGMA user_version */
+	int temp_store;        /* 2 = MEMORY (journals never go to temporary files) */
 };
 
 /* The settings of st's connection; st must come from store_sqlite_open(). */

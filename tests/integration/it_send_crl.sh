@@ -110,4 +110,10 @@ kill -TERM "$daemon"
 rc=0
 wait "$daemon" || rc=$?
 check "SIGTERM stops the daemon with exit 0" eq "$rc" 0
+bundles() { find "$(dirname "$db")" -maxdepth 1 -name "$(basename "$db").crl-*" | wc -l; }
+check "no CRL bundle left beside the database after a clean stop" eq "$(bundles)" 0
+# One a killed sender left behind goes at the next start.
+touch "$db.crl-AbC123"
+check "a later run ends" lab_send
+check "... and removed the left-over bundle" eq "$(bundles)" 0
 finish

@@ -64,6 +64,13 @@ check "the store is unchanged by the second start" eq "$(snapshot)" "$before"
 check "the message is still 'sending'" eq "$(q "SELECT state FROM messages WHERE message_id='$msg'")" sending
 check "no 'recovered' row in the audit trail" eq "$(q "SELECT count(*) FROM audit WHERE event='recovered'")" 0
 check "the daemon still runs" kill -0 "$daemon"
+# The same database named through a symbolic link: the same lock.
+ln -s "$db" "$LAB/alias.db"
+sed "s#^db = .*#db = $LAB/alias.db#" "$cfg" > "$LAB/alias.conf"
+rc=0
+timeout 60 "$GW" send --config "$LAB/alias.conf" --until-idle --max-seconds 30 >"$LAB/alias.out" 2>&1 || rc=$?
+check "a sender naming the database through a symlink exits 1" eq "$rc" 1
+check "... and changes nothing" eq "$(snapshot)" "$before"
 
 # --- 2. the operator commands do not take the lock --------------------------------
 check "status while the daemon runs" quiet "$GW" status --config "$cfg"

@@ -129,6 +129,7 @@ static void test_open_durability_settings(void **state)
 	assert_int_equal(s.foreign_keys, 1);
 	assert_true(s.busy_timeout_ms > 0);
 	assert_int_equal(s.schema_version, 4);
+	assert_int_equal(s.temp_store, 2); /* MEMORY */
 
 	assert_int_equal(stat(f->path, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
