@@ -11,7 +11,8 @@
  * What it relies on: the store's read operations (messages_list may be read
  * from inside its callback), metrics.h for the exposition and lateness.
  * Diagnostics: event=opweb-listening, opweb-store-error, opweb-tls-refused,
- * opweb-host-refused (a Host header other than loopback without TLS: 421).
+ * opweb-host-refused (a Host header other than loopback without TLS: 421),
+ * and with TLS opweb-connection-timeout, -evicted and -refused (the bounds).
  */
 #include "opweb.h"
 #include "config.h"
@@ -49,22 +50,28 @@ struct opweb {
 	struct metrics *metrics;
 	int64_t (*now_ms)(void);
 	int port;
-	int live; /* TLS connections open now, at most OPWEB_MAX_CONNECTIONS */
+	int timeout; /* seconds: evhttp's idle timeout and the handshake deadline */
+	struct web_conn *conns, *conns_tail; /* TLS connections, oldest first */
+	int live; /* of them counted, at most OPWEB_MAX_CONNECTIONS */
 };
 
 /*
- * One TLS connection, tied to its SSL (freed with it by OpenSSL). Past the
- * cap a newcomer is not counted: its handshake is refused and its socket
- * shut down at the next loop iteration, so connections that never finish
- * a handshake cannot take the sender's file descriptors (this port runs on
- * the delivery loop). Operators may be locked out for a timeout meanwhile;
- * deliveries are not.
+ * One TLS connection, tied to its SSL (freed with it by OpenSSL). Its TLS
+ * handshake must complete within the timeout however slowly the bytes
+ * trickle in (evhttp's timeout measures only silence); past that its socket
+ * is shut down. At the cap the oldest connection without a completed
+ * handshake makes room for a newcomer, so such connections cannot lock
+ * operators out nor take the sender's file descriptors (this port runs on
+ * the delivery loop); only when every place holds an operator is the
+ * newcomer refused.
  */
 struct web_conn {
-	opweb *w;
+	opweb *w; /* NULL once opweb_free has let go of the connection */
 	struct bufferevent *bev;
-	struct event *cut;
-	bool counted;
+	struct event *deadline;
+	struct web_conn *prev, *next; /* w->conns */
+	bool counted;    /* in w->live */
+	bool handshaken; /* the TLS handshake completed: a verified operator */
 };
 
 /* Per process: the SSL ex_data slot that holds a connection's web_conn. */
@@ -894,6 +901,22 @@ int opweb_handle(const struct opweb_view *v, const char *method, const char *uri
 
 /* ---- the server ---------------------------------------------------------------- */
 
+static void web_conn_unlink(struct web_conn *c)
+{
+	opweb *w = c->w;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		w->conns_tail = c->prev;
+	if (c->counted)
+		w->live--;
+}
+
 /* OpenSSL frees a connection's SSL: the connection is gone. */
 static void web_conn_gone(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
 			  void *argp)
@@ -907,23 +930,32 @@ static void web_conn_gone(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, 
 	(void)argp;
 	if (!c)
 		return;
-	if (c->counted)
-		c->w->live--;
-	if (c->cut)
-		event_free(c->cut);
+	if (c->w)
+		web_conn_unlink(c);
+	if (c->deadline)
+		event_free(c->deadline);
 	free(c);
 }
 
-/* evhttp reads end-of-file and frees the connection. */
-static void web_conn_cut(evutil_socket_t fd, short what, void *arg)
+/* Close from our side: evhttp reads end-of-file and frees the connection. */
+static void web_conn_cut(struct web_conn *c)
+{
+	evutil_socket_t sock = c->bev ? bufferevent_getfd(c->bev) : -1;
+
+	if (sock >= 0)
+		shutdown(sock, SHUT_RDWR);
+}
+
+static void web_conn_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct web_conn *c = arg;
-	evutil_socket_t sock = bufferevent_getfd(c->bev);
 
 	(void)fd;
 	(void)what;
-	if (sock >= 0)
-		shutdown(sock, SHUT_RDWR);
+	if (c->counted)
+		gw_log(GW_LOG_WARN, "opweb-connection-timeout", "detail",
+		       "the TLS handshake did not complete within the timeout; closed", NULL);
+	web_conn_cut(c);
 }
 
 static int web_client_hello(SSL *ssl, int *alert, void *arg)
@@ -935,6 +967,19 @@ static int web_client_hello(SSL *ssl, int *alert, void *arg)
 		return SSL_CLIENT_HELLO_SUCCESS;
 	*alert = SSL_AD_INTERNAL_ERROR;
 	return SSL_CLIENT_HELLO_ERROR;
+}
+
+/* A verified operator keeps its place: no deadline, no eviction. */
+static void web_tls_info(const SSL *ssl, int where, int ret)
+{
+	struct web_conn *c;
+
+	(void)ret;
+	if (!(where & SSL_CB_HANDSHAKE_DONE) || !(c = SSL_get_ex_data(ssl, web_conn_slot)))
+		return;
+	c->handshaken = true;
+	if (c->deadline)
+		event_del(c->deadline);
 }
 
 static int tls_context(opweb *w, const struct opweb_options *o, EVP_PKEY *key)
@@ -954,6 +999,7 @@ static int tls_context(opweb *w, const struct opweb_options *o, EVP_PKEY *key)
 	if (SSL_CTX_get_security_level(ctx) < PKI_SECURITY_LEVEL)
 		SSL_CTX_set_security_level(ctx, PKI_SECURITY_LEVEL);
 	SSL_CTX_set_client_hello_cb(ctx, web_client_hello, NULL);
+	SSL_CTX_set_info_callback(ctx, web_tls_info);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
 				 SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
@@ -986,32 +1032,75 @@ static int tls_setup(opweb *w, const struct opweb_options *o)
 	return rc;
 }
 
-/* Past the cap the connection is cut as soon as evhttp has given it its socket. */
-static void web_conn_refuse(struct event_base *base, struct web_conn *c)
+/* The oldest connection without a completed handshake gives its place up. */
+static bool web_conn_evict_one(opweb *w)
 {
-	gw_log(GW_LOG_WARN, "opweb-connection-refused", "detail",
-	       "the operator port's connection limit is reached", NULL);
-	c->cut = evtimer_new(base, web_conn_cut, c);
-	if (c->cut)
-		event_active(c->cut, EV_TIMEOUT, 0);
+	for (struct web_conn *c = w->conns; c; c = c->next) {
+		if (!c->counted || c->handshaken)
+			continue;
+		c->counted = false;
+		w->live--;
+		gw_log(GW_LOG_WARN, "opweb-connection-evicted", "detail",
+		       "the operator port's connection limit is reached; the oldest connection"
+		       " without a completed TLS handshake was closed for a new one", NULL);
+		web_conn_cut(c);
+		return true;
+	}
+	return false;
 }
 
-/* evhttp asks for each accepted connection's bufferevent; NULL makes it plain (refused). */
+/* A new connection's web_conn, tied to ssl and listed; NULL when out of memory. */
+static struct web_conn *web_conn_new(opweb *w, SSL *ssl)
+{
+	struct web_conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->deadline = evtimer_new(w->base, web_conn_deadline, c);
+	if (!c->deadline || !SSL_set_ex_data(ssl, web_conn_slot, c)) {
+		if (c->deadline)
+			event_free(c->deadline);
+		free(c);
+		return NULL;
+	}
+	c->w = w;
+	c->prev = w->conns_tail;
+	if (w->conns_tail)
+		w->conns_tail->next = c;
+	else
+		w->conns = c;
+	w->conns_tail = c;
+	return c;
+}
+
+/*
+ * evhttp asks for each accepted connection's bufferevent (and sets its
+ * socket right after); NULL makes it plain, and on_request refuses it. A
+ * newcomer refused at the cap is cut at the next loop iteration (its
+ * deadline is now), or in the ClientHello callback should that come first.
+ */
 static struct bufferevent *new_tls_connection(struct event_base *base, void *arg)
 {
 	opweb *w = arg;
 	SSL *ssl = SSL_new(w->ssl_ctx);
-	struct web_conn *c = calloc(1, sizeof(*c));
+	struct web_conn *c = ssl ? web_conn_new(w, ssl) : NULL;
+	struct timeval tv = { 0, 0 };
 	struct bufferevent *bev;
 
-	if (!ssl || !c || !SSL_set_ex_data(ssl, web_conn_slot, c)) {
+	if (!c) {
 		gw_log(GW_LOG_ERROR, "opweb-tls-refused", "detail",
-		       ssl && c ? pki_openssl_reason() : "out of memory", NULL);
-		free(c);
+		       ssl ? "out of memory" : pki_openssl_reason(), NULL);
 		SSL_free(ssl);
-		return NULL; /* evhttp then makes a plain one; on_request refuses it */
+		return NULL;
 	}
-	c->w = w;
+	if (w->live < OPWEB_MAX_CONNECTIONS || web_conn_evict_one(w)) {
+		c->counted = true;
+		w->live++;
+	} else {
+		gw_log(GW_LOG_WARN, "opweb-connection-refused", "detail",
+		       "the operator port's connection limit is reached, every place held by"
+		       " an operator", NULL);
+	}
 	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
 					     BEV_OPT_CLOSE_ON_FREE);
 	if (!bev) {
@@ -1019,12 +1108,8 @@ static struct bufferevent *new_tls_connection(struct event_base *base, void *arg
 		return NULL;
 	}
 	c->bev = bev;
-	if (w->live < OPWEB_MAX_CONNECTIONS) {
-		c->counted = true;
-		w->live++;
-	} else {
-		web_conn_refuse(base, c);
-	}
+	tv.tv_sec = c->counted ? w->timeout : 0;
+	event_add(c->deadline, &tv);
 	return bev;
 }
 
@@ -1251,6 +1336,7 @@ int opweb_start(opweb **out, struct event_base *base, const struct opweb_options
 	w->cfg = o->cfg;
 	w->metrics = o->metrics;
 	w->now_ms = o->now_ms ? o->now_ms : timeutil_now_ms;
+	w->timeout = o->timeout_seconds > 0 ? o->timeout_seconds : OPWEB_DEFAULT_TIMEOUT;
 	if (tls && (rc = tls_setup(w, o)) < 0) {
 		opweb_free(w);
 		return rc;
@@ -1269,8 +1355,7 @@ int opweb_start(opweb **out, struct event_base *base, const struct opweb_options
 						    EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
 	evhttp_set_max_headers_size(w->http, OPWEB_MAX_HEADERS);
 	evhttp_set_max_body_size(w->http, OPWEB_MAX_BODY);
-	evhttp_set_timeout(w->http, o->timeout_seconds > 0 ? o->timeout_seconds
-							  : OPWEB_DEFAULT_TIMEOUT);
+	evhttp_set_timeout(w->http, w->timeout);
 	if (!(w->bound = evhttp_bind_socket_with_handle(w->http, host, (ev_uint16_t)port))) {
 		opweb_free(w);
 		return gw_error_set(GW_ERROR, "cannot listen on %s port %d for operators", host, port);
@@ -1294,10 +1379,33 @@ void opweb_set_config(opweb *w, const struct gw_config *cfg)
 		w->cfg = cfg;
 }
 
+/*
+ * libevent 2.1 frees a connection's SSL (and so its web_conn) only once the
+ * event loop runs again or is freed, after w is gone: each connection lets
+ * go of w now, and its timer goes while the loop is whole.
+ */
+static void web_conns_release(opweb *w)
+{
+	struct web_conn *c = w->conns, *next;
+
+	for (; c; c = next) {
+		next = c->next;
+		if (c->deadline)
+			event_free(c->deadline);
+		c->deadline = NULL;
+		c->w = NULL;
+		c->counted = false;
+		c->prev = c->next = NULL;
+	}
+	w->conns = w->conns_tail = NULL;
+	w->live = 0;
+}
+
 void opweb_free(opweb *w)
 {
 	if (!w)
 		return;
+	web_conns_release(w);
 	if (w->http)
 		evhttp_free(w->http);
 	SSL_CTX_free(w->ssl_ctx);

@@ -32,9 +32,13 @@
  * carry the same security headers as every other answer.
  *
  * Bounds: request headers OPWEB_MAX_HEADERS bytes, body OPWEB_MAX_BODY,
- * a read/write timeout, at most OPWEB_MAX_ROWS rows per list on a page,
- * with TLS at most OPWEB_MAX_CONNECTIONS connections at once (a newcomer
- * past it is closed at once, event=opweb-connection-refused).
+ * a read/write timeout, at most OPWEB_MAX_ROWS rows per list on a page.
+ * With TLS, each handshake must complete within the timeout however slowly
+ * it trickles (event=opweb-connection-timeout), and at most
+ * OPWEB_MAX_CONNECTIONS connections are open at once: at the cap the oldest
+ * connection without a completed handshake is closed for a newcomer
+ * (event=opweb-connection-evicted); when every place holds a completed
+ * handshake the newcomer is closed at once (event=opweb-connection-refused).
  *
  * Runs on the caller's libevent loop; single-threaded.
  */

@@ -12,8 +12,11 @@
 # with ':' (the schema allows it) linked and served, the bounds (headers, idle
 # timeout), the refusal of a non-loopback address without TLS, and TLS with
 # operator client certificates (served with one, refused without) and its
-# connection cap (connections that never finish a handshake are refused
-# past it, so they cannot take the sender's file descriptors).
+# connection cap: connections that never finish a handshake, idle or
+# trickling, are cut at the timeout and make room for an operator at the
+# cap, so they can neither lock operators out nor take the sender's file
+# descriptors; only completed handshakes hold their places. The TLS server
+# stops cleanly with connections still open.
 . "$(dirname "$0")/common.sh"
 
 cfg="$LAB/gateway/gateway.conf"
@@ -211,8 +214,9 @@ out=$("$SERVE" --config "$cfg" --listen localhost:0 --max-seconds 1 2>&1 || true
 check "host names refused (literal addresses only)" grep -q 'not a literal' <<<"$out"
 
 # ---- TLS with operator client certificates -------------------------------------------
+tls_timeout=5
 web_serve tls --listen 127.0.0.1:0 --tls-cert "$PKI/gateway.pem" --tls-key "$PKI/gateway.key" \
-  --client-ca "$PKI/ca.pem"
+  --client-ca "$PKI/ca.pem" --timeout "$tls_timeout"
 tbase="https://127.0.0.1:$SERVE_PORT"
 check "TLS: served with an operator client certificate" \
   eq "$(curl -sS --max-time 10 --cacert "$PKI/ca.pem" --cert "$PKI/nav.pem" --key "$PKI/nav.key" "$tbase/healthz")" ok
@@ -225,24 +229,98 @@ check "TLS: refused with a certificate of another CA" \
 check "TLS: plain HTTP gets nothing" \
   bash -c "! curl -s --max-time 5 'http://127.0.0.1:$SERVE_PORT/healthz' | grep -q ok"
 tls_pid=$SERVE_PID
-# 32 connections (the cap) that never start a handshake, then an operator.
-rm -f "$LAB/hold.ready" "$LAB/hold.go"
-timeout 30 python3 - "$SERVE_PORT" "$LAB/hold.ready" "$LAB/hold.go" <<'PY' &
-import os, socket, sys, time
-held = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(32)]
-open(sys.argv[2], "w").close()
-while not os.path.exists(sys.argv[3]):
-    time.sleep(0.05)
+# conns MODE N: N connections to the TLS port held in the background until
+# $LAB/conns.go; $LAB/conns.ready once they are open. MODE idle: nothing sent;
+# trickle: a ClientHello one byte a second on each; tls: a completed handshake
+# with the operator certificate. On go, $LAB/conns.report has one line per
+# connection: "open", or "closed AGE" (seconds it lived).
+cat > "$LAB/conns.py" <<'PY'
+import os, socket, ssl, sys, time
+mode, port, n, lab, pki = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64)
+def connect():
+    s = socket.create_connection(("127.0.0.1", port))
+    if mode == "tls":
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.load_verify_locations(pki + "/ca.pem")
+        ctx.load_cert_chain(pki + "/nav.pem", pki + "/nav.key")
+        s = ctx.wrap_socket(s)
+    s.setblocking(False)
+    return [s, time.monotonic(), None]
+def closed(s):
+    try:
+        return s.recv(1) == b""
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return False
+    except OSError:
+        return True
+conns = [connect() for _ in range(n)]
+open(lab + "/conns.ready", "w").close()
+sent = 0
+while not os.path.exists(lab + "/conns.go"):
+    for c in conns:
+        if c[2] is None and closed(c[0]):
+            c[2] = time.monotonic() - c[1]
+        elif c[2] is None and mode == "trickle":
+            try:
+                c[0].send(hello[sent % len(hello):][:1])
+            except OSError:
+                c[2] = time.monotonic() - c[1]
+    sent += 1
+    time.sleep(1 if mode == "trickle" else 0.05)
+for c in conns:
+    if c[2] is None and closed(c[0]):
+        c[2] = time.monotonic() - c[1]
+with open(lab + "/conns.report", "w") as f:
+    for c in conns:
+        f.write("open\n" if c[2] is None else "closed %.1f\n" % c[2])
 PY
-holder=$!
-for _ in $(seq 1 100); do [ -e "$LAB/hold.ready" ] && break; sleep 0.05; done
-sleep 0.3 # the server has accepted them
-op_get() { curl -sS --max-time 10 --cacert "$PKI/ca.pem" --cert "$PKI/nav.pem" --key "$PKI/nav.key" "$tbase/healthz" 2>/dev/null; }
-check "TLS: past the connection cap a newcomer is closed at once" \
+conns() {
+  rm -f "$LAB/conns.ready" "$LAB/conns.go" "$LAB/conns.report"
+  timeout 60 python3 "$LAB/conns.py" "$1" "$SERVE_PORT" "$2" "$LAB" "$PKI" &
+  conns_pid=$!
+  for _ in $(seq 1 200); do [ -e "$LAB/conns.ready" ] && break; sleep 0.05; done
+  sleep 0.3 # the server has accepted them
+}
+conns_done() { # and the server has freed them before anything is counted again
+  touch "$LAB/conns.go"
+  wait "$conns_pid" || true
+  sleep 0.3
+}
+n_report() { grep -c "^$1" "$LAB/conns.report" || true; }
+op_get() { curl -sS --max-time "${1:-10}" --cacert "$PKI/ca.pem" --cert "$PKI/nav.pem" --key "$PKI/nav.key" "$tbase/healthz" 2>/dev/null; }
+log_count() { grep -c "event=$1" "$LAB/gateway/tls.log" || true; }
+
+# 32 connections (the cap) that never start a handshake, then an operator:
+# the oldest of them makes room (long before the timeout would close them).
+conns idle 32
+check "TLS: at the cap an operator is served, in place of an idle connection" eq "$(op_get 3)" ok
+check "... one idle connection evicted for it, and that is logged" \
+  eq "$(log_count opweb-connection-evicted)" 1
+conns_done
+check "... the others were left open" eq "$(n_report open)" 31
+
+# 32 connections trickling a ClientHello a byte a second: evhttp's timeout
+# alone (silence) would never close them.
+evicted=$(log_count opweb-connection-evicted)
+conns trickle 32
+check "TLS: an operator is served while 32 connections trickle handshakes" eq "$(op_get 3)" ok
+sleep $((tls_timeout + 3))
+conns_done
+check "... every trickling connection closed, within the timeout" \
+  bash -c "[ \$(grep -c '^closed' '$LAB/conns.report') = 32 ] && awk '{ if (\$2 > $tls_timeout + 2) bad = 1 } END { exit bad }' '$LAB/conns.report'"
+check "... the oldest evicted for the operator" eq "$(($(log_count opweb-connection-evicted) - evicted))" 1
+check "... the rest at the handshake deadline, logged" \
+  test "$(log_count opweb-connection-timeout)" -ge 31
+
+# 32 completed handshakes (operators) hold their places: a newcomer is refused.
+conns tls 32
+check "TLS: with every place held by a completed handshake a newcomer is closed at once" \
   bash -c "! timeout 5 curl -sS --max-time 4 --cacert '$PKI/ca.pem' --cert '$PKI/nav.pem' --key '$PKI/nav.key' '$tbase/healthz' >/dev/null 2>&1"
 check "... and that is logged" grep -q 'event=opweb-connection-refused' "$LAB/gateway/tls.log"
-touch "$LAB/hold.go"
-wait "$holder" || true
+conns_done
+check "... no completed handshake was evicted for it" eq "$(n_report open)" 32
 served_again() { for _ in $(seq 1 50); do [ "$(op_get)" = ok ] && return 0; sleep 0.1; done; return 1; }
 check "TLS: once they are gone, operators are served again" served_again
 
@@ -254,7 +332,15 @@ stopped_clean() {
   [ "$rc" = 0 ]
 }
 check "SIGTERM stops the server with exit 0" stopped_clean "$web_pid"
-check "SIGTERM stops the TLS server with exit 0" stopped_clean "$tls_pid"
+# Connections still open when the server stops: libevent frees them after
+# the server (a use-after-free before; the sanitizer check below sees it).
+conns idle 1
+idle_pid=$conns_pid
+conns tls 1
+check "SIGTERM stops the TLS server with exit 0, connections open" stopped_clean "$tls_pid"
+conns_done
+conns_pid=$idle_pid
+conns_done
 check "no sanitizer report from the servers" \
   bash -c "! grep -q 'Sanitizer\|runtime error' '$LAB/gateway/web.log' '$LAB/gateway/tls.log'"
 
