@@ -21,6 +21,7 @@
 #include "metrics.h"
 #include "pki.h"
 #include "timeutil.h"
+#include "tlsconn.h"
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -51,31 +52,17 @@ struct opweb {
 	int64_t (*now_ms)(void);
 	int port;
 	int timeout; /* seconds: evhttp's idle timeout and the handshake deadline */
-	struct web_conn *conns, *conns_tail; /* TLS connections, oldest first */
-	int live; /* of them counted, at most OPWEB_MAX_CONNECTIONS */
+	struct tlsconn_set conns; /* TLS connections, at most OPWEB_MAX_CONNECTIONS */
 };
 
 /*
- * One TLS connection, tied to its SSL (freed with it by OpenSSL). Its TLS
- * handshake must complete within the timeout however slowly the bytes
- * trickle in (evhttp's timeout measures only silence); past that its socket
- * is shut down. At the cap the oldest connection without a completed
- * handshake makes room for a newcomer, so such connections cannot lock
- * operators out nor take the sender's file descriptors (this port runs on
- * the delivery loop); only when every place holds an operator is the
- * newcomer refused.
+ * TLS connections (tlsconn.h): the handshake must complete within the
+ * timeout however slowly the bytes trickle in; at the cap the oldest
+ * connection without a completed handshake makes room for a newcomer, so
+ * such connections can neither lock operators out nor take the sender's
+ * file descriptors (this port runs on the delivery loop); only when every
+ * place holds an operator is the newcomer refused.
  */
-struct web_conn {
-	opweb *w; /* NULL once opweb_free has let go of the connection */
-	struct bufferevent *bev;
-	struct event *deadline;
-	struct web_conn *prev, *next; /* w->conns */
-	bool counted;    /* in w->live */
-	bool handshaken; /* the TLS handshake completed: a verified operator */
-};
-
-/* Per process: the SSL ex_data slot that holds a connection's web_conn. */
-static int web_conn_slot = -1;
 
 static const char stylesheet[] =
 	"body{font-family:system-ui,sans-serif;margin:1.5em;color:#1b1b1b;background:#fff}\n"
@@ -901,87 +888,6 @@ int opweb_handle(const struct opweb_view *v, const char *method, const char *uri
 
 /* ---- the server ---------------------------------------------------------------- */
 
-static void web_conn_unlink(struct web_conn *c)
-{
-	opweb *w = c->w;
-
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		w->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	else
-		w->conns_tail = c->prev;
-	if (c->counted)
-		w->live--;
-}
-
-/* OpenSSL frees a connection's SSL: the connection is gone. */
-static void web_conn_gone(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-			  void *argp)
-{
-	struct web_conn *c = ptr;
-
-	(void)parent;
-	(void)ad;
-	(void)idx;
-	(void)argl;
-	(void)argp;
-	if (!c)
-		return;
-	if (c->w)
-		web_conn_unlink(c);
-	if (c->deadline)
-		event_free(c->deadline);
-	free(c);
-}
-
-/* Close from our side: evhttp reads end-of-file and frees the connection. */
-static void web_conn_cut(struct web_conn *c)
-{
-	evutil_socket_t sock = c->bev ? bufferevent_getfd(c->bev) : -1;
-
-	if (sock >= 0)
-		shutdown(sock, SHUT_RDWR);
-}
-
-static void web_conn_deadline(evutil_socket_t fd, short what, void *arg)
-{
-	struct web_conn *c = arg;
-
-	(void)fd;
-	(void)what;
-	if (c->counted)
-		gw_log(GW_LOG_WARN, "opweb-connection-timeout", "detail",
-		       "the TLS handshake did not complete within the timeout; closed", NULL);
-	web_conn_cut(c);
-}
-
-static int web_client_hello(SSL *ssl, int *alert, void *arg)
-{
-	struct web_conn *c = SSL_get_ex_data(ssl, web_conn_slot);
-
-	(void)arg;
-	if (c && c->counted)
-		return SSL_CLIENT_HELLO_SUCCESS;
-	*alert = SSL_AD_INTERNAL_ERROR;
-	return SSL_CLIENT_HELLO_ERROR;
-}
-
-/* A verified operator keeps its place: no deadline, no eviction. */
-static void web_tls_info(const SSL *ssl, int where, int ret)
-{
-	struct web_conn *c;
-
-	(void)ret;
-	if (!(where & SSL_CB_HANDSHAKE_DONE) || !(c = SSL_get_ex_data(ssl, web_conn_slot)))
-		return;
-	c->handshaken = true;
-	if (c->deadline)
-		event_del(c->deadline);
-}
-
 static int tls_context(opweb *w, const struct opweb_options *o, EVP_PKEY *key)
 {
 	STACK_OF(X509_NAME) *names;
@@ -991,15 +897,12 @@ static int tls_context(opweb *w, const struct opweb_options *o, EVP_PKEY *key)
 		return gw_error_set(GW_ERROR, "cannot create the operator TLS context: %s",
 				    pki_openssl_reason());
 	w->ssl_ctx = ctx;
-	if (web_conn_slot < 0 &&
-	    (web_conn_slot = SSL_get_ex_new_index(0, NULL, NULL, NULL, web_conn_gone)) < 0)
-		return gw_error_set(GW_ERROR, "cannot set up the operator TLS context: %s",
-				    pki_openssl_reason());
+	if (tlsconn_init() < 0)
+		return GW_ERROR;
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	if (SSL_CTX_get_security_level(ctx) < PKI_SECURITY_LEVEL)
 		SSL_CTX_set_security_level(ctx, PKI_SECURITY_LEVEL);
-	SSL_CTX_set_client_hello_cb(ctx, web_client_hello, NULL);
-	SSL_CTX_set_info_callback(ctx, web_tls_info);
+	tlsconn_ctx_setup(ctx);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
 				 SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
@@ -1032,47 +935,6 @@ static int tls_setup(opweb *w, const struct opweb_options *o)
 	return rc;
 }
 
-/* The oldest connection without a completed handshake gives its place up. */
-static bool web_conn_evict_one(opweb *w)
-{
-	for (struct web_conn *c = w->conns; c; c = c->next) {
-		if (!c->counted || c->handshaken)
-			continue;
-		c->counted = false;
-		w->live--;
-		gw_log(GW_LOG_WARN, "opweb-connection-evicted", "detail",
-		       "the operator port's connection limit is reached; the oldest connection"
-		       " without a completed TLS handshake was closed for a new one", NULL);
-		web_conn_cut(c);
-		return true;
-	}
-	return false;
-}
-
-/* A new connection's web_conn, tied to ssl and listed; NULL when out of memory. */
-static struct web_conn *web_conn_new(opweb *w, SSL *ssl)
-{
-	struct web_conn *c = calloc(1, sizeof(*c));
-
-	if (!c)
-		return NULL;
-	c->deadline = evtimer_new(w->base, web_conn_deadline, c);
-	if (!c->deadline || !SSL_set_ex_data(ssl, web_conn_slot, c)) {
-		if (c->deadline)
-			event_free(c->deadline);
-		free(c);
-		return NULL;
-	}
-	c->w = w;
-	c->prev = w->conns_tail;
-	if (w->conns_tail)
-		w->conns_tail->next = c;
-	else
-		w->conns = c;
-	w->conns_tail = c;
-	return c;
-}
-
 /*
  * evhttp asks for each accepted connection's bufferevent (and sets its
  * socket right after); NULL makes it plain, and on_request refuses it. A
@@ -1083,9 +945,9 @@ static struct bufferevent *new_tls_connection(struct event_base *base, void *arg
 {
 	opweb *w = arg;
 	SSL *ssl = SSL_new(w->ssl_ctx);
-	struct web_conn *c = ssl ? web_conn_new(w, ssl) : NULL;
-	struct timeval tv = { 0, 0 };
+	struct tlsconn *c = ssl ? tlsconn_new(&w->conns, ssl) : NULL;
 	struct bufferevent *bev;
+	bool admitted;
 
 	if (!c) {
 		gw_log(GW_LOG_ERROR, "opweb-tls-refused", "detail",
@@ -1093,14 +955,7 @@ static struct bufferevent *new_tls_connection(struct event_base *base, void *arg
 		SSL_free(ssl);
 		return NULL;
 	}
-	if (w->live < OPWEB_MAX_CONNECTIONS || web_conn_evict_one(w)) {
-		c->counted = true;
-		w->live++;
-	} else {
-		gw_log(GW_LOG_WARN, "opweb-connection-refused", "detail",
-		       "the operator port's connection limit is reached, every place held by"
-		       " an operator", NULL);
-	}
+	admitted = tlsconn_admit(&w->conns, c, false);
 	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
 					     BEV_OPT_CLOSE_ON_FREE);
 	if (!bev) {
@@ -1108,8 +963,7 @@ static struct bufferevent *new_tls_connection(struct event_base *base, void *arg
 		return NULL;
 	}
 	c->bev = bev;
-	tv.tv_sec = c->counted ? w->timeout : 0;
-	event_add(c->deadline, &tv);
+	tlsconn_arm(c, admitted ? w->timeout : 0);
 	return bev;
 }
 
@@ -1337,6 +1191,9 @@ int opweb_start(opweb **out, struct event_base *base, const struct opweb_options
 	w->metrics = o->metrics;
 	w->now_ms = o->now_ms ? o->now_ms : timeutil_now_ms;
 	w->timeout = o->timeout_seconds > 0 ? o->timeout_seconds : OPWEB_DEFAULT_TIMEOUT;
+	w->conns = (struct tlsconn_set){ .base = base, .owner = w, .prefix = "opweb-",
+					 .handshake_ends_deadline = true,
+					 .max_live = OPWEB_MAX_CONNECTIONS };
 	if (tls && (rc = tls_setup(w, o)) < 0) {
 		opweb_free(w);
 		return rc;
@@ -1379,33 +1236,11 @@ void opweb_set_config(opweb *w, const struct gw_config *cfg)
 		w->cfg = cfg;
 }
 
-/*
- * libevent 2.1 frees a connection's SSL (and so its web_conn) only once the
- * event loop runs again or is freed, after w is gone: each connection lets
- * go of w now, and its timer goes while the loop is whole.
- */
-static void web_conns_release(opweb *w)
-{
-	struct web_conn *c = w->conns, *next;
-
-	for (; c; c = next) {
-		next = c->next;
-		if (c->deadline)
-			event_free(c->deadline);
-		c->deadline = NULL;
-		c->w = NULL;
-		c->counted = false;
-		c->prev = c->next = NULL;
-	}
-	w->conns = w->conns_tail = NULL;
-	w->live = 0;
-}
-
 void opweb_free(opweb *w)
 {
 	if (!w)
 		return;
-	web_conns_release(w);
+	tlsconn_set_release(&w->conns);
 	if (w->http)
 		evhttp_free(w->http);
 	SSL_CTX_free(w->ssl_ctx);

@@ -47,6 +47,7 @@
 #include "ident.h"
 #include "log.h"
 #include "pki.h"
+#include "tlsconn.h"
 #include "message.h"
 #include "offload.h"
 #include "receipt.h"
@@ -708,89 +709,11 @@ int receiver_accept(struct receiver_setup *rs, inbox *ib, const char *peer_orgnr
  * ====================================================================== */
 
 /*
- * One accepted connection, tied to its SSL (ex_data) so that it lives
- * exactly as long as the connection: OpenSSL frees it with the SSL.
- *
- * Every connection has a deadline (read_timeout): the TLS handshake and the
- * first request, and after each request the next one, must be complete by
- * then, however slowly the bytes trickle in (evhttp's own timeout only
- * measures silence). When it passes, the socket is shut down and evhttp,
- * reading end-of-file, closes the connection itself.
+ * Connections (tlsconn.h): each has a deadline of read_timeout seconds for
+ * its TLS handshake and first request, and after each request for the
+ * next, however slowly the bytes trickle in (evhttp's own timeout only
+ * measures silence); a worker's cap is its share of max_connections.
  */
-struct conn {
-	struct worker *w;
-	struct bufferevent *bev;
-	struct event *deadline;
-	struct conn *prev, *next; /* w->conns, oldest first */
-	bool admitted;            /* counted in w->live */
-	bool handshaken;          /* the TLS handshake completed */
-	bool nodelay;             /* TCP_NODELAY is set on its socket */
-	unsigned trust_generation; /* of the trust its client certificate last passed */
-};
-
-/* Per-process: the SSL ex_data slot that ties a connection to its struct conn. */
-static int conn_slot = -1;
-
-static void conn_gone(struct conn *c);
-
-/* OpenSSL calls this when a connection's SSL is freed: it is gone. */
-static void conn_slot_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-			   void *argp)
-{
-	(void)parent;
-	(void)ad;
-	(void)idx;
-	(void)argl;
-	(void)argp;
-	if (ptr)
-		conn_gone(ptr);
-}
-
-/*
- * TCP_NODELAY on the connection's socket, once. evhttp writes an answer as
- * two TLS records (headers, then body); with Nagle on, the second waits for
- * the client's delayed ACK of the first, about 40 ms per answer. Everything
- * we write is a complete record, so there is nothing for Nagle to coalesce.
- * The socket is set by evhttp after the bufferevent is made, so this runs
- * at the ClientHello (before our handshake flight) and again at a request.
- */
-static void conn_nodelay(struct conn *c)
-{
-	evutil_socket_t fd;
-	int one = 1;
-
-	if (c->nodelay || !c->bev || (fd = bufferevent_getfd(c->bev)) < 0)
-		return;
-	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0)
-		c->nodelay = true;
-}
-
-/* Over the connection cap the handshake is refused before any crypto. */
-static int client_hello(SSL *ssl, int *alert, void *arg)
-{
-	struct conn *c = SSL_get_ex_data(ssl, conn_slot);
-
-	(void)arg;
-	if (c && c->admitted) {
-		conn_nodelay(c);
-		return SSL_CLIENT_HELLO_SUCCESS;
-	}
-	*alert = SSL_AD_INTERNAL_ERROR;
-	return SSL_CLIENT_HELLO_ERROR;
-}
-
-/* A connection past its handshake can no longer be evicted for a newcomer. */
-static void tls_info(const SSL *ssl, int where, int ret)
-{
-	struct conn *c;
-
-	(void)ret;
-	if (!(where & SSL_CB_HANDSHAKE_DONE))
-		return;
-	c = SSL_get_ex_data(ssl, conn_slot);
-	if (c)
-		c->handshaken = true;
-}
 
 /*
  * A refused client certificate is logged with OpenSSL's reason and the
@@ -883,11 +806,9 @@ static int tls_context(SSL_CTX **out, struct receiver_setup *rs)
 	*out = NULL;
 	if (!ctx)
 		return gw_error_set(GW_ERROR, "cannot create the TLS context: %s", pki_openssl_reason());
-	if (conn_slot < 0)
-		conn_slot = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_slot_free);
-	if (conn_slot < 0) {
+	if (tlsconn_init() < 0) {
 		SSL_CTX_free(ctx);
-		return gw_error_set(GW_ERROR, "cannot set up the TLS context: %s", pki_openssl_reason());
+		return GW_ERROR;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	if (SSL_CTX_get_security_level(ctx) < PKI_SECURITY_LEVEL)
@@ -897,8 +818,7 @@ static int tls_context(SSL_CTX **out, struct receiver_setup *rs)
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_client);
 	SSL_CTX_set_verify_depth(ctx, 8);
-	SSL_CTX_set_client_hello_cb(ctx, client_hello, NULL);
-	SSL_CTX_set_info_callback(ctx, tls_info);
+	tlsconn_ctx_setup(ctx);
 	SSL_CTX_set1_cert_store(ctx, pki_trust_store(rs->trust));
 	if (tls_identity(ctx, &rs->cfg->identity) < 0 || tls_client_cas(ctx, rs->trust) < 0) {
 		SSL_CTX_free(ctx);
@@ -928,140 +848,34 @@ struct worker {
 	struct waiting *committing;      /* the batch the committer has */
 	struct inbox_put *puts;          /* its puts, in the same order */
 	size_t n_committing;
-	struct conn *conns, *conns_tail; /* every open connection, oldest first */
-	int live;     /* admitted connections open now */
-	int max_live; /* this worker's share of max_connections */
+	struct tlsconn_set conns;        /* every open connection; its cap: this worker's share */
 	bool stopping;
 	int64_t stop_deadline_ms;
 	unsigned trust_generation; /* counts successful trust reloads */
 };
 
-static void conn_gone(struct conn *c)
-{
-	struct worker *w = c->w;
-
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		w->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	else
-		w->conns_tail = c->prev;
-	if (c->admitted)
-		w->live--;
-	if (c->deadline)
-		event_free(c->deadline);
-	free(c);
-}
-
-/* Close a connection from our side: evhttp sees end-of-file and frees it. */
-static void conn_cut(struct conn *c)
-{
-	evutil_socket_t fd = bufferevent_getfd(c->bev);
-
-	if (fd >= 0)
-		shutdown(fd, SHUT_RDWR);
-}
-
-static void conn_deadline(evutil_socket_t fd, short what, void *arg)
-{
-	struct conn *c = arg;
-
-	(void)fd;
-	(void)what;
-	if (c->admitted)
-		gw_log(GW_LOG_WARN, "connection-timeout", "detail",
-		       c->handshaken ? "no complete request within read_timeout; closed"
-				     : "the TLS handshake did not complete within read_timeout; closed",
-		       NULL);
-	conn_cut(c);
-}
-
-/* (Re)start the connection's deadline: read_timeout seconds from now. */
-static void conn_arm(struct conn *c, int seconds)
-{
-	struct timeval tv = { seconds, 0 };
-
-	if (c->deadline)
-		event_add(c->deadline, &tv);
-}
-
-/*
- * At the cap, the oldest connection that has not completed its TLS
- * handshake gives its place to the newcomer: connections that never finish
- * a handshake (half-open, or trickling a ClientHello) cannot lock senders
- * out. Connections with a verified client certificate keep their place
- * until their deadline.
- */
-static bool conn_evict_one(struct worker *w)
-{
-	for (struct conn *c = w->conns; c; c = c->next) {
-		if (!c->admitted || c->handshaken)
-			continue;
-		c->admitted = false;
-		w->live--;
-		gw_log(GW_LOG_WARN, "connection-evicted", "detail",
-		       "the connection limit is reached; the oldest connection without a "
-		       "completed TLS handshake was closed for a new one",
-		       NULL);
-		conn_cut(c);
-		return true;
-	}
-	return false;
-}
-
-/* A new connection's struct conn; NULL when out of memory. */
-static struct conn *conn_new(struct worker *w, SSL *ssl)
-{
-	struct conn *c = calloc(1, sizeof(*c));
-
-	if (!c)
-		return NULL;
-	c->w = w;
-	c->trust_generation = w->trust_generation; /* its handshake will use this trust */
-	c->deadline = evtimer_new(w->base, conn_deadline, c);
-	if (!c->deadline || !SSL_set_ex_data(ssl, conn_slot, c)) {
-		if (c->deadline)
-			event_free(c->deadline);
-		free(c);
-		return NULL;
-	}
-	c->prev = w->conns_tail;
-	if (w->conns_tail)
-		w->conns_tail->next = c;
-	else
-		w->conns = c;
-	w->conns_tail = c;
-	return c;
-}
-
 /*
  * evhttp asks for a bufferevent per accepted connection (it sets the socket
- * right after). A connection past the cap, when no unauthenticated one can
- * make room, is closed at once (its deadline is now), and client_hello()
- * refuses it should its ClientHello be read first. Should SSL_new fail,
- * evhttp falls back to a plain socket; such a connection has no peer
- * certificate and is answered 403.
+ * right after). A connection refused at the cap (tlsconn_admit) is closed at
+ * once: its deadline is now. Should SSL_new fail, evhttp falls back to a
+ * plain socket; such a connection has no peer certificate and is answered
+ * 403.
  */
 static struct bufferevent *worker_new_connection(struct event_base *base, void *arg)
 {
 	struct worker *w = arg;
 	SSL *ssl = SSL_new(w->ssl_ctx);
 	struct bufferevent *bev;
-	struct conn *c;
+	struct tlsconn *c;
+	bool admitted = false;
 
 	if (!ssl) {
 		gw_log(GW_LOG_ERROR, "tls-failed", "detail", pki_openssl_reason(), NULL);
 		return NULL;
 	}
-	c = conn_new(w, ssl);
-	if (c && !w->stopping && (w->live < w->max_live || conn_evict_one(w))) {
-		c->admitted = true;
-		w->live++;
-	} else {
-		gw_log(GW_LOG_WARN, "connection-refused", "detail",
-		       "the connection limit is reached", NULL);
+	if ((c = tlsconn_new(&w->conns, ssl)) != NULL) {
+		c->trust_generation = w->trust_generation; /* its handshake will use this trust */
+		admitted = tlsconn_admit(&w->conns, c, w->stopping);
 	}
 	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
 					     BEV_OPT_CLOSE_ON_FREE);
@@ -1071,18 +885,23 @@ static struct bufferevent *worker_new_connection(struct event_base *base, void *
 	}
 	if (c) {
 		c->bev = bev;
-		conn_arm(c, c->admitted ? w->rs->cfg->receiver.read_timeout : 0);
+		tlsconn_arm(c, admitted ? w->rs->cfg->receiver.read_timeout : 0);
 	}
 	return bev;
 }
 
-static struct conn *request_conn(struct evhttp_request *req)
+static struct tlsconn *request_conn(struct evhttp_request *req)
 {
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
 
-	return ssl ? SSL_get_ex_data(ssl, conn_slot) : NULL;
+	return bev ? tlsconn_of(bufferevent_openssl_get_ssl(bev)) : NULL;
+}
+
+/* The worker a connection belongs to; NULL once the worker let go of it. */
+static struct worker *conn_worker(const struct tlsconn *c)
+{
+	return c && c->set ? c->set->owner : NULL;
 }
 
 /* The verified client certificate's organisation; "" when there is none. */
@@ -1106,7 +925,7 @@ static void request_peer_orgnr(struct evhttp_request *req, char org[10])
  * answer (403, closing the connection, as "TLS client not allowed"; 503 when
  * the check itself could not run).
  */
-static int peer_trusted_now(struct worker *w, struct conn *c, struct evhttp_request *req)
+static int peer_trusted_now(struct worker *w, struct tlsconn *c, struct evhttp_request *req)
 {
 	struct evhttp_connection *conn = evhttp_request_get_connection(req);
 	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
@@ -1153,7 +972,7 @@ static void reply(struct evhttp_request *req, int status, const gw_buf *body)
 {
 	struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
 	struct evbuffer *out = NULL;
-	struct conn *c = request_conn(req);
+	struct worker *w = conn_worker(request_conn(req));
 
 	if (body && body->len) {
 		out = evbuffer_new();
@@ -1166,7 +985,7 @@ static void reply(struct evhttp_request *req, int status, const gw_buf *body)
 	if (status == 405)
 		evhttp_add_header(headers, "Allow", "POST");
 	/* A stopping worker closes each connection once it has answered on it. */
-	if (status == 403 || status == 413 || (c && c->w->stopping))
+	if (status == 403 || status == 413 || (w && w->stopping))
 		evhttp_add_header(headers, "Connection", "close");
 	evhttp_send_reply(req, status, status_phrase(status), out);
 	if (out)
@@ -1226,13 +1045,14 @@ struct waiting {
 
 static void answer_send(struct evhttp_request *req, struct receiver_answer *answer, const char *org)
 {
-	struct conn *c = request_conn(req);
+	struct tlsconn *c = request_conn(req);
+	struct worker *w = conn_worker(c);
 
 	if (answer->http_status == 200 && answer->status && strcmp(answer->status, "accepted") == 0)
 		inbox_fault_point("before-answer");
 	/* The next request's time starts now (a stored one's did not run meanwhile). */
-	if (c)
-		conn_arm(c, c->w->rs->cfg->receiver.read_timeout);
+	if (w)
+		tlsconn_arm(c, w->rs->cfg->receiver.read_timeout);
 	log_answer(answer, org);
 	reply(req, answer->http_status, &answer->body);
 	receiver_answer_clear(answer);
@@ -1358,14 +1178,14 @@ static void worker_request(struct evhttp_request *req, void *arg)
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(in);
 	const unsigned char *body;
-	struct conn *c;
+	struct tlsconn *c;
 	char org[10];
 	int gate;
 
 	/* This request is in; the answer and the next request get a new deadline. */
 	if ((c = request_conn(req)) != NULL) {
-		conn_arm(c, w->rs->cfg->receiver.read_timeout);
-		conn_nodelay(c);
+		tlsconn_arm(c, w->rs->cfg->receiver.read_timeout);
+		tlsconn_nodelay(c);
 	}
 	request_peer_orgnr(req, org);
 	if (w->stopping) { /* nothing new now: the sender retries with the next worker */
@@ -1409,7 +1229,7 @@ static void worker_drain_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if ((w->live <= 0 && w->n_waiting == 0 && !offload_busy(w->committer)) ||
+	if ((w->conns.live <= 0 && w->n_waiting == 0 && !offload_busy(w->committer)) ||
 	    timeutil_now_ms() >= w->stop_deadline_ms)
 		event_base_loopbreak(w->base);
 }
@@ -1464,7 +1284,7 @@ static int worker_http(struct worker *w, evutil_socket_t listen_fd)
 static int worker_base(struct worker *w)
 {
 	w->waiting_tail = &w->waiting;
-	w->base = event_base_new();
+	w->base = w->conns.base = event_base_new();
 	if (w->base)
 		w->ev_commit = event_new(w->base, -1, 0, worker_commit_event, w);
 	if (!w->ev_commit)
@@ -1516,14 +1336,10 @@ static void worker_free(struct worker *w)
 	if (w->ev_commit)
 		event_free(w->ev_commit);
 	/* Connections are freed below, some only as the event loop is torn
-	 * down: their timers go first, while the loop is whole. */
-	for (struct conn *c = w->conns; c; c = c->next) {
-		if (c->deadline)
-			event_free(c->deadline);
-		c->deadline = NULL;
-	}
+	 * down: each lets go of w now, and its timer goes while the loop is whole. */
+	tlsconn_set_release(&w->conns);
 	if (w->http)
-		evhttp_free(w->http); /* frees connections: live drops to 0 */
+		evhttp_free(w->http);
 	if (w->drain)
 		event_free(w->drain);
 	if (w->on_term)
@@ -1548,9 +1364,11 @@ static int worker_run(struct receiver_setup *rs, SSL_CTX *ssl_ctx, evutil_socket
 	memset(&w, 0, sizeof(w));
 	w.rs = rs;
 	w.ssl_ctx = ssl_ctx;
-	w.max_live = rc->max_connections / (rc->workers > 0 ? rc->workers : 1);
-	if (w.max_live < 1)
-		w.max_live = 1;
+	w.conns.owner = &w;
+	w.conns.prefix = "";
+	w.conns.max_live = rc->max_connections / (rc->workers > 0 ? rc->workers : 1);
+	if (w.conns.max_live < 1)
+		w.conns.max_live = 1;
 	if (inbox_open(&w.ib, rc->inbox, rc->db) < 0 ||
 	    inbox_open(&w.store_ib, rc->inbox, rc->db) < 0 || worker_base(&w) < 0 ||
 	    worker_http(&w, listen_fd) < 0 || worker_events(&w) < 0) {
