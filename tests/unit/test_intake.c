@@ -856,11 +856,30 @@ static void expect_withdrawal_to_nav(struct rows *r3, enum msg_state state, cons
  * for the same organisation exists); once NAV is configured again (under
  * another name) the withdrawal goes out to it.
  */
+/* NAV configured again, under another name: release sends the withdrawal there, to NAV only. */
+static void released_to_nav_old(struct rows *r3, int (*release)(struct intake *, int *))
+{
+	static struct gw_config with_old;
+	gw_buf body = GW_BUF_INIT;
+	int released = -1;
+
+	config_nav_repointed(&with_old, true);
+	fx.in.cfg = &with_old;
+	assert_ok(release(&fx.in, &released));
+	assert_int_equal(released, 1);
+	expect_withdrawal_to_nav(r3, MSG_QUEUED, "nav-old");
+	signed_body(r3->m[0].message_id, &body);
+	assert_true(has(&body, "<To orgnr=\"" ORG_NAV "\" service=\"nav\"/>"));
+	assert_true(has(&body, "<Withdrawal"));
+	assert_false(has(&body, ORG_OTHER));
+	fx.in.cfg = &fx.cfg;
+	gw_buf_free(&body);
+}
+
 static void test_withdrawal_goes_to_the_organisation_not_the_endpoint_name(void **state)
 {
-	static struct gw_config repointed, with_old;
+	static struct gw_config repointed;
 	struct rows r1, r3;
-	gw_buf body = GW_BUF_INIT;
 	char reason[64];
 	int released = -1;
 
@@ -881,17 +900,7 @@ static void test_withdrawal_goes_to_the_organisation_not_the_endpoint_name(void 
 	assert_int_equal(released, 0);
 	expect_withdrawal_to_nav(&r3, MSG_HELD, "");
 
-	config_nav_repointed(&with_old, true);
-	fx.in.cfg = &with_old;
-	assert_ok(intake_release_held(&fx.in, &released));
-	assert_int_equal(released, 1);
-	expect_withdrawal_to_nav(&r3, MSG_QUEUED, "nav-old");
-	signed_body(r3.m[0].message_id, &body);
-	assert_true(has(&body, "<To orgnr=\"" ORG_NAV "\" service=\"nav\"/>"));
-	assert_true(has(&body, "<Withdrawal"));
-	assert_false(has(&body, ORG_OTHER));
-	fx.in.cfg = &fx.cfg;
-	gw_buf_free(&body);
+	released_to_nav_old(&r3, intake_release_held);
 }
 
 /*
@@ -902,9 +911,8 @@ static void test_withdrawal_goes_to_the_organisation_not_the_endpoint_name(void 
  */
 static void test_held_withdrawal_is_released_to_its_organisation_only(void **state)
 {
-	static struct gw_config repointed, with_old;
+	static struct gw_config repointed;
 	struct rows r1, r3;
-	gw_buf body = GW_BUF_INIT;
 	int released = -1;
 
 	drop("release-r1.xml", "r1.xml");
@@ -925,15 +933,7 @@ static void test_held_withdrawal_is_released_to_its_organisation_only(void **sta
 	assert_int_equal(released, 0);
 	expect_withdrawal_to_nav(&r3, MSG_HELD, "oslo-nav");
 
-	config_nav_repointed(&with_old, true);
-	fx.in.cfg = &with_old;
-	assert_ok(intake_release_stale(&fx.in, &released));
-	assert_int_equal(released, 1);
-	expect_withdrawal_to_nav(&r3, MSG_QUEUED, "nav-old");
-	signed_body(r3.m[0].message_id, &body);
-	assert_true(has(&body, "<To orgnr=\"" ORG_NAV "\" service=\"nav\"/>"));
-	fx.in.cfg = &fx.cfg;
-	gw_buf_free(&body);
+	released_to_nav_old(&r3, intake_release_stale);
 }
 
 /* ---- rejections ---- */
@@ -2109,22 +2109,14 @@ static void test_chunk_sees_its_own_files(void **state)
 }
 
 /*
- * A crash right after the chunk's COMMIT, before any file moved (a child
- * process with its own store connection exits inside the commit): every
- * file is still in incoming/new, its notice and messages committed. The
- * next scan recognises each by its SHA-256, moves it as a duplicate and
- * makes nothing new.
+ * body runs in a child process with its own store connection and must end
+ * it from inside the code under test, as a crash there would (exit 0).
  */
-static void test_crash_between_commit_and_moves(void **state)
+static void in_child_that_crashes(void (*body)(struct intake *child))
 {
-	int accepted = -1, rejected = -1, duplicates = -1, status = 0;
-	struct store_counts before, after;
-	struct store_notice n;
+	int status = 0;
 	pid_t pid;
 
-	drop("release-r1.xml", "a.xml");
-	drop("refuse-health.xml", "b.xml");
-	drop("transfer.xml", "c.xml");
 	fflush(NULL);
 	pid = fork();
 	assert_true(pid >= 0);
@@ -2135,15 +2127,39 @@ static void test_crash_between_commit_and_moves(void **state)
 		if (store_sqlite_open(&st, fx.cfg.gateway.db) < 0)
 			_exit(2);
 		child.st = st;
-		child.scan_open = false;
 		child.certs = NULL;
-		wrap_store(st, true);
-		intake_scan(&child, NULL, NULL, NULL);
-		_exit(4); /* not reached: the commit exits */
+		body(&child);
+		_exit(4); /* not reached */
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void scan_exiting_in_commit(struct intake *child)
+{
+	child->scan_open = false;
+	wrap_store(child->st, true);
+	intake_scan(child, NULL, NULL, NULL);
+}
+
+/*
+ * A crash right after the chunk's COMMIT, before any file moved (a child
+ * process with its own store connection exits inside the commit): every
+ * file is still in incoming/new, its notice and messages committed. The
+ * next scan recognises each by its SHA-256, moves it as a duplicate and
+ * makes nothing new.
+ */
+static void test_crash_between_commit_and_moves(void **state)
+{
+	int accepted = -1, rejected = -1, duplicates = -1;
+	struct store_counts before, after;
+	struct store_notice n;
+
+	drop("release-r1.xml", "a.xml");
+	drop("refuse-health.xml", "b.xml");
+	drop("transfer.xml", "c.xml");
+	in_child_that_crashes(scan_exiting_in_commit);
 
 	assert_true(present(fx.spool.new_dir, "a.xml"));
 	assert_true(present(fx.spool.new_dir, "b.xml"));
@@ -2298,6 +2314,12 @@ static void crash_now(const struct spool *sp, const char *name)
 	_exit(0);
 }
 
+static void take_exiting_in_move(struct intake *child)
+{
+	fx.spool.staged_hook = crash_now;
+	intake_file(child, "a.xml", NULL);
+}
+
 /*
  * A crash while a committed file is on its way to processed/, under its
  * staging name: the next start puts it back into incoming/new and takes
@@ -2305,30 +2327,12 @@ static void crash_now(const struct spool *sp, const char *name)
  */
 static void test_crash_during_the_move(void **state)
 {
-	int accepted = -1, rejected = -1, duplicates = -1, status = 0;
+	int accepted = -1, rejected = -1, duplicates = -1;
 	struct store_counts before, after;
 	gw_buf log = GW_BUF_INIT;
-	pid_t pid;
 
 	drop("release-r1.xml", "a.xml");
-	fflush(NULL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct intake child = fx.in;
-		store *st;
-
-		if (store_sqlite_open(&st, fx.cfg.gateway.db) < 0)
-			_exit(2);
-		child.st = st;
-		child.certs = NULL;
-		fx.spool.staged_hook = crash_now;
-		intake_file(&child, "a.xml", NULL);
-		_exit(4); /* not reached: the move exits */
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	in_child_that_crashes(take_exiting_in_move);
 	assert_false(present(fx.spool.new_dir, "a.xml"));
 	assert_false(present(fx.spool.processed, "a.xml"));
 	assert_true(present(fx.spool.processed, ".taking.a.xml"));
