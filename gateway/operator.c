@@ -117,6 +117,53 @@ static const struct usage usages[] = {
 		    "  weekend releases, median lead time (docs/OPERATOR_CLI.md defines each)\n" },
 };
 
+/*
+ * The operand each command takes: none, one named (ID, MSGID, FILE), or one
+ * fixed word (audit verify, report timeliness).
+ */
+struct operand_rule {
+	const char *command;
+	const char *name;  /* NULL: no operand */
+	const char *word;  /* the operand must be this word */
+};
+
+static const struct operand_rule operand_rules[] = {
+	{ "status", NULL, NULL },     { "list", NULL, NULL },
+	{ "show", "ID", NULL },       { "retry", "MSGID", NULL },
+	{ "cancel", "MSGID", NULL },  { "verify", "FILE", NULL },
+	{ "export", "MSGID", NULL },  { "audit", "verify", "verify" },
+	{ "report", "timeliness", "timeliness" },
+};
+
+/* What is wrong with the operands, said in one line; 0 when nothing. */
+static int check_operands(const char *command, const char *first, const char *second)
+{
+	for (size_t i = 0; i < sizeof(operand_rules) / sizeof(operand_rules[0]); i++) {
+		const struct operand_rule *r = &operand_rules[i];
+
+		if (strcmp(command, r->command) != 0)
+			continue;
+		if (!r->name && first) {
+			fprintf(stderr, "gateway %s: unexpected argument '%s'\n", command, first);
+			return -1;
+		}
+		if (r->name && !first) {
+			fprintf(stderr, "gateway %s: %s is required\n", command, r->name);
+			return -1;
+		}
+		if (r->word && strcmp(first, r->word) != 0) {
+			fprintf(stderr, "gateway %s: '%s' is not known here (gateway %s %s)\n", command,
+				first, command, r->word);
+			return -1;
+		}
+		if (second) {
+			fprintf(stderr, "gateway %s: unexpected argument '%s'\n", command, second);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static void operator_usage(const char *command, FILE *out)
 {
 	for (size_t i = 0; i < sizeof(usages) / sizeof(usages[0]); i++)
@@ -164,6 +211,10 @@ static int parse_args(const char *command, int argc, char **argv, struct operato
 		args->operand2 = argv[optind++];
 	if (optind < argc) {
 		fprintf(stderr, "gateway %s: unexpected argument '%s'\n", command, argv[optind]);
+		operator_usage(command, stderr);
+		return -1;
+	}
+	if (check_operands(command, args->target, args->operand2) < 0) {
 		operator_usage(command, stderr);
 		return -1;
 	}
@@ -252,6 +303,12 @@ static int open_session(const char *config_path, struct session *s)
 		fprintf(stderr, "gateway: %s has no [gateway] db: the operator commands read the"
 				" sender's store\n", config_path);
 		return 2;
+	}
+	/* Opening would make an empty one, and an empty store says all is well. */
+	if (access(s->cfg->gateway.db, F_OK) != 0) {
+		fprintf(stderr, "gateway: no database at %s ([gateway] db in %s): has gateway send"
+				" run with this configuration?\n", s->cfg->gateway.db, config_path);
+		return 1;
 	}
 	if (store_sqlite_open(&s->st, s->cfg->gateway.db) < 0) {
 		fprintf(stderr, "gateway: %s\n", gw_error_last());
@@ -736,6 +793,7 @@ static int cmd_export(struct session *s, const struct operator_args *args)
 	int rc = 0;
 
 	if (!args->target || args->want_message + args->want_receipt != 1) {
+		fprintf(stderr, "gateway export: say which: --message or --receipt\n");
 		operator_usage("export", stderr);
 		return 2;
 	}
@@ -906,6 +964,12 @@ static int cmd_verify(struct session *s, const struct operator_args *args)
 	if (xmlread_init() < 0 || dsig_init() < 0) {
 		fprintf(stderr, "gateway verify: %s\n", gw_error_last());
 		return 1;
+	}
+	if (!schemas[0]) {
+		fprintf(stderr, "gateway verify: %s has no [identity] schemas: set it to the directory"
+				" with notice.xsd, message.xsd and receipt.xsd\n", args->config_path);
+		dsig_shutdown();
+		return 2;
 	}
 	if (xmlread_schemas_load(schemas) < 0) {
 		fprintf(stderr, "gateway verify: %s\n", gw_error_last());

@@ -211,7 +211,8 @@ static int schemas_open(struct receiver_setup *rs, const char *schemas_dir)
 
 	if (!dir || !*dir)
 		return gw_error_set(GW_EINVALID, "no schema directory: set schemas in [identity] "
-				    "or pass --schemas DIR (the directory with message.xsd)");
+				    "or pass --schemas DIR (the directory with notice.xsd, message.xsd and "
+				    "receipt.xsd)");
 	if (xmlread_init() < 0)
 		return GW_ERROR;
 	rs->xml_ready = true;
@@ -1677,7 +1678,9 @@ static void receive_usage(FILE *out)
 {
 	fprintf(out, "usage: gateway receive --config FILE [--schemas DIR] [--port N] "
 		     "[--port-file PATH]\n"
-		     "  --schemas DIR     directory with message.xsd (default: [identity] schemas)\n"
+		     "  --config FILE     the receiver's configuration ([identity], [receiver])\n"
+		     "  --schemas DIR     directory with notice.xsd, message.xsd and receipt.xsd\n"
+		     "                    (default: [identity] schemas)\n"
 		     "  --port N          listen on port N instead of the configured one (0: any)\n"
 		     "  --port-file PATH  write the port actually bound to PATH\n");
 }

@@ -180,6 +180,16 @@ check "no --config: exit 2" eq "$(rc_of "$GW" status)" 2
 check "unknown option: exit 2" eq "$(rc_of G status --bogus)" 2
 check "audit without verify: exit 2" eq "$(rc_of G audit)" 2
 check "missing config file: exit 2" eq "$(rc_of "$GW" status --config "$LAB/none.conf")" 2
+check "an extra operand: exit 2" eq "$(rc_of G status extra)" 2
+check "... saying which" hasf "$(G status extra 2>&1 || true)" "gateway status: unexpected argument 'extra'"
+check "show without an ID says so" hasf "$(G show 2>&1 || true)" "gateway show: ID is required"
+check "audit bogus says what is known" hasf "$(G audit bogus 2>&1 || true)" "(gateway audit verify)"
+check "... even without --config" hasf "$("$GW" audit bogus 2>&1 || true)" "(gateway audit verify)"
+# A configuration whose database does not exist: no empty store made, exit 1.
+sed "s#^db = .*#db = $LAB/nowhere/gateway.db#" "$cfg" > "$LAB/nowhere.conf"
+check "status on a missing database: exit 1" eq "$(rc_of "$GW" status --config "$LAB/nowhere.conf")" 1
+check "... saying so" hasf "$("$GW" list --config "$LAB/nowhere.conf" 2>&1 || true)" "no database at $LAB/nowhere/gateway.db"
+check "... and nothing was created" test ! -e "$LAB/nowhere"
 # The allocator the binary runs on (CMake GW_JEMALLOC; the sanitizers bring their own).
 version_out=$("$GW" version)
 check "version: the gateway's version" has "$version_out" '^gateway [0-9]'
