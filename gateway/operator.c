@@ -135,7 +135,8 @@ static const struct operand_rule operand_rules[] = {
 	{ "report", "timeliness", "timeliness" },
 };
 
-/* What is wrong with the operands, said in one line; 0 when nothing. */
+/* What is wrong with the operands, said in one line; 0 when nothing. The
+ * commands rely on it: each finds its operand there. */
 static int check_operands(const char *command, const char *first, const char *second)
 {
 	for (size_t i = 0; i < sizeof(operand_rules) / sizeof(operand_rules[0]); i++) {
@@ -403,10 +404,6 @@ static int cmd_list(struct session *s, const struct operator_args *args)
 	enum msg_state state;
 	int rc;
 
-	if (args->target) {
-		fprintf(stderr, "gateway list: unexpected argument '%s'\n", args->target);
-		return 2;
-	}
 	if (args->state) {
 		if (store_state_parse(args->state, &state) < 0) {
 			fprintf(stderr, "gateway list: %s\n", gw_error_last());
@@ -676,10 +673,6 @@ static int cmd_show(struct session *s, const struct operator_args *args)
 {
 	int rc;
 
-	if (!args->target) {
-		operator_usage("show", stderr);
-		return 2;
-	}
 	rc = show_message(s, args->target, args->json);
 	if (rc == GW_ENOTFOUND)
 		rc = show_notice(s, args->target, args->json);
@@ -727,10 +720,6 @@ static int cmd_retry(struct session *s, const struct operator_args *args)
 	char detail[64], until[32];
 	int rc;
 
-	if (!args->target) {
-		operator_usage("retry", stderr);
-		return 2;
-	}
 	operator_detail(detail, sizeof(detail));
 	if ((rc = retry_deadline(s, args->target, now, &deadline)) == 0)
 		rc = s->st->ops->message_retry(s->st, args->target, now, deadline, detail);
@@ -764,10 +753,6 @@ static int cmd_cancel(struct session *s, const struct operator_args *args)
 	const char *reason = args->reason ? args->reason : "cancelled by an operator";
 	char detail[64];
 
-	if (!args->target) {
-		operator_usage("cancel", stderr);
-		return 2;
-	}
 	if (!cancel_reason_fits(reason))
 		return 2;
 	operator_detail(detail, sizeof(detail));
@@ -792,7 +777,7 @@ static int cmd_export(struct session *s, const struct operator_args *args)
 	struct store_receipt r = { 0 };
 	int rc = 0;
 
-	if (!args->target || args->want_message + args->want_receipt != 1) {
+	if (args->want_message + args->want_receipt != 1) {
 		fprintf(stderr, "gateway export: say which: --message or --receipt\n");
 		operator_usage("export", stderr);
 		return 2;
@@ -957,10 +942,6 @@ static int cmd_verify(struct session *s, const struct operator_args *args)
 	enum xml_kind kind;
 	int rc;
 
-	if (!args->target) {
-		operator_usage("verify", stderr);
-		return 2;
-	}
 	if (xmlread_init() < 0 || dsig_init() < 0) {
 		fprintf(stderr, "gateway verify: %s\n", gw_error_last());
 		return 1;
@@ -1018,10 +999,6 @@ static int cmd_audit(struct session *s, const struct operator_args *args)
 	char where[PATH_MAX + 64];
 	int rc;
 
-	if (!args->target || strcmp(args->target, "verify") != 0 || args->operand2) {
-		operator_usage("audit", stderr);
-		return 2;
-	}
 	if (args->head && audit_head_parse(args->head, &given) < 0) {
 		fprintf(stderr, "gateway audit verify: %s\n", gw_error_last());
 		return 2;
@@ -1067,10 +1044,6 @@ static int cmd_report(struct session *s, const struct operator_args *args)
 	size_t n = 0;
 	int rc;
 
-	if (!args->target || strcmp(args->target, "timeliness") != 0 || args->operand2) {
-		operator_usage("report", stderr);
-		return 2;
-	}
 	if ((rc = report_timeliness(s->st, s->cfg, args->from, args->to, &rows, &n)) < 0) {
 		fprintf(stderr, "gateway report timeliness: %s\n", gw_error_last());
 		return rc == GW_EINVALID ? 2 : 1;
