@@ -891,12 +891,18 @@ static struct bufferevent *worker_new_connection(struct event_base *base, void *
 	return bev;
 }
 
-static struct tlsconn *request_conn(struct evhttp_request *req)
+/* The SSL of the request's connection; NULL for a plain one. */
+static SSL *request_ssl(struct evhttp_request *req)
 {
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
 
-	return bev ? tlsconn_of(bufferevent_openssl_get_ssl(bev)) : NULL;
+	return bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+}
+
+static struct tlsconn *request_conn(struct evhttp_request *req)
+{
+	return tlsconn_of(request_ssl(req));
 }
 
 /* The worker a connection belongs to; NULL once the worker let go of it. */
@@ -908,9 +914,7 @@ static struct worker *conn_worker(const struct tlsconn *c)
 /* The verified client certificate's organisation; "" when there is none. */
 static void request_peer_orgnr(struct evhttp_request *req, char org[10])
 {
-	struct evhttp_connection *conn = evhttp_request_get_connection(req);
-	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
-	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	SSL *ssl = request_ssl(req);
 	X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
 
 	org[0] = '\0';
@@ -928,9 +932,7 @@ static void request_peer_orgnr(struct evhttp_request *req, char org[10])
  */
 static int peer_trusted_now(struct worker *w, struct tlsconn *c, struct evhttp_request *req)
 {
-	struct evhttp_connection *conn = evhttp_request_get_connection(req);
-	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
-	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	SSL *ssl = request_ssl(req);
 	X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
 	char org[10] = "-", detail[240];
 	int rc;
